@@ -1,0 +1,395 @@
+r"""Symbolic derivation of the DECOLLE plasticity rule (sympy), from the model files and a chosen loss.
+
+Nothing here states the rule. It is obtained by the chain rule through the model of ``equations/``:
+
+.. math::
+
+    y_k = y^{syn}_k + g_k,\quad y^{syn}_k = \sum_i G_{ki} m_i S_i,\quad S_i = H(U_i),\quad
+    U_i = u^{syn}_i + b_i + R_i,\quad u^{syn}_i = \sum_j W_{ij} P_j
+
+with the Heaviside's derivative replaced by a surrogate :math:`\sigma'(U)`. Every factor below is a
+sympy derivative of an expression read from the ``.eq`` files:
+
+- ``err`` (readout unit k):  :math:`\partial L/\partial y_k`
+- ``bp`` (layer neuron i, summed over the readout synapses): :math:`\sum_k err_k\,\partial y_k/\partial S_i`
+- ``delta`` (layer neuron i): :math:`E_i = \partial L/\partial U_i = bp_i\,\sigma'(U_i)`
+- weight gradient (synapse ij): :math:`E_i\,\partial U_i/\partial W_{ij}`;
+  bias gradient :math:`E_i\,\partial U_i/\partial b_i`
+
+Losses are written in a small language over the readout ``y`` and ``target`` of one class, with class
+reductions ``sum(...)`` and ``mean(...)``; an expression with a bare ``y`` outside any reduction is an
+element-wise loss, averaged over the classes (PyTorch's default reduction). Reductions become extra
+summed variables over the readout units when the rule is emitted as Brian2 code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import sympy as sp
+from brian2 import Equations
+from brian2.parsing.sympytools import str_to_sympy, sympy_to_str
+
+from decolle_brian.equations_io import load_model
+
+#: Built-in losses (one-hot target; mean over classes as PyTorch's defaults).
+LOSSES = {
+    "smoothl1": "mean(where(abs(y - target) < 1, (y - target)**2 / 2, abs(y - target) - 1/2))",
+    "mse": "mean((y - target)**2)",
+    "ce": "log(sum(exp(y))) - sum(target * y)",  # softmax cross-entropy for a target summing to 1
+}
+
+#: Built-in surrogates sigma'(u) and their default parameters.
+SURROGATES = {
+    "fast_sigmoid": ("1 / (slope * abs(u) + 1)**2", {"slope": 10.0}),
+    "boxcar": ("where((u > -width / 2) & (u <= width / 2), 1, 0)", {"width": 1.0}),
+    "sigmoid": ("slope * exp(-slope * u) / (1 + exp(-slope * u))**2", {"slope": 1.0}),
+}
+
+OPTIMIZERS = ("sgd", "adamax")
+
+# Brian's own symbols are real; sympy compares symbols by name AND assumptions.
+Y, TARGET, U = (sp.Symbol(name, real=True) for name in ("y", "target", "u"))
+N_CLASSES = sp.Symbol("n_classes", positive=True, integer=True)
+
+
+class ClassSum(sp.Function):
+    """Sum of its argument over the readout classes (``y``, ``target`` inside are the summed class)."""
+
+    nargs = 1
+
+
+class DerivationError(ValueError):
+    """A loss, surrogate or optimiser that cannot be turned into a plasticity rule."""
+
+
+def _where(cond, a, b):
+    return sp.Piecewise((a, cond), (b, True))
+
+
+def _clip(x, lo, hi):
+    return sp.Max(lo, sp.Min(hi, x))
+
+
+def _parse(text: str, allowed: dict[str, sp.Basic], what: str) -> sp.Expr:
+    functions = {
+        "sum": ClassSum, "mean": lambda e: ClassSum(e) / N_CLASSES, "where": _where, "clip": _clip,
+        "abs": sp.Abs, "exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "tanh": sp.tanh, "sign": sp.sign,
+        "max": sp.Max, "min": sp.Min,
+    }
+    try:
+        expr = sp.parse_expr(text, local_dict={**functions, **allowed}, evaluate=True)
+    except Exception as exc:  # sympy raises many kinds for bad syntax
+        raise DerivationError(f"Cannot parse the {what} expression '{text}': {exc}") from None
+    if not isinstance(expr, sp.Expr):
+        raise DerivationError(f"The {what} expression '{text}' is not a numeric expression")
+    unknown = sorted(str(s) for s in expr.free_symbols if s not in set(allowed.values()))
+    if unknown:
+        raise DerivationError(
+            f"The {what} expression '{text}' uses unknown name(s) {unknown}; "
+            f"allowed: {sorted(allowed)} and functions {sorted(functions)}"
+        )
+    return expr
+
+
+def parse_loss(loss: str) -> tuple[str, sp.Expr]:
+    """Return ``(name, sympy expression)`` for a built-in loss name or a user expression of y, target."""
+    text = LOSSES.get(loss, loss)
+    if loss not in LOSSES and not any(c in loss for c in "()+-*/") and loss.isidentifier() and loss != "y":
+        raise DerivationError(f"Unknown loss '{loss}'; built-in: {sorted(LOSSES)}, or an expression of y, target")
+    expr = _parse(text, {"y": Y, "target": TARGET, "n_classes": N_CLASSES}, "loss")
+    if Y not in expr.free_symbols:
+        raise DerivationError(f"The loss '{loss}' does not depend on the readout y; nothing to learn")
+    if _has_bare(expr, Y) or _has_bare(expr, TARGET):
+        expr = ClassSum(expr) / N_CLASSES  # element-wise loss: mean over the classes
+    return (loss if loss in LOSSES else "custom", expr)
+
+
+def parse_surrogate(surrogate: str, **params: float) -> tuple[str, sp.Expr]:
+    """Return ``(name, sigma'(u))`` for a built-in surrogate (with its parameters) or an expression of u."""
+    if surrogate in SURROGATES:
+        text, defaults = SURROGATES[surrogate]
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise DerivationError(f"Surrogate '{surrogate}' has no parameter(s) {unknown}; it takes {sorted(defaults)}")
+        values = {**defaults, **params}
+        for key, value in values.items():
+            if not math.isfinite(value) or value <= 0:
+                raise DerivationError(f"Surrogate parameter '{key}' must be a positive number, got {value}")
+        symbols = {key: sp.Float(value) for key, value in values.items()}
+        name = surrogate
+    else:
+        if surrogate.isidentifier() and surrogate != "u":
+            raise DerivationError(
+                f"Unknown surrogate '{surrogate}'; built-in: {sorted(SURROGATES)}, or an expression of u"
+            )
+        text, symbols, name = surrogate, {key: sp.Float(v) for key, v in params.items()}, "custom"
+    expr = _parse(text, {"u": U, **symbols}, "surrogate")
+    if U not in expr.free_symbols:
+        raise DerivationError(f"The surrogate '{surrogate}' does not depend on u")
+    return name, expr
+
+
+def _has_bare(expr: sp.Basic, symbol: sp.Symbol) -> bool:
+    """True if ``symbol`` occurs in ``expr`` outside every ClassSum."""
+    if isinstance(expr, ClassSum):
+        return False
+    if expr == symbol:
+        return True
+    return any(_has_bare(arg, symbol) for arg in expr.args)
+
+
+@dataclass
+class _Reductions:
+    """Class sums as symbols ``red0, red1, ...`` with their summands (inner sums replaced)."""
+
+    summands: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)
+
+    def hoist(self, expr: sp.Expr) -> sp.Expr:
+        """Replace every ClassSum (innermost first) by a reduction symbol."""
+        def visit(e):
+            if not e.args:
+                return e
+            e = e.func(*[visit(a) for a in e.args])
+            if isinstance(e, ClassSum):
+                summand = e.args[0]
+                if not summand.has(Y, TARGET):
+                    return N_CLASSES * summand  # a constant summed over the classes
+                for sym, known in self.summands.items():
+                    if sp.simplify(known - summand) == 0:
+                        return sym
+                sym = sp.Symbol(f"red{len(self.summands)}", real=True)
+                self.summands[sym] = summand
+                return sym
+            return e
+        return visit(expr)
+
+    def d_dy_scalar(self, expr: sp.Expr) -> sp.Expr:
+        """Derivative of a scalar (no bare y): reductions nested in a summand are summed over the classes."""
+        result = sp.Integer(0)
+        for sym in [s for s in expr.free_symbols if s in self.summands]:
+            outer = sp.diff(expr, sym)
+            summand = self.summands[sym]
+            inner = sp.diff(summand, Y)
+            for sub in [s for s in summand.free_symbols if s in self.summands]:
+                coef = self.hoist(ClassSum(sp.diff(summand, sub)))
+                inner += coef * self.d_dy_scalar(sub)
+            result += outer * inner
+        return result
+
+
+def _summed(eqs: Equations, name: str) -> sp.Expr:
+    return str_to_sympy(eqs[name].expr.code)
+
+
+def _suffixed(expr: sp.Expr, suffix: str) -> sp.Expr:
+    return expr.subs({s: sp.Symbol(f"{s.name}{suffix}", real=True) for s in expr.free_symbols
+                      if isinstance(s, sp.Symbol) and s.name not in ("n_classes",)})
+
+
+@dataclass
+class DerivedRule:
+    """The plasticity rule derived for one loss and surrogate, as sympy expressions and Brian2 code.
+
+    Attributes
+    ----------
+    err : sympy.Expr
+        dL/dy of one readout unit, in ``y``, ``target``, ``n_classes`` and the reductions ``red*``.
+    reductions : list of (sympy.Symbol, sympy.Expr)
+        Class sums needed by ``err``, in the order they must be computed (a summand of ``y``, ``target``
+        and earlier reductions).
+    backprojection : sympy.Expr
+        Summand of ``bp_pre`` over the readout synapses (``G * mask_pre * err_post`` for the shipped model).
+    delta : sympy.Expr
+        Per-neuron learning signal E_i = dL/dU_i in neuron variables (``bp``, ``u``).
+    grad_w, grad_b : sympy.Expr
+        dL/dW_ij (synapse variables, ``delta_post``) and dL/db_i (neuron variables, ``delta``).
+    """
+
+    loss_name: str
+    loss: sp.Expr
+    surrogate_name: str
+    surrogate: sp.Expr
+    err: sp.Expr
+    reductions: list[tuple[sp.Symbol, sp.Expr]]
+    backprojection: sp.Expr
+    delta: sp.Expr
+    grad_w: sp.Expr
+    grad_b: sp.Expr
+
+    # ---- Brian2 code -------------------------------------------------------------------------------------
+    def code(self, optimizer: str = "sgd") -> dict[str, str]:
+        """Brian2 code of the rule, per object.
+
+        Returns a dict with keys ``reductions`` (list of summands, ``_pre`` variables over readout->readout
+        all-to-all synapses), ``err`` (readout run_regularly), ``backprojection`` (readout-synapse summed
+        expression), ``neuron_equations`` and ``neuron`` (layer run_regularly: learning signal and bias step),
+        ``synapse_equations`` and ``synapse`` (forward-synapse run_regularly: weight step).
+        Constants: ``beta2``, ``eps`` (Adamax); the layer's shared ``lr`` is the step size, 0 = no learning.
+        """
+        if optimizer not in OPTIMIZERS:
+            raise DerivationError(f"Unknown optimiser '{optimizer}'; choose one of {list(OPTIMIZERS)}")
+        red_pre = {sym: sp.Symbol(f"{sym.name}_pre", real=True) for sym, _ in self.reductions}
+        reductions = [
+            (sym.name, to_brian(_suffixed(summand.subs({}), "_pre").subs(
+                {sp.Symbol(f"{s.name}_pre", real=True): red_pre[s] for s in red_pre})))
+            for sym, summand in self.reductions
+        ]
+        out = {
+            "reductions": reductions,
+            "err": f"err = {to_brian(self.err)}",
+            "backprojection": to_brian(self.backprojection),
+            "neuron_equations": "lr : 1 (shared)  # step size of this step; 0 during burn-in and evaluation",
+        }
+        grad_b, grad_w = to_brian(self.grad_b), to_brian(self.grad_w)
+        if optimizer == "sgd":
+            out["neuron_equations"] += "\nfac : 1  # lr * E_i, computed once per neuron for the weight step"
+            out["neuron"] = f"delta = {to_brian(self.delta)}\nfac = lr * delta\nb -= lr * ({grad_b})"
+            out["synapse_equations"] = ""
+            # the per-synapse work is one multiply-add: lr and E_i are folded into fac_post
+            out["synapse"] = f"w -= {to_brian(self.grad_w.subs(_delta_post(), sp.Symbol('fac_post', real=True)))}"
+        else:
+            out["neuron_equations"] += "\nv_b : 1  # Adamax infinity-norm estimate of the bias gradient"
+            out["neuron"] = (
+                f"delta = {to_brian(self.delta)}\n"
+                f"v_b = v_b + int(lr > 0) * (clip(beta2 * v_b, abs({grad_b}) + eps, inf) - v_b)\n"
+                f"b -= lr * ({grad_b}) / clip(v_b, eps, inf)"
+            )
+            # Adamax with beta1 = 0, stepped only where lr > 0: v = max(beta2 v, |g| + eps); W -= lr g / v
+            # (max(a, b) is clip(a, b, inf) in Brian; v >= eps once stepped, so clip(v, eps, inf) = v there)
+            out["synapse_equations"] = "v_w : 1  # Adamax infinity-norm estimate of the weight gradient"
+            out["synapse"] = (
+                f"v_w = v_w + int(lr_post > 0) * (clip(beta2 * v_w, abs({grad_w}) + eps, inf) - v_w)\n"
+                f"w -= lr_post * ({grad_w}) / clip(v_w, eps, inf)"
+            )
+        return out
+
+    # ---- readable form ------------------------------------------------------------------------------------
+    def describe(self, optimizer: str = "sgd") -> str:
+        """The rule as readable math and as the Brian2 code that will run."""
+        def pp(e):
+            return sp.pretty(e, use_unicode=True, wrap_line=False)
+        lines = [
+            f"Loss ({self.loss_name}), per layer and time step, y = readout, target = one-hot class:",
+            pp(self.loss), "",
+            "Local error of readout unit k (err = dL/dy_k):", pp(self.err),
+        ]
+        for sym, summand in self.reductions:
+            lines += [f"  where {sym} = sum over classes of", "  " + pp(summand)]
+        lines += [
+            "", "Back-projected error at layer neuron i (bp_i = sum_k over readout synapses of):",
+            pp(self.backprojection),
+            "", f"Surrogate sigma'(u) ({self.surrogate_name}):", pp(self.surrogate),
+            "", "Per-neuron learning signal E_i = dL/dU_i (delta):", pp(self.delta),
+            "", "Three-factor weight gradient dL/dW_ij (error x surrogate x presynaptic trace):", pp(self.grad_w),
+            "Bias gradient dL/db_i:", pp(self.grad_b), "",
+        ]
+        code = self.code(optimizer)
+        lines.append(f"Brian2 code ({optimizer}):")
+        for name, summand in code["reductions"]:
+            lines.append(f"  [readout -> readout, summed]  {name}_post = {summand}")
+        lines.append(f"  [readout, after_resets]       {code['err']}")
+        lines.append(f"  [readout synapse, summed]     bp_pre = {code['backprojection']}")
+        for stmt in code["neuron"].splitlines():
+            lines.append(f"  [layer neuron]                {stmt}")
+        for stmt in code["synapse"].splitlines():
+            lines.append(f"  [forward synapse]             {stmt}")
+        return "\n".join(lines)
+
+
+def _delta_post() -> sp.Symbol:
+    return sp.Symbol("delta_post", real=True)
+
+
+def to_brian(expr: sp.Expr) -> str:
+    """Brian2 code for a sympy expression (Piecewise becomes int(condition) arithmetic)."""
+    expr = sp.piecewise_fold(expr)
+
+    def lower(e):
+        if isinstance(e, sp.Piecewise):
+            result = sp.Integer(0)
+            guard = sp.true
+            for value, cond in e.args:
+                result += lower(value) * _indicator(sp.And(guard, cond))
+                guard = sp.And(guard, sp.Not(cond))
+            return result
+        if not e.args:
+            return e
+        return e.func(*[lower(a) for a in e.args])
+
+    return sympy_to_str(lower(expr))
+
+
+def _indicator(cond) -> sp.Expr:
+    cond = sp.simplify_logic(cond) if not isinstance(cond, sp.core.relational.Relational) else cond
+    if cond == sp.true:
+        return sp.Integer(1)
+    if cond == sp.false:
+        return sp.Integer(0)
+    return sp.Function("int")(cond)
+
+
+def derive(loss: str = "smoothl1", surrogate: str = "fast_sigmoid", **surrogate_params: float) -> DerivedRule:
+    """Derive the DECOLLE rule for a loss and a surrogate from the model files.
+
+    Parameters
+    ----------
+    loss : str
+        ``"smoothl1"`` (default, as the reference), ``"mse"``, ``"ce"`` or an expression of ``y`` and
+        ``target`` (e.g. ``"(y - target)**4"``, ``"log(sum(exp(y))) - sum(target*y)"``).
+    surrogate : str
+        ``"fast_sigmoid"`` (slope, default 10), ``"boxcar"`` (width), ``"sigmoid"`` (slope) or an
+        expression of ``u``.
+    **surrogate_params
+        Parameters of the surrogate.
+    """
+    loss_name, loss_expr = parse_loss(loss)
+    sur_name, sur_expr = parse_surrogate(surrogate, **surrogate_params)
+
+    lif = Equations(load_model("lif")["equations"])
+    readout = Equations(load_model("readout")["equations"])
+    forward = Equations(load_model("forward")["equations"])
+    readout_syn = Equations(load_model("readout_synapse")["equations"])
+    threshold = str_to_sympy(load_model("lif")["threshold"].split("#")[0].strip())
+    if not isinstance(threshold, sp.core.relational.StrictGreaterThan | sp.core.relational.GreaterThan):
+        raise DerivationError(f"The threshold '{threshold}' of lif.eq is not of the form 'a > b'")
+    spike_arg = threshold.lhs - threshold.rhs  # S = H(spike_arg)
+
+    # err = dL/dy_k (the loss is a scalar over classes: reductions by the chain rule)
+    reds = _Reductions()
+    hoisted = reds.hoist(loss_expr)
+    err = sp.piecewise_fold(reds.hoist(reds.d_dy_scalar(hoisted)))
+    used = _needed(err, reds.summands)
+    # number the reductions that are used red0, red1, ... in computing order
+    renamed = {sym: sp.Symbol(f"red{n}", real=True) for n, sym in enumerate(s for s in reds.summands if s in used)}
+    err = err.subs(renamed)
+    reductions = [(renamed[sym], reds.summands[sym].subs(renamed)) for sym in reds.summands if sym in used]
+
+    # dy/dS_i through the readout equations; y_syn is summed over the readout synapses
+    y_expr = str_to_sympy(readout["y"].expr.code)
+    y_syn = sp.Symbol("y_syn", real=True)
+    dy_ds = sp.diff(y_expr, y_syn) * sp.diff(_summed(readout_syn, "y_syn_post"), sp.Symbol("s_pre", real=True))
+    backprojection = _suffixed(sp.diff(y_expr, y_syn), "_post") * dy_ds * sp.Symbol("err_post", real=True)
+
+    # E_i = dL/dU_i = bp_i dS/dU with dS/dU := sigma'(spike_arg)
+    u_expr = str_to_sympy(lif["u"].expr.code)
+    bp = sp.Symbol("bp", real=True)
+    delta = bp * sur_expr.subs(U, spike_arg) * sp.diff(spike_arg, U)
+
+    u_syn = sp.Symbol("u_syn", real=True)
+    grad_w = (_delta_post() * _suffixed(sp.diff(u_expr, u_syn), "_post")
+              * sp.diff(_summed(forward, "u_syn_post"), sp.Symbol("w", real=True)))
+    grad_b = sp.Symbol("delta", real=True) * sp.diff(u_expr, sp.Symbol("b", real=True))
+    return DerivedRule(loss_name, loss_expr, sur_name, sur_expr, err, reductions,
+                       backprojection, delta, grad_w, grad_b)
+
+
+def _needed(expr: sp.Expr, summands: dict) -> set:
+    needed, todo = set(), [s for s in expr.free_symbols if s in summands]
+    while todo:
+        sym = todo.pop()
+        if sym not in needed:
+            needed.add(sym)
+            todo += [s for s in summands[sym].free_symbols if s in summands]
+    return needed

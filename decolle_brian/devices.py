@@ -1,0 +1,184 @@
+"""Devices: how a DECOLLE network runs (Brian2 runtime, C++ standalone, CUDA standalone).
+
+The model (``network/builder.py``) does not know how it runs. A :class:`Simulator` builds the network on
+one device once and then runs any number of chunks through it: per-chunk inputs go into the network's
+TimedArrays, parameters (weights, biases, optimiser state, neuron constants) are handed in and read back
+every chunk, and all state is reset at every sample start inside the run. Standalone devices compile once
+per network structure and pass everything through ``run_args``: no recompilation per sample.
+
+Brian2 has one global device per process. Building a new standalone network re-initialises it, so an
+older standalone :class:`Simulator` of the same process cannot run any more (it says so).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import brian2
+import numpy as np
+from brian2 import Network, get_device, prefs, set_device
+
+from decolle_brian.derivation import derive
+from decolle_brian.network.builder import DT, BrianNetwork
+from decolle_brian.network.chunks import ChunkInputs
+from decolle_brian.network.params import check_params
+from decolle_brian.network.spec import NetworkSpec, NeuronParams
+
+DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
+
+
+class DeviceError(RuntimeError):
+    """A device that cannot be used here; the message says why and what to do."""
+
+
+@dataclass
+class ChunkOutputs:
+    """What one run returns."""
+
+    params: dict[str, np.ndarray]   # parameters after the run (learned ones updated)
+    y: list[np.ndarray]             # per layer (n_steps, n_classes) readout at every step
+    n_spikes: list[np.ndarray]      # per layer (n_steps,) spikes of the whole layer per step
+    probes: list[dict[str, np.ndarray]]  # per layer {variable: (n_steps, n_neurons)} when probes were asked
+
+
+_generation = 0  # incremented whenever Brian's global standalone device is re-initialised
+
+
+def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag: str = "") -> Path:
+    """Per-structure build folder, so that equal structures reuse one compiled binary."""
+    root = Path(os.environ.get("DECOLLE_BUILD_DIR", Path(tempfile.gettempdir()) / "decolle-brian-build"))
+    return root / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}"
+
+
+class Simulator:
+    """A DECOLLE network built (and for standalone devices compiled) once, run chunk by chunk.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network; validated before anything is built.
+    chunk_steps : int
+        Steps of every run.
+    device : {"runtime", "cpp_standalone", "cuda_standalone"}
+    build_dir : path, optional
+        Standalone project folder (default: one per structure, see :func:`default_build_dir`).
+    threads : int
+        OpenMP threads of the C++ standalone device (compiled in).
+    runtime_target : {"numpy", "cython"}
+        Code generation target of the runtime device.
+    probes : tuple of str
+        Layer variables to record for every neuron and step (see :class:`BrianNetwork`).
+    """
+
+    def __init__(self, spec: NetworkSpec, chunk_steps: int, device: str = "cpp_standalone",
+                 build_dir: str | Path | None = None, threads: int = 1, runtime_target: str = "numpy",
+                 probes: tuple[str, ...] = ()):
+        global _generation
+        spec.validate()
+        if device not in DEVICES:
+            raise DeviceError(f"Unknown device '{device}'; choose one of {list(DEVICES)}")
+        if not isinstance(threads, int) or threads < 1:
+            raise DeviceError(f"threads must be a positive integer, got {threads!r}")
+        self.spec, self.chunk_steps, self.device_name = spec, chunk_steps, device
+        self.rule = derive(spec.learning.loss, spec.learning.surrogate, **dict(spec.learning.surrogate_params))
+        self.standalone = device != "runtime"
+        brian2.devices.device.reinit()
+        brian2.devices.device.activate()
+        _generation += 1
+        self._generation = _generation
+        if self.standalone:
+            self.build_dir = Path(build_dir) if build_dir else default_build_dir(
+                spec, device, chunk_steps, "".join(f"-{p}" for p in probes))
+            self.build_dir.mkdir(parents=True, exist_ok=True)
+            if device == "cuda_standalone":
+                from decolle_brian.cuda import activate_cuda  # noqa: PLC0415 - optional extra
+                activate_cuda(self.build_dir)
+            else:
+                set_device("cpp_standalone", directory=str(self.build_dir), build_on_run=False)
+                prefs.devices.cpp_standalone.openmp_threads = threads if threads > 1 else 0
+        else:
+            set_device("runtime")
+            prefs.codegen.target = runtime_target
+        self.net = BrianNetwork(spec, self.rule, chunk_steps, probes=tuple(probes))
+        self.network = Network(self.net.all_objects())
+        if self.standalone:
+            # records the run into the project; values come through run_args on every device.run
+            self.network.run(chunk_steps * DT, namespace=self.net.namespace)
+            get_device().build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
+        else:
+            self.network.store("initial")
+
+    # ---- running -------------------------------------------------------------------------------------------
+    def run_chunk(self, inputs: ChunkInputs, params: dict[str, np.ndarray],
+                  neuron: NeuronParams | None = None) -> ChunkOutputs:
+        """Run one chunk from a clean state with these inputs and parameters; return outputs and new params."""
+        if self.standalone and self._generation != _generation:
+            raise DeviceError("This standalone network was replaced by a newer one built in the same process "
+                              "(Brian2 has one standalone device per process); rebuild it")
+        neuron = neuron or self.spec.neuron
+        neuron.validate()
+        check_params(self.spec, params)
+        arrays = self._input_arrays(inputs)
+        net = self.net
+        if self.standalone:
+            run_args = {ta: values for ta, values in arrays.items()}
+            for key, binding in net.bindings.items():
+                run_args[getattr(binding.view_owner, binding.variable)] = binding.to_brian(params[key])
+            for owner, variable, getter in net.constant_bindings:
+                run_args[getattr(owner, variable)] = getter(neuron)
+            try:
+                get_device().run(run_args=run_args, with_output=False)
+            finally:
+                self._remove_run_arg_files()
+        else:
+            self.network.restore("initial")
+            for ta, values in arrays.items():
+                ta.values[:] = values
+            for key, binding in net.bindings.items():
+                getattr(binding.view_owner, binding.variable)[:] = binding.to_brian(params[key])
+            for owner, variable, getter in net.constant_bindings:
+                setattr(owner, variable, getter(neuron))
+            self.network.run(self.chunk_steps * DT, namespace=net.namespace)
+        new_params = {key: np.array(binding.from_brian(np.asarray(getattr(binding.view_owner, binding.variable)[:])))
+                      for key, binding in net.bindings.items()}
+        y = [np.asarray(mon.y[:]).T.copy() for mon in net.y_monitors]
+        n_spikes = [np.asarray(mon.n_spikes[0]).copy() for mon in net.count_monitors]
+        probes = [{} for _ in net.layers]
+        for mon in net.probe_monitors:
+            layer = int(mon.source.name.removeprefix("layer")) - 1
+            probes[layer].update({var: np.asarray(getattr(mon, var)[:]).T.copy() for var in mon.record_variables})
+        return ChunkOutputs(new_params, y, n_spikes, probes)
+
+    def _input_arrays(self, inputs: ChunkInputs) -> dict:
+        net, steps = self.net, self.chunk_steps
+        arrays = {net.counts_in: inputs.counts, net.targets: inputs.targets, net.eta: inputs.eta,
+                  net.new_sample: inputs.new_sample}
+        if net.with_dropout:
+            if inputs.masks is None or len(inputs.masks) != len(net.layers):
+                raise ValueError("This network was built with dropout: give one mask array per layer")
+            for layer, mask in zip(net.layers, inputs.masks, strict=True):
+                arrays[layer.mask_array] = mask
+        elif inputs.masks is not None and any(np.any(m != 1) for m in inputs.masks):
+            raise ValueError("This network was built without dropout (dropout = 0) but got dropout masks")
+        for ta, values in arrays.items():
+            expected = ta.values.shape
+            values = np.asarray(values, dtype=float)
+            if values.shape != expected:
+                # Brian's run_args would silently ignore (standalone) or broadcast (runtime) a wrong size
+                raise ValueError(f"Input '{ta.name}' has shape {values.shape}; this network needs {expected}")
+            if not np.all(np.isfinite(values)):
+                raise ValueError(f"Input '{ta.name}' contains NaN or infinite values")
+            arrays[ta] = values
+        if steps != inputs.counts.shape[0]:
+            raise ValueError(f"Chunk has {inputs.counts.shape[0]} steps, network runs {steps}")
+        return arrays
+
+    def _remove_run_arg_files(self) -> None:
+        # Brian writes every run_args array to static_arrays/ under a content hash and never deletes it
+        for name in list(getattr(get_device(), "run_args_arrays", [])):
+            path = Path(get_device().project_dir) / "static_arrays" / name
+            for p in (path, path.with_name(path.name + ".lock")):
+                p.unlink(missing_ok=True)

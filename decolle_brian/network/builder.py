@@ -1,0 +1,273 @@
+"""Build the Brian2 objects of a DECOLLE network from ``equations/`` and a derived rule.
+
+The builder only assembles: the dynamics come from the ``.eq`` files, the plasticity from
+:mod:`decolle_brian.derivation`. Each layer kind has a builder class (registered in ``LAYER_BUILDERS``)
+that creates the layer's neurons and its forward synapses from the previous layer's traces; the fixed
+readout, its error and the learning signal are the same for every kind and are built here.
+
+Schedule of one 1 ms step (all objects on ``defaultclock``, as brian2cuda needs)::
+
+    start          new sample? -> all state to 0; per-step inputs: lr, targets, dropout masks
+    groups         ODEs (exponential Euler = exact discrete update); refractory jump; forward sum U
+    after_groups   input events: q += (1 - decay_syn) * counts
+    thresholds     S = U > 0
+    resets         s = 1, q += 1 - decay_syn
+    after_resets   readout sum y, class sums, err, back-projection, learning signal and bias step,
+                   weight step (first acts on U of the next step), monitors (see ORDER)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from brian2 import (
+    NeuronGroup,
+    StateMonitor,
+    Synapses,
+    TimedArray,
+    defaultclock,
+    ms,
+)
+from brian2.utils.stringtools import word_substitute
+
+from decolle_brian.derivation import DerivedRule
+from decolle_brian.equations_io import load_model
+from decolle_brian.network.spec import DenseLayerSpec, NetworkSpec
+
+DT = 1 * ms
+METHOD = "exponential_euler"
+#: order of the objects in the 'after_resets' slot
+ORDER = {"readout": 0, "reductions": 1, "probes": 19, "err": 20, "backprojection": 21, "learn": 22, "weights": 23,
+         "learning_probes": 24, "monitors": 30}
+#: layer variables written by the learning step: probed after it, the others (u, s, ...) before it
+LEARNING_VARIABLES = ("bp", "delta", "fac", "v_b")
+
+
+def _eqs(*names_sections: tuple[str, str]) -> str:
+    return "\n".join(load_model(name)[section] for name, section in names_sections)
+
+
+@dataclass
+class ParamBinding:
+    """How one parameter array maps onto a Brian variable (and back)."""
+
+    view_owner: object
+    variable: str
+    to_brian: callable
+    from_brian: callable
+
+
+@dataclass
+class LayerObjects:
+    """Brian objects of one layer (neurons, forward synapses, readout and its helpers)."""
+
+    group: NeuronGroup
+    forward: Synapses
+    readout: NeuronGroup | None = None
+    readout_synapses: Synapses | None = None
+    reduction_synapses: list = field(default_factory=list)
+    counter: NeuronGroup | None = None
+    counter_synapses: Synapses | None = None
+    mask_array: TimedArray | None = None
+
+
+class DenseLayerBuilder:
+    """Fully connected LIF layer: all-to-all synapses from the previous layer's P traces."""
+
+    def __init__(self, net: BrianNetwork, index: int, layer: DenseLayerSpec, source: NeuronGroup):
+        self.net, self.index, self.layer, self.source = net, index, layer, source
+
+    def build(self) -> LayerObjects:
+        net, index, n = self.net, self.index, self.layer.n
+        group = net.lif_group(n, f"layer{index}")
+        code = net.rule_code
+        forward = Synapses(
+            self.source, group,
+            model=load_model("forward")["equations"] + "\n" + code["synapse_equations"],
+            name=f"forward{index}",
+        )
+        n_in = len(self.source)
+        # explicit pre-major order: synapse k = (i = k // n, j = k % n), so w = W.T.ravel()
+        forward.connect(i=np.repeat(np.arange(n_in), n), j=np.tile(np.arange(n), n_in))
+        _reschedule(forward.summed_updaters["u_syn_post"], "groups", 2)
+        forward.run_regularly(code["synapse"], when="after_resets", order=ORDER["weights"],
+                              name=f"forward{index}_learn")
+        prefix = f"layer{index}"
+        net.bind(f"{prefix}.W", forward, "w", lambda a: a.T.ravel(), lambda v: v.reshape(n_in, n).T)
+        if net.spec.learning.optimizer == "adamax":
+            net.bind(f"{prefix}.v_W", forward, "v_w", lambda a: a.T.ravel(), lambda v: v.reshape(n_in, n).T)
+        return LayerObjects(group=group, forward=forward)
+
+
+LAYER_BUILDERS = {"dense": DenseLayerBuilder}
+
+
+def _tau(decay: float):
+    """Time constant (Brian quantity) of a per-step decay factor: exp(-dt/tau) = decay."""
+    return -DT / np.log(decay)
+
+
+def _reschedule(obj, when: str, order: int) -> None:
+    obj.when = when
+    obj.order = order
+
+
+class BrianNetwork:
+    """All Brian objects of one DECOLLE network for chunks of ``chunk_steps`` steps.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+    rule : DerivedRule
+        The derived plasticity (from :func:`decolle_brian.derivation.derive`).
+    chunk_steps : int
+        Steps per run; every run gets its own inputs (event counts per step, targets, learning rate per
+        step, sample starts, dropout masks) through TimedArrays of this length.
+    probes : tuple of str
+        Layer variables recorded for every neuron at every step (e.g. ``("u", "s", "delta")``), after the
+        spikes and readout of the step and before its learning step (so ``u`` is U[t]).
+    """
+
+    def __init__(self, spec: NetworkSpec, rule: DerivedRule, chunk_steps: int, probes: tuple[str, ...] = ()):
+        spec.validate()
+        if chunk_steps <= 0:
+            raise ValueError(f"chunk_steps must be positive, got {chunk_steps}")
+        defaultclock.dt = DT
+        self.spec, self.rule, self.chunk_steps = spec, rule, chunk_steps
+        self.rule_code = rule.code(spec.learning.optimizer)
+        self.bindings: dict[str, ParamBinding] = {}
+        self.constant_bindings: list = []
+        self.objects: list = []
+        self.with_dropout = spec.learning.dropout > 0
+        n_classes = spec.n_classes
+        self.namespace = {
+            "n_classes": float(n_classes), "beta2": spec.learning.beta2, "eps": spec.learning.eps,
+        }
+        # per-chunk inputs
+        self.counts_in = TimedArray(np.zeros((chunk_steps, spec.n_inputs)), dt=DT, name="counts_in")
+        self.targets = TimedArray(np.zeros((chunk_steps, n_classes)), dt=DT, name="targets")
+        self.eta = TimedArray(np.zeros(chunk_steps), dt=DT, name="eta")
+        self.new_sample = TimedArray(np.zeros(chunk_steps), dt=DT, name="new_sample")
+        self.namespace.update(counts_in=self.counts_in, targets=self.targets, eta=self.eta,
+                              new_sample=self.new_sample)
+
+        self.input = self.trace_group(spec.n_inputs, "input", extra="")
+        on_event = word_substitute(load_model("trace")["on_event"], {"n_events": "counts_in(t, i)"})
+        self.input.run_regularly(on_event, when="after_groups", name="input_events")
+
+        self.layers: list[LayerObjects] = []
+        source = self.input
+        for index, layer in enumerate(spec.layers, start=1):
+            builder = LAYER_BUILDERS[layer.kind](self, index, layer, source)
+            objects = builder.build()
+            self.build_readout(index, objects)
+            self.layers.append(objects)
+            self.objects += [objects.forward]
+            source = objects.group
+        self.y_monitors = [StateMonitor(lo.readout, "y", record=True, when="after_resets", order=ORDER["monitors"],
+                                        name=f"readout{k}_y") for k, lo in enumerate(self.layers, start=1)]
+        self.count_monitors = [StateMonitor(lo.counter, "n_spikes", record=0, when="after_resets",
+                                            order=ORDER["monitors"],
+                                            name=f"layer{k}_count") for k, lo in enumerate(self.layers, start=1)]
+        self.probe_monitors = []
+        for k, lo in enumerate(self.layers, start=1):
+            state = [v for v in probes if v not in LEARNING_VARIABLES]
+            learning = [v for v in probes if v in LEARNING_VARIABLES]
+            for variables, slot in ((state, "probes"), (learning, "learning_probes")):
+                if variables:
+                    self.probe_monitors.append(StateMonitor(lo.group, variables, record=True, when="after_resets",
+                                                            order=ORDER[slot], name=f"layer{k}_{slot}"))
+        self.objects += self.y_monitors + self.count_monitors + self.probe_monitors
+
+    # ---- groups --------------------------------------------------------------------------------------------
+    def trace_group(self, n: int, name: str, extra: str, **kwargs) -> NeuronGroup:
+        """A group with the presynaptic traces of trace.eq (+ extra equations) and shared constants."""
+        constants = (
+            "tau_mem : second (shared, constant)\n"
+            "tau_syn : second (shared, constant)\n"
+            "decay_syn : 1 (shared, constant)  # exp(-dt/tau_syn), used by the event jump\n"
+        )
+        group = NeuronGroup(n, _eqs(("trace", "equations")) + "\n" + extra + "\n" + constants,
+                            method=METHOD, name=name, namespace=self.namespace, **kwargs)
+        state = [v for v in ("q", "p", "r", "s") if v in group.variables]
+        group.run_regularly("\n".join(f"{v} = {v} * (1 - new_sample(t))" for v in state),
+                            when="start", order=0, name=f"{name}_sample_reset")
+        self.objects.append(group)
+        self.bind_constant(group, "tau_mem", lambda p: _tau(p.alpha))
+        self.bind_constant(group, "tau_syn", lambda p: _tau(p.beta))
+        self.bind_constant(group, "decay_syn", lambda p: p.beta)
+        return group
+
+    def lif_group(self, n: int, name: str) -> NeuronGroup:
+        """A DECOLLE LIF layer: trace.eq + lif.eq + the derived learning variables."""
+        extra = (_eqs(("lif", "equations")) + "\n" + self.rule_code["neuron_equations"] + "\n"
+                 "tau_ref : second (shared, constant)\n"
+                 "decay_ref : 1 (shared, constant)  # exp(-dt/tau_ref), used by the refractory jump\n"
+                 "w_rp : 1 (shared, constant)  # refractory jump size\n")
+        lif = load_model("lif")
+        reset = lif["reset"] + "\n" + word_substitute(load_model("trace")["on_event"], {"n_events": "1"})
+        group = self.trace_group(n, name, extra, threshold=lif["threshold"], reset=reset)
+        group.run_regularly(lif["after_decay"], when="groups", order=1, name=f"{name}_after_decay")
+        step_inputs = "lr = eta(t)"
+        if self.with_dropout:
+            mask = TimedArray(np.ones((self.chunk_steps, n)), dt=DT, name=f"{name}_masks")
+            self.namespace[f"{name}_masks"] = mask
+            step_inputs += f"\nmask = {name}_masks(t, i)"
+        else:
+            group.mask = 1
+        group.run_regularly(step_inputs, when="start", order=1, name=f"{name}_step_inputs")
+        group.run_regularly(self.rule_code["neuron"], when="after_resets", order=ORDER["learn"], name=f"{name}_learn")
+        self.bind(f"{name}.b", group, "b", lambda a: a, lambda v: v)
+        if self.spec.learning.optimizer == "adamax":
+            self.bind(f"{name}.v_b", group, "v_b", lambda a: a, lambda v: v)
+        self.bind_constant(group, "tau_ref", lambda p: _tau(p.alpharp))
+        self.bind_constant(group, "decay_ref", lambda p: p.alpharp)
+        self.bind_constant(group, "w_rp", lambda p: p.wrp)
+        return group
+
+    def build_readout(self, index: int, layer: LayerObjects) -> None:
+        """Fixed random readout of a layer, its local error (derived) and the error back-projection."""
+        n_classes, group, code = self.spec.n_classes, layer.group, self.rule_code
+        reductions = code["reductions"]
+        declared = "".join(f"\n{name} : 1  # class sum needed by the derived error" for name, _ in reductions)
+        readout = NeuronGroup(n_classes, load_model("readout")["equations"] + declared, name=f"readout{index}",
+                              namespace=self.namespace)
+        readout.run_regularly("target = targets(t, i)", when="start", order=1, name=f"readout{index}_target")
+        ro_model = (load_model("readout_synapse")["equations"]
+                    + f"\nbp_pre = {code['backprojection']} : 1 (summed)")
+        ro_syn = Synapses(group, readout, model=ro_model, name=f"readout_synapses{index}")
+        n = len(group)
+        ro_syn.connect(i=np.repeat(np.arange(n), n_classes), j=np.tile(np.arange(n_classes), n))
+        _reschedule(ro_syn.summed_updaters["y_syn_post"], "after_resets", ORDER["readout"])
+        _reschedule(ro_syn.summed_updaters["bp_pre"], "after_resets", ORDER["backprojection"])
+        for k, (name, summand) in enumerate(reductions):
+            # a class sum: every readout unit receives sum_j summand(y_j, target_j) (readout -> readout)
+            red_syn = Synapses(readout, readout, f"{name}_post = {summand} : 1 (summed)",
+                               name=f"readout{index}_{name}", namespace=self.namespace)
+            red_syn.connect()
+            _reschedule(red_syn.summed_updaters[f"{name}_post"], "after_resets", ORDER["reductions"] + k)
+            layer.reduction_synapses.append(red_syn)
+        readout.run_regularly(code["err"], when="after_resets", order=ORDER["err"], name=f"readout{index}_err")
+        counter = NeuronGroup(1, "n_spikes : 1", name=f"layer{index}_counter")
+        counter_syn = Synapses(group, counter, "n_spikes_post = s_pre : 1 (summed)", name=f"counter{index}")
+        counter_syn.connect()
+        _reschedule(counter_syn.summed_updaters["n_spikes_post"], "after_resets", ORDER["readout"])
+        layer.readout, layer.readout_synapses, layer.counter = readout, ro_syn, counter
+        layer.counter_synapses = counter_syn
+        self.objects += [readout, ro_syn, counter, counter_syn] + layer.reduction_synapses
+        if self.with_dropout:
+            layer.mask_array = self.namespace[f"layer{index}_masks"]
+        self.bind(f"layer{index}.G", ro_syn, "G", lambda a: a.T.ravel(), lambda v: v.reshape(n, n_classes).T)
+        self.bind(f"layer{index}.g", readout, "g", lambda a: a, lambda v: v)
+
+    # ---- parameter bindings --------------------------------------------------------------------------------
+    def bind(self, key: str, owner, variable: str, to_brian, from_brian) -> None:
+        self.bindings[key] = ParamBinding(owner, variable, to_brian, from_brian)
+
+    def bind_constant(self, owner, variable: str, getter) -> None:
+        """A run-time neuron constant: ``getter(NeuronParams)`` gives its value."""
+        self.constant_bindings.append((owner, variable, getter))
+
+    def all_objects(self) -> list:
+        return list(self.objects)

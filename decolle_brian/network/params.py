@@ -1,0 +1,58 @@
+"""Learned and fixed parameters of a DECOLLE network as plain NumPy arrays.
+
+Names are ``layer<l>.<name>`` (l = 1 for the first hidden layer): ``W`` (n_out, n_in) or, for conv layers,
+the kernel ``K``; ``b`` (n_out,); the fixed readout ``G`` (n_classes, n_out) and ``g`` (n_classes,); Adamax
+state ``v_W`` / ``v_K`` and ``v_b``. Arrays, not Brian objects: they are checkpointed, compared with the
+NumPy reference, and handed to any compiled network of the same structure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from decolle_brian.network.spec import NetworkSpec
+
+
+def init_params(spec: NetworkSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Draw initial parameters.
+
+    W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for nn.Linear, as the reference);
+    readout G, g ~ U(-lc_ampl/sqrt(n_out), lc_ampl/sqrt(n_out)), fixed for the whole run.
+    Adamax state starts at zero.
+    """
+    params: dict[str, np.ndarray] = {}
+    lc_ampl = spec.learning.lc_ampl
+    fan_in = spec.n_inputs
+    for index, layer in enumerate(spec.layers, start=1):
+        key = f"layer{index}"
+        bound = 1.0 / np.sqrt(fan_in)
+        params[f"{key}.W"] = rng.uniform(-bound, bound, (layer.n, fan_in))
+        params[f"{key}.b"] = rng.uniform(-bound, bound, layer.n)
+        readout_bound = lc_ampl / np.sqrt(layer.n)
+        params[f"{key}.G"] = rng.uniform(-readout_bound, readout_bound, (spec.n_classes, layer.n))
+        params[f"{key}.g"] = rng.uniform(-readout_bound, readout_bound, spec.n_classes)
+        if spec.learning.optimizer == "adamax":
+            params[f"{key}.v_W"] = np.zeros((layer.n, fan_in))
+            params[f"{key}.v_b"] = np.zeros(layer.n)
+        fan_in = layer.n
+    return params
+
+
+def expected_shapes(spec: NetworkSpec) -> dict[str, tuple[int, ...]]:
+    """Shape of every parameter array of ``spec``."""
+    return {key: value.shape for key, value in init_params(spec, np.random.default_rng(0)).items()}
+
+
+def check_params(spec: NetworkSpec, params: dict[str, np.ndarray]) -> None:
+    """Raise ValueError naming any missing, extra, wrongly shaped or non-finite parameter."""
+    shapes = expected_shapes(spec)
+    missing = sorted(set(shapes) - set(params))
+    extra = sorted(set(params) - set(shapes))
+    if missing or extra:
+        raise ValueError(f"Parameters do not fit the network: missing {missing}, unexpected {extra}")
+    for key, shape in shapes.items():
+        value = np.asarray(params[key])
+        if value.shape != shape:
+            raise ValueError(f"Parameter '{key}' has shape {value.shape}, the network needs {shape}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"Parameter '{key}' contains NaN or infinite values")

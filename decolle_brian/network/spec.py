@@ -1,0 +1,150 @@
+"""What a DECOLLE network is: its structure and constants, checked before anything is compiled.
+
+A spec is plain, frozen data. ``NetworkSpec.structure_key()`` says which parts change the compiled
+code (layer shapes, loss, surrogate, optimiser, dropout on/off); everything else (time constants, learning
+rate, weights, inputs) is set at run time without recompiling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from decolle_brian.derivation import LOSSES, OPTIMIZERS, SURROGATES
+
+
+class SpecError(ValueError):
+    """An impossible network or learning parameter; the message names the field."""
+
+
+def _check(cond: bool, field_name: str, message: str) -> None:
+    if not cond:
+        raise SpecError(f"{field_name}: {message}")
+
+
+def _finite(value, field_name: str) -> float:
+    _check(isinstance(value, int | float) and not isinstance(value, bool), field_name,
+           f"must be a number, got {value!r}")
+    _check(math.isfinite(value), field_name, f"must be finite, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    r"""Per-step decay factors of the DECOLLE neuron (dt = 1 ms), as the reference names them.
+
+    ``alpha = exp(-dt/tau_mem)``, ``beta = exp(-dt/tau_syn)``, ``alpharp = exp(-dt/tau_ref)``;
+    ``wrp`` scales the refractory jump. Defaults: every published DECOLLE configuration.
+    """
+
+    alpha: float = 0.97
+    beta: float = 0.92
+    alpharp: float = 0.65
+    wrp: float = 1.0
+
+    def validate(self, prefix: str = "neuron") -> None:
+        for name in ("alpha", "beta", "alpharp"):
+            value = _finite(getattr(self, name), f"{prefix}.{name}")
+            _check(0 < value < 1, f"{prefix}.{name}",
+                   f"a per-step decay factor exp(-dt/tau) must lie in (0, 1) (tau > 0), got {value}")
+        _check(_finite(self.wrp, f"{prefix}.wrp") >= 0, f"{prefix}.wrp", "must be >= 0")
+
+    @staticmethod
+    def from_taus(tau_mem_ms: float, tau_syn_ms: float, tau_ref_ms: float, wrp: float = 1.0, dt_ms: float = 1.0):
+        """Decay factors from time constants in ms (each must be > 0)."""
+        for name, tau in (("tau_mem", tau_mem_ms), ("tau_syn", tau_syn_ms), ("tau_ref", tau_ref_ms)):
+            _check(_finite(tau, f"neuron.{name}") > 0, f"neuron.{name}", f"must be > 0 ms, got {tau}")
+        return NeuronParams(math.exp(-dt_ms / tau_mem_ms), math.exp(-dt_ms / tau_syn_ms),
+                            math.exp(-dt_ms / tau_ref_ms), wrp)
+
+
+@dataclass(frozen=True)
+class DenseLayerSpec:
+    """Fully connected LIF layer of ``n`` neurons with its own fixed random readout."""
+
+    n: int
+    kind: str = "dense"
+
+    def validate(self, prefix: str) -> None:
+        _check(isinstance(self.n, int) and not isinstance(self.n, bool) and self.n > 0, f"{prefix}.n",
+               f"must be a positive integer, got {self.n!r}")
+
+
+@dataclass(frozen=True)
+class LearningSpec:
+    """The local loss, the surrogate, the optimiser and the readout constants.
+
+    ``lr`` and the neuron constants are run-time values; the rest is compiled in.
+    """
+
+    loss: str = "smoothl1"
+    surrogate: str = "fast_sigmoid"
+    surrogate_params: tuple[tuple[str, float], ...] = ()
+    optimizer: str = "adamax"
+    lr: float = 1e-3
+    beta2: float = 0.95
+    eps: float = 1e-8
+    dropout: float = 0.5
+    lc_ampl: float = 0.5
+    burnin: int = 0
+
+    def validate(self, prefix: str = "learning") -> None:
+        _check(isinstance(self.loss, str) and self.loss != "", f"{prefix}.loss",
+               f"must be one of {sorted(LOSSES)} or an expression of y and target")
+        _check(isinstance(self.surrogate, str) and self.surrogate != "", f"{prefix}.surrogate",
+               f"must be one of {sorted(SURROGATES)} or an expression of u")
+        _check(self.optimizer in OPTIMIZERS, f"{prefix}.optimizer",
+               f"unknown optimiser {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        _check(_finite(self.lr, f"{prefix}.lr") >= 0, f"{prefix}.lr", f"must be >= 0, got {self.lr}")
+        _check(0 <= _finite(self.beta2, f"{prefix}.beta2") < 1, f"{prefix}.beta2", "must lie in [0, 1)")
+        _check(_finite(self.eps, f"{prefix}.eps") > 0, f"{prefix}.eps", "must be > 0")
+        _check(0 <= _finite(self.dropout, f"{prefix}.dropout") < 1, f"{prefix}.dropout",
+               f"dropout probability must lie in [0, 1), got {self.dropout}")
+        _check(_finite(self.lc_ampl, f"{prefix}.lc_ampl") > 0, f"{prefix}.lc_ampl", "must be > 0")
+        _check(isinstance(self.burnin, int) and not isinstance(self.burnin, bool) and self.burnin >= 0,
+               f"{prefix}.burnin", f"must be an integer >= 0, got {self.burnin!r}")
+        for key, value in self.surrogate_params:
+            _finite(value, f"{prefix}.surrogate_params.{key}")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A DECOLLE network: input size, layers (each with a local readout), classes, constants, learning."""
+
+    n_inputs: int
+    layers: tuple = ()
+    n_classes: int = 10
+    neuron: NeuronParams = field(default_factory=NeuronParams)
+    learning: LearningSpec = field(default_factory=LearningSpec)
+
+    def validate(self) -> NetworkSpec:
+        """Check every field; raise :class:`SpecError` naming the first bad one. Returns self."""
+        _check(isinstance(self.n_inputs, int) and self.n_inputs > 0, "network.n_inputs",
+               f"must be a positive integer, got {self.n_inputs!r}")
+        _check(len(self.layers) > 0, "network.layers", "a DECOLLE network needs at least one layer")
+        for index, layer in enumerate(self.layers):
+            _check(hasattr(layer, "validate"), f"network.layers[{index}]", f"not a layer spec: {layer!r}")
+            layer.validate(f"network.layers[{index}]")
+        _check(isinstance(self.n_classes, int) and self.n_classes >= 2, "network.n_classes",
+               f"must be an integer >= 2, got {self.n_classes!r}")
+        self.neuron.validate()
+        self.learning.validate()
+        return self
+
+    def layer_sizes(self) -> list[int]:
+        """Number of neurons per layer, input first."""
+        return [self.n_inputs] + [layer.n for layer in self.layers]
+
+    def structure_key(self) -> str:
+        """Hash of everything that is compiled into the code (not run-time values)."""
+        learning = self.learning
+        structure = {
+            "n_inputs": self.n_inputs, "n_classes": self.n_classes,
+            "layers": [asdict(layer) for layer in self.layers],
+            "loss": learning.loss, "surrogate": learning.surrogate,
+            "surrogate_params": list(learning.surrogate_params), "optimizer": learning.optimizer,
+            "beta2": learning.beta2, "eps": learning.eps, "dropout": learning.dropout > 0,
+        }
+        return hashlib.sha1(json.dumps(structure, sort_keys=True).encode()).hexdigest()[:12]
