@@ -339,9 +339,13 @@ class EventDataset:
             f"dataset      {self.name} ({self.split} split)",
             f"samples      {len(self)}",
             f"input shape  {self.input_shape} per step, T = {self.n_steps} steps of 1 ms",
-            f"classes      {self.n_classes}",
+            f"classes      {self.n_classes}; samples per class:",
         ]
-        lines += [f"  {c:2d} {nm:<28s} {counts[c]}" for c, nm in enumerate(self.class_names)]
+        width = max(len(nm) for nm in self.class_names)
+        lines += [
+            f"  {c:2d}  {nm:<{width}s}  {counts[c]:6d}" if nm != str(c) else f"  {c:2d}  {counts[c]:6d}"
+            for c, nm in enumerate(self.class_names)
+        ]
         lines.append(f"source       {self.source}")
         lines.append("preprocessing")
         lines += [f"  {k} = {v!r}" for k, v in self.params.items()]
@@ -389,7 +393,7 @@ class RecordingDataset(EventDataset):
         self.skipped: list[tuple[str, str]] = []
         self._items: list[tuple[tuple[Path, ...], int]] = []
         self._cache: BinCache | None = None
-        self._memo: tuple[tuple[Path, ...], list[Binned]] | None = None
+        self._memo: tuple[tuple, list[Binned]] | None = None
 
     # -- subclass hooks ------------------------------------------------------------------------
     def _read_group(self, sources: tuple[Path, ...]) -> list[Binned]:  # pragma: no cover - abstract
@@ -432,7 +436,8 @@ class RecordingDataset(EventDataset):
     def cache(self) -> BinCache | None:
         """The on-disk cache (``None`` when caching is off)."""
         if self.use_cache and self._cache is None:
-            self._cache = BinCache(self.name, self._cache_params(), self.cache_dir, data_root=self.source)
+            root = getattr(self, "root", None)
+            self._cache = BinCache(self.name, self._cache_params(), self.cache_dir, data_root=root)
         return self._cache if self.use_cache else None
 
     def binned(self, i: int) -> Binned:
@@ -451,7 +456,11 @@ class RecordingDataset(EventDataset):
         return self._group(sources)[k]
 
     def _group(self, sources: tuple[Path, ...]) -> list[Binned]:
-        if self._memo is not None and self._memo[0] == sources:
+        try:  # the memo of the last group must notice a file changed on disk
+            stamp = tuple((s, s.stat().st_size, s.stat().st_mtime_ns) for s in sources)
+        except OSError as err:
+            raise DataError(f"{sources[0]}: cannot read the source file ({err}); check the data folder") from err
+        if self._memo is not None and self._memo[0] == stamp:
             return self._memo[1]
         cache = self.cache
         group = cache.load(sources) if cache is not None else None
@@ -459,7 +468,7 @@ class RecordingDataset(EventDataset):
             group = self._read_group(sources)
             if cache is not None:
                 cache.store(sources, group)
-        self._memo = (sources, group)
+        self._memo = (stamp, group)
         return group
 
     def __getitem__(self, i: int) -> Sample:

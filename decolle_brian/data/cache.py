@@ -144,9 +144,7 @@ class BinCache:
                 if str(z["meta"]) != meta:  # guards against a hash collision
                     return None
                 n_bins = z["n_bins"]
-                return [
-                    Binned(z[f"t{k}"], z[f"idx{k}"], z[f"n{k}"], int(n_bins[k])) for k in range(len(n_bins))
-                ]
+                return [Binned(z[f"t{k}"], z[f"idx{k}"], z[f"n{k}"], int(n_bins[k])) for k in range(len(n_bins))]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
             warnings.warn(f"ignoring unreadable cache file {path} ({err}); it will be rebuilt", stacklevel=2)
             return None

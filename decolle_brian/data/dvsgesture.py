@@ -215,9 +215,7 @@ def read_labels(path: str | Path) -> np.ndarray:
     try:
         text = path.read_text()
     except OSError as err:
-        raise DataError(
-            f"{path}: cannot read the labels file ({err}); it must sit next to its .aedat"
-        ) from err
+        raise DataError(f"{path}: cannot read the labels file ({err}); it must sit next to its .aedat") from err
     rows = [ln.strip() for ln in text.splitlines() if ln.strip()]
     fix = f"expected the header '{','.join(LABEL_COLUMNS)}' and one integer row per gesture"
     if not rows:
@@ -239,9 +237,7 @@ def read_labels(path: str | Path) -> np.ndarray:
         if not 1 <= cls <= len(CLASS_NAMES):
             raise DataError(f"{path}, line {lineno}: class {cls} outside 1..{len(CLASS_NAMES)}; fix the row")
         if not 0 <= start < end:
-            raise DataError(
-                f"{path}, line {lineno}: start {start} us is not before end {end} us; fix the row"
-            )
+            raise DataError(f"{path}, line {lineno}: start {start} us is not before end {end} us; fix the row")
         out.append((cls, start, end))
     if not out:
         raise DataError(f"{path}: no gestures in the labels file; {fix}")
@@ -451,8 +447,7 @@ class DVSGesture(RecordingDataset):
                     labels.append(int(npy.stem))
         if not self._items and not self.skipped:
             raise DataError(
-                f"no <class>.npy gesture files in {self.root}/{'|'.join(folders)}/userNN_<lighting>/. "
-                f"{HOW_TO_GET}"
+                f"no <class>.npy gesture files in {self.root}/{'|'.join(folders)}/userNN_<lighting>/. {HOW_TO_GET}"
             )
         self._finish_scan(labels, "DvsGesture files")
 
@@ -543,7 +538,6 @@ def _download(save_to: Path, split: str) -> Path:
             tonic.datasets.DVSGesture(save_to=str(save_to), train=split == "train")
     except Exception as err:  # network or archive failure: explain instead of a deep traceback
         raise DataError(
-            f"downloading DvsGesture ({split}) into {save_to} failed: {type(err).__name__}: {err}. "
-            + HOW_TO_GET
+            f"downloading DvsGesture ({split}) into {save_to} failed: {type(err).__name__}: {err}. " + HOW_TO_GET
         ) from err
     return save_to / "DVSGesture"

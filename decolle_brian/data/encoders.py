@@ -55,9 +55,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return img
 
 
-def poisson_encode(
-    image: np.ndarray, n_steps: int, rng: np.random.Generator, max_rate_hz: float = 200.0
-) -> np.ndarray:
+def poisson_encode(image: np.ndarray, n_steps: int, rng: np.random.Generator, max_rate_hz: float = 200.0) -> np.ndarray:
     """Rate code: Bernoulli spikes per 1 ms step with probability ``intensity * max_rate_hz / 1000``.
 
     Parameters
@@ -78,9 +76,7 @@ def poisson_encode(
     """
     img = _check_image(image)
     if not 0 <= max_rate_hz <= 1000:
-        raise ValueError(
-            f"max_rate_hz must be in [0, 1000] (at most one spike per 1 ms step), got {max_rate_hz}"
-        )
+        raise ValueError(f"max_rate_hz must be in [0, 1000] (at most one spike per 1 ms step), got {max_rate_hz}")
     p = img * (max_rate_hz * 1e-3)
     spikes = rng.random((n_steps, 1, *img.shape)) < p
     return spikes.astype(np.float32)
@@ -235,9 +231,7 @@ def saccade_encode(
     return out
 
 
-def resolve_encoder(
-    encoder: str, n_steps: int | None, params: dict[str, Any]
-) -> tuple[str, int, dict[str, Any]]:
+def resolve_encoder(encoder: str, n_steps: int | None, params: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
     """Validate an encoder name and its parameters, filling in defaults.
 
     Parameters

@@ -173,6 +173,4 @@ class MNIST(StaticImageDataset):
             if found is not None:
                 return found
         places = "\n  ".join(str(p) for p in tried)
-        raise DataError(
-            f"MNIST {split} IDX files not found in, or in mnist/ under:\n  {places}\n{HOW_TO_GET}"
-        )
+        raise DataError(f"MNIST {split} IDX files not found in, or in mnist/ under:\n  {places}\n{HOW_TO_GET}")

@@ -204,14 +204,17 @@ class NMNIST(RecordingDataset):
             for path in sorted((split_dir / str(digit)).glob("*.bin")):
                 size = path.stat().st_size
                 if size == 0 or size % 5:
-                    self._bad_file(path, f"truncated N-MNIST file ({size} bytes, not a multiple of 5)")
+                    self._bad_file(
+                        path,
+                        f"truncated N-MNIST file ({size} bytes, not a non-zero multiple of 5); "
+                        "re-extract it from the original archive",
+                    )
                     continue
                 self._items.append(((path,), 0))
                 labels.append(digit)
         if not self._items and not self.skipped:
             raise DataError(
-                f"no N-MNIST .bin files in {split_dir}/<digit>/ (expected {split_dir}/0/00001.bin ...). "
-                f"{HOW_TO_GET}"
+                f"no N-MNIST .bin files in {split_dir}/<digit>/ (expected {split_dir}/0/00001.bin ...). {HOW_TO_GET}"
             )
         self._finish_scan(labels, "N-MNIST files")
 

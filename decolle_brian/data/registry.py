@@ -44,9 +44,7 @@ def dataset_params(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def load_dataset(
-    name: str, split: str = "train", root: str | Path | None = None, **params: Any
-) -> EventDataset:
+def load_dataset(name: str, split: str = "train", root: str | Path | None = None, **params: Any) -> EventDataset:
     """Open a dataset by name.
 
     Parameters
