@@ -19,7 +19,7 @@ setup(
         "decolle_brian.equations",
     ],
     package_dir={"decolle_brian.equations": "equations"},
-    package_data={"decolle_brian.equations": ["*.eq", "README.md"]},
+    package_data={"decolle_brian.equations": ["*.eq", "README.md"], "decolle_brian": ["configs/*.toml"]},
     install_requires=[
         "brian2==2.10.1",  # the version brian2cuda 1.0b1 pins: one Brian for CPU and GPU
         "numpy",
@@ -30,6 +30,7 @@ setup(
         "matplotlib",
         "h5py",
         "tqdm",
+        "tomli-w",  # writes the resolved run configuration back as TOML (tomllib only reads)
     ],
     extras_require={
         "cuda": ["brian2cuda==1.0b1", "nvidia-curand-cu12"],

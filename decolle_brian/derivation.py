@@ -217,6 +217,11 @@ class DerivedRule:
     delta: sp.Expr
     grad_w: sp.Expr
     grad_b: sp.Expr
+    # conv layers (see :meth:`conv_code`); None only for a rule built by hand without them
+    delta_pool: sp.Expr | None = None
+    delta_full: sp.Expr | None = None
+    grad_kernel: sp.Expr | None = None
+    grad_shared_bias: sp.Expr | None = None
 
     # ---- Brian2 code -------------------------------------------------------------------------------------
     def code(self, optimizer: str = "sgd") -> dict[str, str]:
@@ -262,6 +267,46 @@ class DerivedRule:
             out["synapse"] = (
                 f"v_w = v_w + int(lr_post > 0) * (clip(beta2 * v_w, abs({grad_w}) + eps, inf) - v_w)\n"
                 f"w -= lr_post * ({grad_w}) / clip(v_w, eps, inf)"
+            )
+        return out
+
+    def conv_code(self, optimizer: str = "sgd") -> dict[str, str]:
+        r"""Brian2 code of the rule for a conv layer (shared kernel, max-pool on U before the spike).
+
+        The pooled unit gets the learning signal of a LIF unit, :math:`E = bp\,\sigma'(u)` with u the max;
+        the full-resolution unit gets it through the derivative of the pool (``conv_unit.eq [route]``),
+        :math:`E_{full} = E_{pool}\,[\text{won the max}]`; a shared parameter gets its three-factor terms
+        summed over every position where it acts:
+
+        .. math::
+
+            g_{K[o,c,a,e]} = \sum_{y,x} E_{full}[o,y,x]\,P_{pad}[c,y+a,x+e],\qquad
+            g_{b[o]} = \sum_{y,x} E_{full}[o,y,x]
+
+        Returns a dict with keys ``pool_neuron`` (pooled group: learning signal), ``full_neuron``
+        (full-resolution group: routed learning signal), ``kernel_gradient`` (summand of ``gw_pre`` over the
+        conv synapses), ``bias_gradient`` (summand of ``gw_post`` over full unit -> channel bias synapses),
+        ``shared_equations`` and ``shared`` (shared-parameter groups: the optimiser step on the summed ``gw``).
+        """
+        if optimizer not in OPTIMIZERS:
+            raise DerivationError(f"Unknown optimiser '{optimizer}'; choose one of {list(OPTIMIZERS)}")
+        if self.grad_kernel is None:
+            raise DerivationError("This rule was derived without the conv model files; use derive()")
+        out = {
+            "pool_neuron": f"delta = {to_brian(self.delta_pool)}",
+            "full_neuron": f"delta = {to_brian(self.delta_full)}",
+            "kernel_gradient": to_brian(self.grad_kernel),
+            "bias_gradient": to_brian(self.grad_shared_bias),
+            "shared_equations": "lr : 1 (shared)  # step size of this step; 0 during burn-in and evaluation",
+        }
+        if optimizer == "sgd":
+            out["shared"] = "w -= lr * gw"
+        else:
+            # as the dense rule: Adamax with beta1 = 0, stepped only where lr > 0, on the summed gradient
+            out["shared_equations"] += "\nv_w : 1  # Adamax infinity-norm estimate of the summed gradient"
+            out["shared"] = (
+                "v_w = v_w + int(lr > 0) * (clip(beta2 * v_w, abs(gw) + eps, inf) - v_w)\n"
+                "w -= lr * gw / clip(v_w, eps, inf)"
             )
         return out
 
@@ -382,7 +427,30 @@ def derive(loss: str = "smoothl1", surrogate: str = "fast_sigmoid", **surrogate_
               * sp.diff(_summed(forward, "u_syn_post"), sp.Symbol("w", real=True)))
     grad_b = sp.Symbol("delta", real=True) * sp.diff(u_expr, sp.Symbol("b", real=True))
     return DerivedRule(loss_name, loss_expr, sur_name, sur_expr, err, reductions,
-                       backprojection, delta, grad_w, grad_b)
+                       backprojection, delta, grad_w, grad_b, **_derive_conv(sur_expr, u_expr))
+
+
+def _derive_conv(sur_expr: sp.Expr, u_expr: sp.Expr) -> dict[str, sp.Expr]:
+    """The conv-layer factors, by the same chain rule through pool.eq, conv_unit.eq and conv_forward.eq."""
+    pool = load_model("pool")
+    threshold = str_to_sympy(pool["threshold"].split("#")[0].strip())
+    if not isinstance(threshold, sp.core.relational.StrictGreaterThan | sp.core.relational.GreaterThan):
+        raise DerivationError(f"The threshold '{threshold}' of pool.eq is not of the form 'a > b'")
+    spike_arg = threshold.lhs - threshold.rhs  # S = H(spike_arg) of the pooled unit
+    delta_pool = sp.Symbol("bp", real=True) * sur_expr.subs(U, spike_arg) * sp.diff(spike_arg, U)
+    # full-resolution unit: dL/dU_full = dL/du_pool * du_pool/dU_full, the pool's part from this unit
+    route = load_model("conv_unit")["route"].split("#")[0]
+    route_expr = str_to_sympy(route.split("=", 1)[1].strip())
+    delta_full = sp.Symbol("delta_pool", real=True) * sp.diff(route_expr, U)
+    # a kernel element: summed over the conv synapses where it is the presynaptic (shared) weight
+    conv = Equations(load_model("conv_forward")["equations"])
+    grad_kernel = (_delta_post() * _suffixed(sp.diff(u_expr, sp.Symbol("u_syn", real=True)), "_post")
+                   * sp.diff(_summed(conv, "u_syn_post"), sp.Symbol("w_pre", real=True)))
+    # a channel bias: summed over the full-resolution units of its channel (they are presynaptic to it)
+    grad_shared_bias = (sp.Symbol("delta_pre", real=True)
+                        * _suffixed(sp.diff(u_expr, sp.Symbol("b", real=True)), "_pre"))
+    return {"delta_pool": delta_pool, "delta_full": delta_full, "grad_kernel": grad_kernel,
+            "grad_shared_bias": grad_shared_bias}
 
 
 def _needed(expr: sp.Expr, summands: dict) -> set:
@@ -393,3 +461,26 @@ def _needed(expr: sp.Expr, summands: dict) -> set:
             needed.add(sym)
             todo += [s for s in summands[sym].free_symbols if s in summands]
     return needed
+
+
+def loss_function(loss: str):
+    """NumPy function ``f(y, target) -> (T,)`` of a loss (rows = time steps, columns = classes).
+
+    The same sympy expression the rule is derived from, evaluated with class sums over the last axis; used
+    to report the loss the network learns on.
+    """
+    import numpy as np  # noqa: PLC0415 - only needed here
+
+    _, expr = parse_loss(loss)
+
+    def class_sum(x):
+        return np.sum(x, axis=-1, keepdims=True)
+
+    function = sp.lambdify((Y, TARGET, N_CLASSES), expr, modules=[{"ClassSum": class_sum}, "numpy"])
+
+    def evaluate(y: np.ndarray, target: np.ndarray) -> np.ndarray:
+        y, target = np.asarray(y, dtype=float), np.asarray(target, dtype=float)
+        value = np.broadcast_to(function(y, target, y.shape[-1]), y.shape[:-1] + (1,))
+        return np.asarray(value)[..., 0]
+
+    return evaluate

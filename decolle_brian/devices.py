@@ -21,7 +21,7 @@ import brian2
 import numpy as np
 from brian2 import Network, get_device, prefs, set_device
 
-from decolle_brian.derivation import derive
+from decolle_brian.derivation import derive, loss_function
 from decolle_brian.network.builder import DT, BrianNetwork
 from decolle_brian.network.chunks import ChunkInputs
 from decolle_brian.network.params import check_params
@@ -84,6 +84,7 @@ class Simulator:
             raise DeviceError(f"threads must be a positive integer, got {threads!r}")
         self.spec, self.chunk_steps, self.device_name = spec, chunk_steps, device
         self.rule = derive(spec.learning.loss, spec.learning.surrogate, **dict(spec.learning.surrogate_params))
+        self.loss_fn = loss_function(spec.learning.loss)
         self.standalone = device != "runtime"
         brian2.devices.device.reinit()
         brian2.devices.device.activate()

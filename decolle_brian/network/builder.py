@@ -135,6 +135,7 @@ class BrianNetwork:
             raise ValueError(f"chunk_steps must be positive, got {chunk_steps}")
         defaultclock.dt = DT
         self.spec, self.rule, self.chunk_steps = spec, rule, chunk_steps
+        self.probes = tuple(probes)  # layer builders may probe their own groups (conv: full resolution)
         self.rule_code = rule.code(spec.learning.optimizer)
         self.bindings: dict[str, ParamBinding] = {}
         self.constant_bindings: list = []
@@ -271,3 +272,7 @@ class BrianNetwork:
 
     def all_objects(self) -> list:
         return list(self.objects)
+
+
+# conv layers live in their own module, which registers LAYER_BUILDERS["conv"] (it imports this one)
+from decolle_brian.network import conv as _conv  # noqa: E402, F401

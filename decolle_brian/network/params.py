@@ -8,6 +8,8 @@ NumPy reference, and handed to any compiled network of the same structure.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from decolle_brian.network.spec import NetworkSpec
@@ -16,24 +18,30 @@ from decolle_brian.network.spec import NetworkSpec
 def init_params(spec: NetworkSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw initial parameters.
 
-    W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for nn.Linear, as the reference);
-    readout G, g ~ U(-lc_ampl/sqrt(n_out), lc_ampl/sqrt(n_out)), fixed for the whole run.
-    Adamax state starts at zero.
+    W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for nn.Linear, as the reference); a conv
+    layer's kernel K (c_out, c_in, k, k) and bias b (c_out,) likewise with fan_in = c_in k k (nn.Conv2d);
+    readout G, g ~ U(-lc_ampl/sqrt(n_out), lc_ampl/sqrt(n_out)) (n_out: pooled units), fixed for the whole run.
+    Adamax state starts at zero. Draw order per layer: W or K, b, G, g (as the reference's initialisers).
     """
     params: dict[str, np.ndarray] = {}
     lc_ampl = spec.learning.lc_ampl
     fan_in = spec.n_inputs
     for index, layer in enumerate(spec.layers, start=1):
         key = f"layer{index}"
-        bound = 1.0 / np.sqrt(fan_in)
-        params[f"{key}.W"] = rng.uniform(-bound, bound, (layer.n, fan_in))
-        params[f"{key}.b"] = rng.uniform(-bound, bound, layer.n)
+        if layer.kind == "conv":
+            name, shape, n_bias = "K", layer.kernel_shape, layer.channels
+            bound = 1.0 / np.sqrt(math.prod(layer.kernel_shape[1:]))
+        else:
+            name, shape, n_bias = "W", (layer.n, fan_in), layer.n
+            bound = 1.0 / np.sqrt(fan_in)
+        params[f"{key}.{name}"] = rng.uniform(-bound, bound, shape)
+        params[f"{key}.b"] = rng.uniform(-bound, bound, n_bias)
         readout_bound = lc_ampl / np.sqrt(layer.n)
         params[f"{key}.G"] = rng.uniform(-readout_bound, readout_bound, (spec.n_classes, layer.n))
         params[f"{key}.g"] = rng.uniform(-readout_bound, readout_bound, spec.n_classes)
         if spec.learning.optimizer == "adamax":
-            params[f"{key}.v_W"] = np.zeros((layer.n, fan_in))
-            params[f"{key}.v_b"] = np.zeros(layer.n)
+            params[f"{key}.v_{name}"] = np.zeros(shape)
+            params[f"{key}.v_b"] = np.zeros(n_bias)
         fan_in = layer.n
     return params
 

@@ -73,6 +73,80 @@ class DenseLayerSpec:
 
 
 @dataclass(frozen=True)
+class ConvLayerSpec:
+    r"""Convolutional LIF layer with one shared kernel per (in-channel, out-channel) and its own readout.
+
+    Stride 1, ``padding`` zeros on every side, then a non-overlapping ``pool`` x ``pool`` max-pool on U
+    before the spike (floor mode; ``pool = 1``: none)::
+
+        U_full[o, y, x] = sum_{c, a, e} K[o, c, a, e] P_pad[c, y + a, x + e] + b[o] + R[o, y, x]
+        u[o, Y, X] = max over the window (Y, X) of U_full,   S = Heaviside(u)
+
+    The pooled spikes (``n`` units, C order (channel, row, col)) go to the readout and the next layer.
+
+    Attributes
+    ----------
+    channels : int
+        Output channels ``c_out``.
+    kernel : int
+        Square kernel size ``k`` (the kernel is ``(c_out, c_in, k, k)``).
+    in_shape : tuple of int
+        Input shape ``(c_in, H, W)``: the network's ``input_shape`` or the previous layer's ``out_shape``.
+    padding, pool : int
+    """
+
+    channels: int
+    kernel: int
+    in_shape: tuple[int, int, int]
+    padding: int = 0
+    pool: int = 1
+    kind: str = "conv"
+
+    @property
+    def kernel_shape(self) -> tuple[int, int, int, int]:
+        """``(c_out, c_in, k, k)``."""
+        return (self.channels, self.in_shape[0], self.kernel, self.kernel)
+
+    @property
+    def full_shape(self) -> tuple[int, int, int]:
+        """Unpooled shape ``(c_out, H + 2 padding - k + 1, W + 2 padding - k + 1)``."""
+        _, h, w = self.in_shape
+        return (self.channels, h + 2 * self.padding - self.kernel + 1, w + 2 * self.padding - self.kernel + 1)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """Pooled shape ``(c_out, H_full // pool, W_full // pool)``."""
+        c, h, w = self.full_shape
+        return (c, h // self.pool, w // self.pool)
+
+    @property
+    def n(self) -> int:
+        """Number of pooled output units (the readout path and the next layer's input)."""
+        return math.prod(self.out_shape)
+
+    @property
+    def n_full(self) -> int:
+        """Number of full-resolution units."""
+        return math.prod(self.full_shape)
+
+    def validate(self, prefix: str) -> None:
+        for name in ("channels", "kernel", "pool"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, f"{prefix}.{name}",
+                   f"must be a positive integer, got {value!r}")
+        _check(isinstance(self.padding, int) and not isinstance(self.padding, bool) and self.padding >= 0,
+               f"{prefix}.padding", f"must be an integer >= 0, got {self.padding!r}")
+        _check(isinstance(self.in_shape, tuple) and len(self.in_shape) == 3
+               and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.in_shape),
+               f"{prefix}.in_shape", f"must be a tuple (channels, height, width) of positive integers, "
+               f"got {self.in_shape!r}")
+        _check(min(self.full_shape[1:]) > 0, f"{prefix}.kernel",
+               f"kernel {self.kernel} with padding {self.padding} does not fit the input {self.in_shape}")
+        _check(min(self.out_shape[1:]) > 0, f"{prefix}.pool",
+               f"pool {self.pool} is larger than the convolution output {self.full_shape[1:]}")
+
+
+@dataclass(frozen=True)
 class LearningSpec:
     """The local loss, the surrogate, the optimiser and the readout constants.
 
@@ -118,15 +192,31 @@ class NetworkSpec:
     n_classes: int = 10
     neuron: NeuronParams = field(default_factory=NeuronParams)
     learning: LearningSpec = field(default_factory=LearningSpec)
+    input_shape: tuple | None = None  # (channels, height, width) of the input; needed before a conv layer
 
     def validate(self) -> NetworkSpec:
         """Check every field; raise :class:`SpecError` naming the first bad one. Returns self."""
         _check(isinstance(self.n_inputs, int) and self.n_inputs > 0, "network.n_inputs",
                f"must be a positive integer, got {self.n_inputs!r}")
+        if self.input_shape is not None:
+            _check(isinstance(self.input_shape, tuple) and all(isinstance(v, int) and v > 0 for v in self.input_shape)
+                   and math.prod(self.input_shape) == self.n_inputs, "network.input_shape",
+                   f"must be a tuple of positive integers whose product is n_inputs = {self.n_inputs}, "
+                   f"got {self.input_shape!r}")
         _check(len(self.layers) > 0, "network.layers", "a DECOLLE network needs at least one layer")
+        # what the next layer receives: a shape (input_shape, a conv output) or, flat, only a size
+        shape, size = self.input_shape, self.n_inputs
         for index, layer in enumerate(self.layers):
             _check(hasattr(layer, "validate"), f"network.layers[{index}]", f"not a layer spec: {layer!r}")
             layer.validate(f"network.layers[{index}]")
+            if isinstance(layer, ConvLayerSpec):
+                fits = tuple(shape) == layer.in_shape if shape is not None else math.prod(layer.in_shape) == size
+                _check(fits, f"network.layers[{index}].in_shape",
+                       f"{layer.in_shape} does not fit its input ({shape if shape is not None else size})")
+                shape = layer.out_shape
+            else:
+                shape = None
+            size = layer.n
         _check(isinstance(self.n_classes, int) and self.n_classes >= 2, "network.n_classes",
                f"must be an integer >= 2, got {self.n_classes!r}")
         self.neuron.validate()
@@ -142,6 +232,7 @@ class NetworkSpec:
         learning = self.learning
         structure = {
             "n_inputs": self.n_inputs, "n_classes": self.n_classes,
+            **({"input_shape": list(self.input_shape)} if self.input_shape is not None else {}),
             "layers": [asdict(layer) for layer in self.layers],
             "loss": learning.loss, "surrogate": learning.surrogate,
             "surrogate_params": list(learning.surrogate_params), "optimizer": learning.optimizer,

@@ -1,0 +1,170 @@
+"""The ``decolle-brian`` command line.
+
+Exit codes: 0 success; 2 bad usage or configuration; 3 data missing or malformed; 4 device unusable
+(compiler, CUDA, GPU); 5 run store problem (unwritable folder, corrupt or foreign checkpoint);
+128 + signal number when stopped by SIGINT (130) or SIGTERM (143) after writing a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_USAGE, EXIT_DATA, EXIT_DEVICE, EXIT_STORE = 2, 3, 4, 5
+
+
+def _train(args) -> int:
+    from decolle_brian.config import load_config  # noqa: PLC0415 - keep --help fast
+    from decolle_brian.experiment import train  # noqa: PLC0415
+
+    if args.config is None and args.resume is None:
+        raise _Usage("train needs a CONFIG file or --resume RUN_DIR")
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f'device.name="{args.device}"')
+    if args.threads:
+        overrides.append(f"device.threads={args.threads}")
+    config = load_config(args.config, overrides) if args.config else None
+    if args.resume and overrides and config is None:
+        raise _Usage("--set/--device/--threads cannot change a resumed run; the stored config.toml is used")
+    train(config, args.out, resume=args.resume, data_root=args.data)
+    return 0
+
+
+def _eval(args) -> int:
+    from decolle_brian.experiment import evaluate_run  # noqa: PLC0415
+
+    evaluate_run(args.run_dir, data_root=args.data, device=args.device, split=args.split)
+    return 0
+
+
+def _derive(args) -> int:
+    from decolle_brian.derivation import derive  # noqa: PLC0415
+
+    params = {}
+    for item in args.param or []:
+        key, _, value = item.partition("=")
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            raise _Usage(f"--param {item!r}: expected name=number, e.g. slope=10") from None
+    rule = derive(args.loss, args.surrogate, **params)
+    print(rule.describe(args.optimizer))
+    return 0
+
+
+def _info(args) -> int:
+    from decolle_brian.info import info_lines  # noqa: PLC0415
+
+    print("\n".join(info_lines()))
+    return 0
+
+
+def _plot(args) -> int:
+    from decolle_brian.plotting.cli import plot_command  # noqa: PLC0415
+
+    return plot_command(args)
+
+
+def _sweep(args) -> int:
+    from decolle_brian.sweep.cli import sweep_command  # noqa: PLC0415
+
+    return sweep_command(args)
+
+
+class _Usage(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="decolle-brian", description=(
+        "DECOLLE deep continuous local learning as Brian2 simulations: train, evaluate, derive the plasticity "
+        "rule, inspect the installation, plot and sweep."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a configuration (or resume a run)",
+                       description="Train a TOML configuration online; outputs go to OUT/<name>/<timestamp>/.")
+    p.add_argument("config", nargs="?", help="TOML configuration (e.g. runs/digits.toml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key, e.g. learning.lr=1e-4")
+    p.add_argument("--device", choices=("runtime", "cpp_standalone", "cuda_standalone"))
+    p.add_argument("--threads", type=int, help="OpenMP threads of the C++ standalone device")
+    p.add_argument("--out", default="runs/out", help="root of the run store (default runs/out)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--data", metavar="ROOT", help="data folder (overrides data.root)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate a stored run", description="Evaluate a run's checkpoint.")
+    p.add_argument("run_dir")
+    p.add_argument("--data", metavar="ROOT", help="data folder (overrides the run's data.root)")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--device", choices=("runtime", "cpp_standalone", "cuda_standalone"))
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("derive", help="print the plasticity rule derived for a loss and surrogate",
+                       description="Derive the DECOLLE rule symbolically and print it as math and as Brian2 code.")
+    p.add_argument("--loss", default="smoothl1", help="smoothl1, mse, ce, or an expression of y and target")
+    p.add_argument("--surrogate", default="fast_sigmoid",
+                   help="fast_sigmoid, boxcar, sigmoid, or an expression of u")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="surrogate parameter, e.g. slope=10")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamax"))
+    p.set_defaults(func=_derive)
+
+    p = sub.add_parser("info", help="versions, devices, compilers, data found")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("plot", help="figures of a run or a sweep", description="Draw the figures of a run folder "
+                       "(or a sweep folder) from what it stored.")
+    p.add_argument("path", help="run folder or sweep folder")
+    p.add_argument("--format", default="png", help="png, pdf or svg (comma-separated for several)")
+    p.add_argument("--out", help="figure folder (default: <path>/figures)")
+    p.set_defaults(func=_plot)
+
+    p = sub.add_parser("sweep", help="parameter sweeps, locally or on a Dask cluster")
+    p.add_argument("spec", nargs="?", help="sweep TOML (runs/sweeps/*.toml)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler, e.g. tcp://host:8786")
+    p.add_argument("--dask-local", action="store_true", help="start a Dask LocalCluster")
+    p.add_argument("--out", default="runs/out/sweeps")
+    p.add_argument("--resume", metavar="SWEEP_DIR")
+    p.set_defaults(func=_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from decolle_brian.config import ConfigError  # noqa: PLC0415
+    from decolle_brian.data import DataError  # noqa: PLC0415
+    from decolle_brian.derivation import DerivationError  # noqa: PLC0415
+    from decolle_brian.devices import DeviceError  # noqa: PLC0415
+    from decolle_brian.experiment import Interrupted  # noqa: PLC0415
+    from decolle_brian.store import StoreError  # noqa: PLC0415
+
+    try:
+        return args.func(args)
+    except _Usage as exc:
+        parser.error(str(exc))
+    except (ConfigError, DerivationError) as exc:
+        print(f"decolle-brian: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DataError as exc:
+        print(f"decolle-brian: data error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    except DeviceError as exc:
+        print(f"decolle-brian: device error: {exc}", file=sys.stderr)
+        return EXIT_DEVICE
+    except StoreError as exc:
+        print(f"decolle-brian: run store error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except Interrupted as exc:
+        print(f"decolle-brian: {exc}", file=sys.stderr)
+        return exc.code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser", "Path"]

@@ -1,0 +1,49 @@
+"""``decolle-brian info``: versions, devices, compilers and data found, one line each."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from decolle_brian.store import package_versions
+
+
+def _compiler_line() -> str:
+    cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    if not cxx:
+        return "C++ compiler: none found (cpp_standalone needs g++ or clang++; runtime works without)"
+    first = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
+    return f"C++ compiler: {first[0] if first else cxx} ({cxx})"
+
+
+def _cuda_line() -> str:
+    try:
+        from decolle_brian.cuda import cuda_summary_line  # noqa: PLC0415
+    except ImportError as exc:
+        return f"CUDA: support module unavailable ({exc})"
+    return cuda_summary_line()
+
+
+def _data_lines() -> list[str]:
+    from decolle_brian.data import default_root  # noqa: PLC0415
+
+    lines = ["data: digits (embedded, scikit-learn): always available"]
+    for name in ("mnist", "nmnist", "dvsgesture"):
+        try:
+            root = default_root(name)
+        except Exception as exc:  # noqa: BLE001 - report, never fail, in info
+            root, reason = None, str(exc).splitlines()[0]
+        else:
+            reason = "not found (see its loader's message for where to put the files)"
+        lines.append(f"data: {name}: {root}" if root else f"data: {name}: {reason}")
+    return lines
+
+
+def info_lines() -> list[str]:
+    versions = package_versions()
+    lines = ["versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+    lines.append("devices: runtime (Brian2 runtime, numpy/cython), cpp_standalone, cuda_standalone (extra [cuda])")
+    lines.append(_compiler_line())
+    lines.append(_cuda_line())
+    lines += _data_lines()
+    return lines

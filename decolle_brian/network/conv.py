@@ -1,0 +1,239 @@
+r"""Convolutional DECOLLE layers in Brian2: one shared kernel, max-pool on U before the spike.
+
+Brian2 has no weight sharing. A conv layer (:class:`~decolle_brian.network.spec.ConvLayerSpec`) is built
+from these objects (the model text comes from ``equations/``, the plasticity from
+:meth:`decolle_brian.derivation.DerivedRule.conv_code`; ``docs/conv.md`` explains the construction)::
+
+    layer<l>_kernel   NeuronGroup, one neuron per kernel element K[o, c, a, e]    shared_param.eq (w, gw)
+    layer<l>_bias     NeuronGroup, one neuron per output channel b[o]          shared_param.eq (w, gw)
+    layer<l>_full     NeuronGroup, one LIF unit per (o, y, x), full resolution  lif.eq + conv_unit.eq
+    layer<l>          NeuronGroup, one pooled unit per (o, Y, X): the output    trace.eq + pool.eq
+    forward<l>        Synapses kernel -> full, one per tap inside the input     conv_forward.eq
+    layer<l>_bias_gradient   Synapses full -> bias, one per full unit          (derived summand)
+
+The equations, per step (stride 1, zero padding, C order (channel, row, col) everywhere):
+
+.. math::
+
+    U_{full}[o,y,x] = \sum_{c,a,e} K[o,c,a,e]\,P_{pad}[c,y+a,x+e] + b[o] + R[o,y,x],\qquad
+    u[o,Y,X] = \max_{k \in \text{window}} U_{full}[k],\qquad S = H(u)
+
+    E = bp\,\sigma'(u),\qquad E_{full} = E\,[\text{won the max}],\qquad
+    g_K[o,c,a,e] = \sum_{y,x} E_{full}[o,y,x]\,P_{pad}[c,y+a,x+e],\qquad g_b[o] = \sum_{y,x} E_{full}[o,y,x]
+
+Every conv synapse is one multiply-add of the forward sum and one of the kernel gradient; it stores no
+weight, only the index of the input it reads (``in_idx``), so the learned state is the kernel and the biases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, TimedArray, linked_var
+from brian2.utils.stringtools import word_substitute
+
+from decolle_brian.equations_io import load_model
+from decolle_brian.network.builder import (
+    DT,
+    LAYER_BUILDERS,
+    LEARNING_VARIABLES,
+    METHOD,
+    ORDER,
+    BrianNetwork,
+    LayerObjects,
+    _reschedule,
+    _tau,
+)
+from decolle_brian.network.spec import ConvLayerSpec
+
+#: schedule of the conv parts (see builder.ORDER): 'groups' slot, then 'after_resets' slot
+CONV_ORDER = {
+    "store": 3,                                # after the forward sum (groups, 2): u_now = u
+    "max": 4,                                  # then the pooled unit takes the max
+    "route": ORDER["weights"],                 # after the pooled learning signal (ORDER["learn"])
+    "gradients": ORDER["learning_probes"] + 1,  # summed kernel and bias gradients
+    "step": ORDER["learning_probes"] + 2,      # optimiser step of the shared parameters
+}
+
+
+@dataclass
+class ConvLayerObjects(LayerObjects):
+    """Brian objects of a conv layer; ``group`` is the pooled output, ``forward`` the conv synapses."""
+
+    full: NeuronGroup | None = None
+    kernel: NeuronGroup | None = None
+    bias: NeuronGroup | None = None
+    bias_synapses: Synapses | None = None
+    full_monitors: list = field(default_factory=list)
+
+    def learned_state(self) -> dict[str, int]:
+        """Number of learned values stored in Brian, per variable (kernel and bias groups' ``w``)."""
+        return {f"{self.kernel.name}.w": len(self.kernel.variables["w"].get_value()),
+                f"{self.bias.name}.w": len(self.bias.variables["w"].get_value())}
+
+
+class ConvLayerBuilder:
+    """A conv LIF layer with shared kernel and max-pool, from the previous layer's P traces (``source``)."""
+
+    def __init__(self, net: BrianNetwork, index: int, layer: ConvLayerSpec, source: NeuronGroup):
+        self.net, self.index, self.layer, self.source = net, index, layer, source
+
+    def build(self) -> ConvLayerObjects:
+        net, layer, name = self.net, self.layer, f"layer{self.index}"
+        code = net.rule.conv_code(net.spec.learning.optimizer)
+        kernel = self._shared_group(layer.kernel_shape, f"{name}_kernel", code, "K")
+        bias = self._shared_group((layer.channels,), f"{name}_bias", code, "b")
+        full = self._full_group(name, code, bias)
+        pooled = self._pooled_group(name, code, full)
+        forward = self._conv_synapses(code, kernel, full)
+        bias_syn = Synapses(full, bias, f"gw_post = {code['bias_gradient']} : 1 (summed)",
+                            name=f"{name}_bias_gradient")
+        bias_syn.connect(j="oc_pre")  # each full unit -> the bias of its channel
+        _reschedule(bias_syn.summed_updaters["gw_post"], "after_resets", CONV_ORDER["gradients"])
+        monitors = self._full_monitors(full, name)
+        net.objects += [kernel, bias, full, bias_syn] + monitors
+        return ConvLayerObjects(group=pooled, forward=forward, full=full, kernel=kernel, bias=bias,
+                                bias_synapses=bias_syn, full_monitors=monitors)
+
+    # ---- parts -------------------------------------------------------------------------------------------------
+    def _shared_group(self, shape: tuple, name: str, code: dict, key: str) -> NeuronGroup:
+        """Shared learned parameters (kernel elements or channel biases) with their optimiser step."""
+        net, n = self.net, int(np.prod(shape))
+        eqs = load_model("shared_param")["equations"] + "\n" + code["shared_equations"]
+        if key == "K":
+            eqs += ("\nko : integer (constant)  # output channel o of K[o, c, a, e]"
+                    "\nkc : integer (constant)  # input channel c"
+                    "\nka : integer (constant)  # kernel row a"
+                    "\nke : integer (constant)  # kernel column e")
+        group = NeuronGroup(n, eqs, name=name, namespace=net.namespace)
+        if key == "K":
+            _, c_in, kh, kw = shape
+            group.ko = f"i // {c_in * kh * kw}"
+            group.kc = f"(i // {kh * kw}) % {c_in}"
+            group.ka = f"(i // {kw}) % {kh}"
+            group.ke = f"i % {kw}"
+        group.run_regularly("lr = eta(t)", when="start", order=1, name=f"{name}_step_inputs")
+        group.run_regularly(code["shared"], when="after_resets", order=CONV_ORDER["step"], name=f"{name}_learn")
+        prefix = f"layer{self.index}"
+        net.bind(f"{prefix}.{key}", group, "w", lambda a: np.asarray(a).ravel(), lambda v: v.reshape(shape))
+        if net.spec.learning.optimizer == "adamax":
+            net.bind(f"{prefix}.v_{key}", group, "v_w", lambda a: np.asarray(a).ravel(), lambda v: v.reshape(shape))
+        return group
+
+    def _full_group(self, name: str, code: dict, bias: NeuronGroup) -> NeuronGroup:
+        """Full-resolution LIF units: lif.eq with the channel's shared bias; their own spikes drive R."""
+        net, layer = self.net, self.layer
+        c_out, hf, wf = layer.full_shape
+        _, hp, wp = layer.out_shape
+        pool = layer.pool
+        lif = load_model("lif")
+        unit = load_model("conv_unit")
+        unit_eqs = Equations(unit["equations"])
+        # conv_unit.eq replaces lif.eq's variables of the same name (b becomes the channel's shared bias)
+        lif_eqs = Equations([eq for eq in Equations(lif["equations"]).ordered if eq.varname not in unit_eqs.names])
+        extra = Equations(
+            "oc : integer (constant)  # output channel o\n"
+            "oy : integer (constant)  # row y\n"
+            "ox : integer (constant)  # column x\n"
+            "tau_ref : second (shared, constant)\n"
+            "decay_ref : 1 (shared, constant)  # exp(-dt/tau_ref), used by the refractory jump\n"
+            "w_rp : 1 (shared, constant)  # refractory jump size\n"
+        )
+        group = NeuronGroup(layer.n_full, lif_eqs + unit_eqs + extra, threshold=lif["threshold"],
+                            reset=lif["reset"], method=METHOD, name=f"{name}_full", namespace=net.namespace)
+        group.oc = f"i // {hf * wf}"
+        group.oy = f"(i // {wf}) % {hf}"
+        group.ox = f"i % {wf}"
+        # units of a floor-mode remainder lie in no window: slot -1 never wins (pool_idx 0 is only a valid index)
+        inside = f"int(oy < {hp * pool} and ox < {wp * pool})"
+        group.slot = f"{inside} * ((oy % {pool}) * {pool} + ox % {pool} + 1) - 1"
+        group.pool_idx = f"{inside} * (oc * {hp * wp} + (oy // {pool}) * {wp} + ox // {pool})"
+        group.b = linked_var(bias, "w", index="oc")
+        group.run_regularly("r = r * (1 - new_sample(t))\ns = s * (1 - new_sample(t))", when="start", order=0,
+                            name=f"{name}_full_sample_reset")
+        group.run_regularly(lif["after_decay"], when="groups", order=1, name=f"{name}_full_after_decay")
+        group.run_regularly(unit["store"], when="groups", order=CONV_ORDER["store"], name=f"{name}_full_store")
+        group.run_regularly(code["full_neuron"], when="after_resets", order=CONV_ORDER["route"],
+                            name=f"{name}_full_learn")
+        net.bind_constant(group, "tau_ref", lambda p: _tau(p.alpharp))
+        net.bind_constant(group, "decay_ref", lambda p: p.alpharp)
+        net.bind_constant(group, "w_rp", lambda p: p.wrp)
+        return group
+
+    def _pooled_group(self, name: str, code: dict, full: NeuronGroup) -> NeuronGroup:
+        """Pooled units (the layer's output): max of U over the window, spike, traces for the next layer."""
+        net, layer = self.net, self.layer
+        _, hf, wf = layer.full_shape
+        _, hp, wp = layer.out_shape
+        pool = layer.pool
+        model = load_model("pool")
+        window = range(pool * pool)
+        links = "".join(f"\nidx{k} : integer (constant)  # full unit of window element {k}"
+                        f"\nu_in{k} : 1 (linked)  # its U" for k in window)
+        reset = model["reset"] + "\n" + word_substitute(load_model("trace")["on_event"], {"n_events": "1"})
+        group = net.trace_group(layer.n, name, model["equations"] + links, threshold=model["threshold"], reset=reset)
+        for k in window:
+            # pooled (o, Y, X), window element k = (a, e) -> full (o, Y pool + a, X pool + e)
+            setattr(group, f"idx{k}", f"(i // {hp * wp}) * {hf * wf} + ((i // {wp}) % {hp} * {pool} + {k // pool})"
+                                      f" * {wf} + (i % {wp}) * {pool} + {k % pool}")
+            setattr(group, f"u_in{k}", linked_var(full, "u_now", index=f"idx{k}"))
+        pool_code = "\n".join([model["max_first"]] + [word_substitute(model["max_next"], {"u_in": f"u_in{k}",
+                                                                                          "k": str(k)})
+                                                      for k in window if k > 0])
+        group.run_regularly(model["after_decay"], when="groups", order=1, name=f"{name}_after_decay")
+        group.run_regularly(pool_code, when="groups", order=CONV_ORDER["max"], name=f"{name}_max")
+        if net.with_dropout:
+            mask = TimedArray(np.ones((net.chunk_steps, layer.n)), dt=DT, name=f"{name}_masks")
+            net.namespace[f"{name}_masks"] = mask
+            group.run_regularly(f"mask = {name}_masks(t, i)", when="start", order=1, name=f"{name}_step_inputs")
+        else:
+            group.mask = 1
+        group.run_regularly(code["pool_neuron"], when="after_resets", order=ORDER["learn"], name=f"{name}_learn")
+        full.win_pool = linked_var(group, "win", index="pool_idx")
+        full.delta_pool = linked_var(group, "delta", index="pool_idx")
+        return group
+
+    def _conv_synapses(self, code: dict, kernel: NeuronGroup, full: NeuronGroup) -> Synapses:
+        """One synapse per kernel element and output position whose tap lies inside the input."""
+        layer = self.layer
+        _, h, w = layer.in_shape
+        _, hf, wf = layer.full_shape
+        pad = layer.padding
+        model = load_model("conv_forward")["equations"] + f"\ngw_pre = {code['kernel_gradient']} : 1 (summed)"
+        syn = Synapses(kernel, full, model=model, name=f"forward{self.index}")
+        syn.p_in = linked_var(self.source, "p", index="in_idx")
+        # generated in C++ (standalone): no index arrays pass through Python; pre-major order keeps the
+        # inner loops of both summed variables on one kernel element and consecutive positions
+        row, col = f"(n // {wf} + ka_pre - {pad})", f"(n % {wf} + ke_pre - {pad})"
+        syn.connect(j=f"ko_pre * {hf * wf} + n for n in range({hf * wf}) "
+                      f"if {row} >= 0 and {row} < {h} and {col} >= 0 and {col} < {w}")
+        syn.in_idx = f"kc_pre * {h * w} + (oy_post + ka_pre - {pad}) * {w} + (ox_post + ke_pre - {pad})"
+        _reschedule(syn.summed_updaters["u_syn_post"], "groups", 2)
+        _reschedule(syn.summed_updaters["gw_pre"], "after_resets", CONV_ORDER["gradients"])
+        return syn
+
+    def _full_monitors(self, full: NeuronGroup, name: str) -> list:
+        """Probes of the full-resolution units (same variables and slots as the layer probes)."""
+        # u is a subexpression over the linked bias, which Brian cannot record: record its stored copy u_now
+        probes = [{"u": "u_now"}.get(v, v) for v in getattr(self.net, "probes", ()) if v in full.variables]
+        monitors = []
+        state = [v for v in probes if v not in LEARNING_VARIABLES]
+        learning = [v for v in probes if v in LEARNING_VARIABLES]
+        for variables, slot in ((state, "probes"), (learning, "learning_probes")):
+            if variables:
+                monitors.append(StateMonitor(full, variables, record=True, when="after_resets", order=ORDER[slot],
+                                             name=f"{name}_full_{slot}"))
+        return monitors
+
+
+def full_probes(layer: LayerObjects) -> dict[str, np.ndarray]:
+    """Recorded full-resolution probes of a conv layer after a run, ``{variable: (n_steps, n_full)}``."""
+    out = {}
+    for mon in getattr(layer, "full_monitors", []):
+        out.update({{"u_now": "u"}.get(var, var): np.asarray(getattr(mon, var)[:]).T.copy()
+                    for var in mon.record_variables})
+    return out
+
+
+LAYER_BUILDERS["conv"] = ConvLayerBuilder

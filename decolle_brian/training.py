@@ -1,0 +1,128 @@
+"""Online DECOLLE learning and evaluation through a compiled network, sample by sample, chunk by chunk.
+
+Pure loops over a dataset: the caller owns parameters, random generator and position, so an experiment
+can checkpoint between any two chunks and resume bit-exactly (every sample starts from a clean state and
+the weights are the only thing carried from one sample to the next).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from decolle_brian.devices import Simulator
+from decolle_brian.network.chunks import Slot, pack_chunk, plan_chunks
+
+
+@dataclass
+class SampleResult:
+    """What one sample did, per layer."""
+
+    label: int
+    predictions: list[int]        # majority vote of the per-step argmax of y after burn-in
+    losses: list[float]           # mean local loss over the steps after burn-in
+    spikes: list[int]             # total spikes of the layer in the sample
+    n_steps: int
+
+
+def majority_vote(y: np.ndarray) -> int:
+    """Most frequent per-step argmax of ``y`` (steps, classes); ties go to the smallest class index."""
+    if len(y) == 0:
+        raise ValueError("majority vote over zero steps: the sample is not longer than the burn-in")
+    return int(np.argmax(np.bincount(np.argmax(y, axis=1), minlength=y.shape[1])))
+
+
+def sample_results(outputs, slots: Sequence[Slot], burnin: int, loss_fn: Callable, n_classes: int):
+    """Split the per-step outputs of a chunk into per-sample results."""
+    results = []
+    for slot in slots:
+        window = slice(slot.start + burnin, slot.start + slot.n_steps)
+        target = np.zeros(n_classes)
+        target[slot.label] = 1.0
+        predictions, losses = [], []
+        for y in outputs.y:
+            y_sample = y[window]
+            predictions.append(majority_vote(y_sample))
+            losses.append(float(np.mean(loss_fn(y_sample, np.broadcast_to(target, y_sample.shape)))))
+        spikes = [int(round(n[slot.start:slot.start + slot.n_steps].sum())) for n in outputs.n_spikes]
+        results.append(SampleResult(slot.label, predictions, losses, spikes, slot.n_steps))
+    return results
+
+
+def flat_counts(counts: np.ndarray) -> np.ndarray:
+    """(T, *input_shape) event counts as (T, n_inputs), flattened in C order."""
+    counts = np.asarray(counts)
+    return counts.reshape(counts.shape[0], -1)
+
+
+def iter_chunks(
+    sim: Simulator,
+    dataset,
+    indices: Sequence[int],
+    params: dict[str, np.ndarray],
+    *,
+    learn: bool,
+    lr: float = 0.0,
+    rng: np.random.Generator | None = None,
+    neuron=None,
+) -> Iterator[tuple[int, dict[str, np.ndarray], list[SampleResult]]]:
+    """Run ``dataset[indices]`` through ``sim`` chunk by chunk.
+
+    Yields ``(n_done, params, results)`` after every chunk: samples of ``indices`` done so far, the
+    parameters after the chunk and the chunk's per-sample results. With ``learn`` the weights change
+    online at every step after each sample's burn-in; the dropout masks come from ``rng``.
+    """
+    spec = sim.spec
+    learning = spec.learning
+    lengths = [dataset.n_steps] * len(indices) if hasattr(dataset, "n_steps") else None
+    samples_by_chunk = plan_chunks(lengths or [len(dataset[i][0]) for i in indices], sim.chunk_steps)
+    done = 0
+    for chunk in samples_by_chunk:
+        samples = []
+        for position in chunk:
+            counts, label = dataset[indices[position]][:2]
+            samples.append((flat_counts(counts), int(label)))
+        inputs, slots = pack_chunk(
+            samples, sim.chunk_steps, spec.n_classes, lr=lr, burnin=learning.burnin, learn=learn,
+            dropout=learning.dropout, layer_sizes=[layer.n for layer in spec.layers], rng=rng,
+        )
+        outputs = sim.run_chunk(inputs, params, neuron)
+        params = outputs.params
+        done += len(chunk)
+        yield done, params, sample_results(outputs, slots, learning.burnin, sim.loss_fn, spec.n_classes)
+
+
+@dataclass
+class Evaluation:
+    """Per-layer test metrics."""
+
+    accuracy: list[float]
+    loss: list[float]
+    rate_hz: list[float]                 # mean firing rate per neuron
+    confusion: list[np.ndarray]          # (true, predicted) counts per layer
+    synops_per_sample: list[float]       # spikes x fan-out: synaptic events per inference
+
+
+def summarize(results: Sequence[SampleResult], sim: Simulator) -> Evaluation:
+    """Accuracy, loss, rate, confusion matrices and synaptic operations over a list of results."""
+    spec = sim.spec
+    n_layers, n_classes = len(spec.layers), spec.n_classes
+    if not results:
+        raise ValueError("No samples to summarize")
+    labels = np.array([r.label for r in results])
+    steps = sum(r.n_steps for r in results)
+    accuracy, loss, rate, confusion, synops = [], [], [], [], []
+    for k in range(n_layers):
+        predictions = np.array([r.predictions[k] for r in results])
+        accuracy.append(float(np.mean(predictions == labels)))
+        loss.append(float(np.mean([r.losses[k] for r in results])))
+        spikes = sum(r.spikes[k] for r in results)
+        rate.append(1000.0 * spikes / (spec.layers[k].n * steps))
+        matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+        np.add.at(matrix, (labels, predictions), 1)
+        confusion.append(matrix)
+        fan_out = (spec.layers[k + 1].n if k + 1 < n_layers else 0) + n_classes
+        synops.append(spikes * fan_out / len(results))
+    return Evaluation(accuracy, loss, rate, confusion, synops)

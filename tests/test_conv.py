@@ -1,0 +1,243 @@
+"""Conv DECOLLE layers (shared kernel, max-pool on U before the spike) agree with the NumPy reference.
+
+A conv-pool-conv network (2x12x12 input; 4 channels 3x3 padding 1, pool 2; 8 channels 5x5 padding 1, no
+pool), fixed random weights, input event counts > 1, 120 steps: pooled and full-resolution spikes identical
+and U within 1e-9 on the runtime (numpy) and the C++ standalone device; after one learning sample (SGD and
+Adamax, dropout masks shared with the reference) kernels, biases and Adamax state within 1e-6 relative.
+Each (device, optimiser) network is compiled once and shared by the tests of its class.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from brian2.core.variables import DynamicArrayVariable
+
+from decolle_brian import reference as ref
+from decolle_brian.derivation import derive
+from decolle_brian.devices import Simulator
+from decolle_brian.network.chunks import pack_chunk
+from decolle_brian.network.conv import full_probes
+from decolle_brian.network.params import init_params
+from decolle_brian.network.presets import dvsgesture_spec, nmnist_conv_spec
+from decolle_brian.network.spec import ConvLayerSpec, DenseLayerSpec, LearningSpec, NetworkSpec, SpecError
+
+T, BURNIN, N_CLASSES, LABEL = 120, 20, 4, 2
+INPUT_SHAPE = (2, 12, 12)
+L1 = ConvLayerSpec(channels=4, kernel=3, in_shape=INPUT_SHAPE, padding=1, pool=2)
+L2 = ConvLayerSpec(channels=8, kernel=5, in_shape=L1.out_shape, padding=1, pool=1)
+DEVICES = ["runtime", pytest.param("cpp_standalone", marks=pytest.mark.standalone)]
+
+
+def make_spec(optimizer: str, layers=(L1, L2), input_shape=INPUT_SHAPE) -> NetworkSpec:
+    return NetworkSpec(
+        n_inputs=math.prod(input_shape), input_shape=input_shape, layers=tuple(layers), n_classes=N_CLASSES,
+        learning=LearningSpec(optimizer=optimizer, lr=3e-3 if optimizer == "sgd" else 1e-3, dropout=0.5,
+                              burnin=BURNIN),
+    )
+
+
+def make_params(spec, seed=1, gain=3.0):
+    params = init_params(spec, np.random.default_rng(seed))
+    for index in range(1, len(spec.layers) + 1):
+        params[f"layer{index}.K"] *= gain  # strong enough that every layer fires
+    return params
+
+
+def make_input(n_inputs, seed=2):
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(0.15, (T, n_inputs)).astype(float)
+    counts[rng.random((T, n_inputs)) < 0.02] += 2  # some counts > 1 (several events in one bin)
+    assert counts.max() > 1
+    return counts
+
+
+def reference_layers(spec, params):
+    return [ref.ConvLayer(params[f"layer{k}.K"].copy(), params[f"layer{k}.b"].copy(), params[f"layer{k}.G"].copy(),
+                          params[f"layer{k}.g"].copy(), layer.padding, layer.pool, layer.in_shape)
+            for k, layer in enumerate(spec.layers, start=1)]
+
+
+def run_both(spec, sim, *, learn, masks_seed=None, counts=None, params=None):
+    params = make_params(spec) if params is None else params
+    counts = make_input(spec.n_inputs) if counts is None else counts
+    rng = np.random.default_rng(masks_seed) if masks_seed is not None else None
+    inputs, _ = pack_chunk([(counts, LABEL)], T, N_CLASSES, lr=spec.learning.lr, burnin=BURNIN, learn=learn,
+                           dropout=spec.learning.dropout, layer_sizes=spec.layer_sizes()[1:], rng=rng)
+    out = sim.run_chunk(inputs, params)
+    layers = reference_layers(spec, params)
+    expected = ref.run_sample(
+        layers, counts, LABEL, n_classes=N_CLASSES, burnin=BURNIN, learn=learn, loss="smoothl1",
+        surrogate="fast_sigmoid", slope=10.0, optimizer=spec.learning.optimizer, lr=spec.learning.lr,
+        masks=inputs.masks if learn else None,
+    )
+    full = [full_probes(lo) for lo in sim.net.layers]
+    return params, out, full, layers, expected
+
+
+def assert_forward_equal(out, full, expected, n_layers):
+    for k in range(n_layers):
+        spikes = out.probes[k]["s"]
+        assert 0.02 * spikes.size < spikes.sum() < 0.8 * spikes.size, f"layer {k + 1}: test would be weak"
+        np.testing.assert_array_equal(spikes, expected["spikes"][k], err_msg=f"pooled spikes of layer {k + 1}")
+        np.testing.assert_array_equal(full[k]["s"], expected["spikes_full"][k], err_msg=f"full spikes {k + 1}")
+        np.testing.assert_allclose(out.probes[k]["u"], expected["u"][k], rtol=0, atol=1e-9,
+                                   err_msg=f"pooled u of layer {k + 1}")
+        np.testing.assert_allclose(full[k]["u"], expected["u_full"][k], rtol=0, atol=1e-9,
+                                   err_msg=f"full-resolution U of layer {k + 1}")
+        np.testing.assert_allclose(out.y[k], expected["y"][k], rtol=0, atol=1e-9, err_msg=f"readout {k + 1}")
+
+
+def assert_params_close(out, layers, params):
+    for k, layer in enumerate(layers, start=1):
+        for name, value in (("K", layer.K), ("b", layer.b)):
+            new = out.params[f"layer{k}.{name}"]
+            assert not np.allclose(new, params[f"layer{k}.{name}"]), f"layer{k}.{name} did not learn"
+            np.testing.assert_allclose(new, value, rtol=1e-6, atol=1e-12, err_msg=f"layer{k}.{name}")
+
+
+def assert_signals_equal(out, full, expected, n_layers):
+    for k in range(n_layers):  # the learning signal on the pooled units and routed to the max winners
+        np.testing.assert_allclose(out.probes[k]["delta"][BURNIN:], expected["err_signal"][k][BURNIN:],
+                                   rtol=1e-9, atol=1e-12, err_msg=f"pooled learning signal of layer {k + 1}")
+        np.testing.assert_allclose(full[k]["delta"][BURNIN:], expected["err_full"][k][BURNIN:],
+                                   rtol=1e-9, atol=1e-12, err_msg=f"routed learning signal of layer {k + 1}")
+
+
+def sim_fixture(optimizer):
+    @pytest.fixture(scope="class", params=DEVICES)
+    def fixture(request, tmp_path_factory):
+        spec = make_spec(optimizer)
+        build = tmp_path_factory.mktemp(f"conv_{optimizer}") if request.param != "runtime" else None
+        sim = Simulator(spec, T, device=request.param, build_dir=build, probes=("u", "s", "delta"))
+        return spec, sim
+    return fixture
+
+
+sim_sgd = sim_fixture("sgd")
+sim_adamax = sim_fixture("adamax")
+
+
+class TestSGD:
+    def test_forward_fixed_weights(self, sim_sgd):
+        spec, sim = sim_sgd
+        params, out, full, _, expected = run_both(spec, sim, learn=False)
+        assert_forward_equal(out, full, expected, len(spec.layers))
+        # pooling matters: the pooled layer fires more often than its average full-resolution unit
+        assert expected["spikes"][0].mean() > expected["spikes_full"][0].mean()
+        for key, value in params.items():  # no learning: nothing moved
+            np.testing.assert_array_equal(out.params[key], value)
+
+    def test_learning_sample_with_dropout(self, sim_sgd):
+        spec, sim = sim_sgd
+        params, out, full, layers, expected = run_both(spec, sim, learn=True, masks_seed=5)
+        assert_forward_equal(out, full, expected, len(spec.layers))
+        assert_signals_equal(out, full, expected, len(spec.layers))
+        assert_params_close(out, layers, params)
+
+    def test_learned_state_is_the_kernel(self, sim_sgd):
+        """Brian stores one value per kernel element and bias, none per synapse (no unrolled copy)."""
+        spec, sim = sim_sgd
+        for layer, lo in zip(spec.layers, sim.net.layers, strict=True):
+            c_out, c_in, kh, kw = layer.kernel_shape
+            real_conv = c_out * c_in * kh * kw + c_out  # torch.nn.Conv2d(c_in, c_out, k).parameters()
+            assert sum(lo.learned_state().values()) == real_conv
+            assert len(lo.kernel) == c_out * c_in * kh * kw and len(lo.bias) == c_out
+            stored = [eq.varname for eq in lo.forward.equations.ordered
+                      if eq.type == "parameter" and "linked" not in eq.flags]
+            assert stored == ["in_idx"], stored  # the model stores an integer index per synapse, no weight
+            floats = [name for name, var in lo.forward.variables.items() if isinstance(var, DynamicArrayVariable)
+                      and var.owner.name == lo.forward.name and np.issubdtype(var.dtype, np.floating)]
+            assert floats == [], floats  # nor does Brian (only its int32 index arrays)
+            assert len(lo.forward) > 10 * c_out * c_in * kh * kw  # positions share each element
+        # every learned parameter array maps onto exactly these Brian values
+        learned = [binding for key, binding in sim.net.bindings.items() if key.rsplit(".", 1)[1] in ("K", "b")]
+        assert sum(len(binding.view_owner.variables[binding.variable].get_value()) for binding in learned) == sum(
+            math.prod(layer.kernel_shape) + layer.channels for layer in spec.layers)
+
+    def test_synapses_are_the_taps_inside_the_input(self, sim_sgd):
+        spec, sim = sim_sgd
+        for layer, lo in zip(spec.layers, sim.net.layers, strict=True):
+            c_out, c_in, k, _ = layer.kernel_shape
+            _, h, w = layer.in_shape
+            _, hf, wf = layer.full_shape
+            rows = sum(0 <= y + a - layer.padding < h for y in range(hf) for a in range(k))
+            cols = sum(0 <= x + e - layer.padding < w for x in range(wf) for e in range(k))
+            assert len(lo.forward) == c_out * c_in * rows * cols
+
+
+class TestAdamax:
+    def test_learning_sample_with_dropout(self, sim_adamax):
+        spec, sim = sim_adamax
+        params, out, full, layers, expected = run_both(spec, sim, learn=True, masks_seed=6)
+        assert_forward_equal(out, full, expected, len(spec.layers))
+        assert_signals_equal(out, full, expected, len(spec.layers))
+        assert_params_close(out, layers, params)
+        state = expected["opt_state"]
+        for k in range(1, len(spec.layers) + 1):
+            for name in ("K", "b"):
+                np.testing.assert_allclose(out.params[f"layer{k}.v_{name}"], state[k - 1][name], rtol=1e-6,
+                                           atol=1e-12, err_msg=f"layer{k}.v_{name}")
+
+
+def test_pool_remainder_and_ties_runtime():
+    """Floor-mode remainder (7x7 pooled by 2) and tied maxima (silent input region): routed as the reference."""
+    layer = ConvLayerSpec(channels=3, kernel=3, in_shape=(1, 7, 7), padding=1, pool=2)
+    spec = make_spec("sgd", layers=(layer,), input_shape=(1, 7, 7))
+    sim = Simulator(spec, T, device="runtime", probes=("u", "s", "delta"))
+    counts = make_input(spec.n_inputs, seed=3).reshape(T, 1, 7, 7)
+    counts[:, :, :, :3] = 0  # the left columns never see an event: U there is b + R, equal across a window
+    params = make_params(spec, seed=4, gain=4.0)
+    params, out, full, layers, expected = run_both(spec, sim, learn=True, masks_seed=7,
+                                                   counts=counts.reshape(T, -1), params=params)
+    assert_forward_equal(out, full, expected, 1)
+    assert_signals_equal(out, full, expected, 1)
+    assert_params_close(out, layers, params)
+    # the test saw ties: windows whose max is taken by more than one unit while a learning signal flows
+    u_full = expected["u_full"][0].reshape(T, 3, 7, 7)[:, :, :6, :6].reshape(T, 3, 3, 2, 3, 2)
+    windows = u_full.transpose(0, 1, 2, 4, 3, 5).reshape(T, 3, 3, 3, 4)
+    tied = (windows == windows.max(axis=-1, keepdims=True)).sum(axis=-1) > 1
+    signal = expected["err_signal"][0].reshape(T, 3, 3, 3) != 0
+    assert np.sum(tied[BURNIN:] & signal[BURNIN:]) > 10
+    # the remainder (last row and column) never gets a learning signal
+    err_full = expected["err_full"][0].reshape(T, 3, 7, 7)
+    assert not err_full[:, :, 6, :].any() and not err_full[:, :, :, 6].any()
+    np.testing.assert_array_equal(full[0]["delta"].reshape(T, 3, 7, 7)[:, :, 6, :], 0)
+
+
+def test_conv_rule_is_derived():
+    """The conv factors come out of the chain rule through the model files, for any surrogate."""
+    code = derive().conv_code("sgd")
+    assert code["kernel_gradient"] == "delta_post*p_in"          # dU/dw_pre * E_post, summed into the kernel
+    assert code["bias_gradient"] == "delta_pre"                  # dU/db * E, summed over the channel
+    assert code["full_neuron"] == "delta = delta_pool*int(win_pool == slot)"  # d max / d U_full
+    assert "10.0*abs(u)" in code["pool_neuron"]
+    boxcar = derive("mse", "boxcar").conv_code("adamax")
+    assert "0.5" in boxcar["pool_neuron"] and "v_w" in boxcar["shared"]
+
+
+def test_conv_spec_checks():
+    with pytest.raises(SpecError, match=r"layers\[1\].in_shape"):
+        NetworkSpec(n_inputs=288, input_shape=INPUT_SHAPE, layers=(L1, L1), n_classes=4).validate()
+    with pytest.raises(SpecError, match="input_shape"):
+        NetworkSpec(n_inputs=100, input_shape=INPUT_SHAPE, layers=(L1,), n_classes=4).validate()
+    with pytest.raises(SpecError, match="kernel"):
+        ConvLayerSpec(channels=2, kernel=9, in_shape=(1, 4, 4)).validate("l")
+    with pytest.raises(SpecError, match="pool"):
+        ConvLayerSpec(channels=2, kernel=3, in_shape=(1, 4, 4), pool=3).validate("l")
+    # a conv layer after a dense one reads its output in C order
+    NetworkSpec(n_inputs=10, layers=(DenseLayerSpec(144), ConvLayerSpec(2, 3, (1, 12, 12))), n_classes=4).validate()
+    assert L1.n == 4 * 6 * 6 and L2.n == 8 * 4 * 4
+
+
+def test_presets():
+    spec = dvsgesture_spec().validate()
+    assert [layer.out_shape for layer in spec.layers] == [(64, 16, 16), (128, 16, 16), (128, 8, 8)]
+    assert [layer.full_shape for layer in spec.layers] == [(64, 32, 32), (128, 16, 16), (128, 16, 16)]
+    assert spec.n_classes == 11 and spec.learning.burnin == 100 and spec.learning.optimizer == "adamax"
+    params = init_params(spec, np.random.default_rng(0))
+    assert params["layer2.K"].shape == (128, 64, 7, 7) and params["layer3.b"].shape == (128,)
+    assert params["layer1.G"].shape == (11, 64 * 16 * 16)
+    assert np.abs(params["layer2.K"]).max() <= 1 / np.sqrt(64 * 49)
+    nmnist = nmnist_conv_spec().validate()
+    assert nmnist.n_classes == 10 and nmnist.learning.burnin == 60

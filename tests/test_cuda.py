@@ -1,0 +1,316 @@
+"""The CUDA device layer (``decolle_brian.cuda``): messages, build without a GPU, and (with a GPU) equivalence.
+
+- Unit tests (no compiler, no GPU): the toolkit, the GPUs and brian2cuda are faked, so every error message
+  is checked on any machine.
+- ``cuda_build``: a small DECOLLE network is generated and compiled with nvcc for a target compute
+  capability (``DECOLLE_CUDA_CC``, 9.0 when no GPU is found), then running it gives the clear no-GPU error
+  (or, on a GPU machine, runs). It skips, saying why, where nvcc, brian2cuda or cuRAND is missing.
+  nvcc is slow (about 8 minutes for this network on 2 cores, 10 s per source file): the build folder is
+  kept between sessions (under ``$DECOLLE_BUILD_DIR`` or the temp folder), so a rerun compiles only what
+  changed (seconds). ``DECOLLE_CUDA_TEST_FRESH=1`` builds into a fresh folder.
+- ``cuda``: cuda_standalone and cpp_standalone agree (spikes, membrane, readout, learned weights) on one
+  learning sample; needs a GPU and skips without one.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from brian2 import Clock, NeuronGroup, ms
+
+from decolle_brian import cuda
+from decolle_brian.devices import DeviceError, Simulator, default_build_dir
+from decolle_brian.network.chunks import pack_chunk
+from decolle_brian.network.params import init_params
+from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
+
+ARCHS = [7.5, 8.0, 8.6, 8.7, 8.8, 8.9, 9.0, 10.0, 10.3, 11.0, 12.0, 12.1]
+H200 = {"index": 0, "name": "NVIDIA H200", "compute_capability": 9.0}
+A100 = {"index": 0, "name": "NVIDIA A100-SXM4-80GB", "compute_capability": 8.0}
+CURAND = {"source": "wheel", "include": "/fake/cu13/include", "lib": "/fake/cu13/lib",
+          "library": "/fake/cu13/lib/libcurand.so.10", "wheel_dir": "cu13"}
+
+
+# ---- a faked machine ------------------------------------------------------------------------------------------
+@pytest.fixture
+def machine(monkeypatch):
+    """Fake toolkit/GPU/brian2cuda; returns a setter: machine(gpus=[...], nvcc=..., brian2cuda=..., ...)."""
+    monkeypatch.delenv(cuda.ENV_CC, raising=False)
+
+    def setup(gpus=(), driver_cuda="13.0", nvcc="/fake/cuda/bin/nvcc", nvcc_version="13.0", brian2cuda="1.0b1",
+              curand=CURAND, gpu_source="driver"):
+        monkeypatch.setattr(cuda, "find_nvcc", lambda: nvcc)
+        monkeypatch.setattr(cuda, "_toolkit", lambda path: {
+            "nvcc": path, "version": nvcc_version, "root": "/fake/cuda", "include_dirs": [], "library_dirs": [],
+            "archs": ARCHS})
+        monkeypatch.setattr(cuda, "find_curand", lambda path=None: curand)
+        monkeypatch.setattr(cuda, "_brian2cuda_version",
+                            lambda: (brian2cuda, None if brian2cuda else "not installed"))
+        found = {"source": gpu_source if gpus else None, "driver_cuda": driver_cuda if gpus else None,
+                 "gpus": [dict(g) for g in gpus]}
+        monkeypatch.setattr(cuda, "find_gpus", lambda: found)
+    return setup
+
+
+@pytest.mark.parametrize("value, expected", [(9.0, 9.0), (8, 8.0), ("8.6", 8.6), ("9", 9.0), ("90", 9.0),
+                                             ("sm_90", 9.0), ("sm_120", 12.0), ("compute_89", 8.9), (" 10.0 ", 10.0)])
+def test_parse_compute_capability(value, expected):
+    assert cuda.parse_compute_capability(value) == expected
+
+
+@pytest.mark.parametrize("value", ["ampere", "9.0.1", "", True, "3.5", 2.0])
+def test_parse_compute_capability_rejects(value):
+    with pytest.raises(DeviceError, match="[Cc]ompute capability"):
+        cuda.parse_compute_capability(value)
+
+
+def test_env_compute_capability_is_checked(machine, monkeypatch):
+    machine()
+    monkeypatch.setenv(cuda.ENV_CC, "hopper")
+    with pytest.raises(DeviceError, match="DECOLLE_CUDA_CC='hopper'"):
+        cuda.check_cuda_available(require_gpu=False)
+
+
+def test_no_brian2cuda_says_how_to_install(machine):
+    machine(brian2cuda=None)
+    with pytest.raises(DeviceError, match=r"brian2cuda.*pip install 'decolle-brian\[cuda\]'"):
+        cuda.check_cuda_available(require_gpu=False, compute_capability=9.0)
+
+
+def test_find_nvcc_none_without_toolkit(monkeypatch, tmp_path):
+    for var in ("CUDA_PATH", "CUDA_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no nvcc on PATH
+    monkeypatch.setattr(cuda, "DEFAULT_NVCC", tmp_path / "cuda" / "bin" / "nvcc")
+    assert cuda.find_nvcc() is None
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert cuda.find_nvcc() is None
+
+
+def test_find_nvcc_prefers_cuda_path(monkeypatch, tmp_path):
+    nvcc = tmp_path / "bin" / "nvcc"
+    nvcc.parent.mkdir()
+    nvcc.write_text("#!/bin/sh\n")
+    nvcc.chmod(0o755)
+    monkeypatch.setenv("CUDA_PATH", str(tmp_path))
+    assert cuda.find_nvcc() == str(nvcc)
+
+
+def test_no_nvcc_message(machine):
+    machine(nvcc=None)
+    with pytest.raises(DeviceError, match="needs nvcc"):
+        cuda.check_cuda_available(require_gpu=False, compute_capability=9.0)
+    assert "no nvcc found" in cuda.cuda_summary_line()
+
+
+def test_no_curand_message(machine):
+    machine(curand=None)
+    with pytest.raises(DeviceError, match="pip install nvidia-curand"):
+        cuda.check_cuda_available(require_gpu=False, compute_capability=9.0)
+
+
+def test_no_gpu_and_no_target_says_how_to_build(machine):
+    machine()
+    with pytest.raises(DeviceError, match="No CUDA GPU found.*DECOLLE_CUDA_CC=9.0"):
+        cuda.check_cuda_available(require_gpu=False)
+
+
+def test_no_gpu_with_target_builds(machine, monkeypatch):
+    machine()
+    monkeypatch.setenv(cuda.ENV_CC, "9.0")
+    status = cuda.check_cuda_available(require_gpu=False)
+    assert status["compute_capability"] == 9.0 and status["compute_capability_source"] == cuda.ENV_CC
+    assert status["gpu_id"] == 0
+    line = cuda.cuda_summary_line(status)
+    assert "no GPU found (building only, for cc 9.0 from DECOLLE_CUDA_CC)" in line
+
+
+def test_no_gpu_at_run_time(machine):
+    machine()
+    with pytest.raises(DeviceError, match="No CUDA GPU found.*needs a GPU to run"):
+        cuda.check_cuda_available(require_gpu=True, compute_capability=9.0)
+
+
+def test_gpu_found_gives_target(machine):
+    machine(gpus=[A100, dict(H200, index=1)])
+    status = cuda.check_cuda_available(require_gpu=True)
+    assert status["compute_capability"] == 9.0 and status["gpu_id"] == 1  # the best GPU, as brian2cuda picks
+    assert "GPU 1 NVIDIA H200 (cc 9.0)" in cuda.cuda_summary_line(status)
+
+
+def test_compute_capability_mismatch(machine):
+    machine(gpus=[A100])
+    with pytest.raises(DeviceError, match=r"mismatch.*compiled for 9.0 \(sm_90\).*A100.*8.0.*DECOLLE_CUDA_CC=8.0"):
+        cuda.check_cuda_available(require_gpu=True, compute_capability=9.0)
+    with pytest.warns(UserWarning, match="will not run here"):  # building for another machine is allowed
+        cuda.check_cuda_available(require_gpu=False, compute_capability=9.0)
+
+
+def test_newer_gpu_runs_older_target(machine):
+    machine(gpus=[dict(H200, compute_capability=10.0)])
+    cuda.check_cuda_available(require_gpu=True, compute_capability=9.0)  # PTX of sm_90 runs on 10.0
+
+
+def test_old_driver(machine):
+    machine(gpus=[H200], driver_cuda="12.4")
+    with pytest.raises(DeviceError, match="driver supports CUDA 12.4.*nvcc 13.0"):
+        cuda.check_cuda_available(require_gpu=True)
+
+
+def test_target_nvcc_cannot_compile(machine):
+    machine()
+    with pytest.raises(DeviceError, match="cannot compile for compute capability 6.1"):
+        cuda.check_cuda_available(require_gpu=False, compute_capability=6.1)
+
+
+def test_detect_gpus_false_needs_target(machine, tmp_path):
+    machine()
+    with pytest.raises(DeviceError, match="detect_gpus=False needs a target compute capability"):
+        cuda.activate_cuda(tmp_path, detect_gpus=False)
+
+
+def _fake_project(folder: Path, arch="sm_90", gpu_id=0, binary=True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "makefile").write_text(f"NVCCFLAGS = -I. -std=c++11 -arch={arch} -w -std=c++17\n")
+    (folder / "main.cu").write_text(f"CUDA_SAFE_CALL(\n  cudaSetDevice({gpu_id})\n);\n")
+    if binary:
+        (folder / "main").write_text("")
+    return folder
+
+
+def test_compiled_target(tmp_path):
+    target = cuda.compiled_target(_fake_project(tmp_path, arch="sm_86", gpu_id=1))
+    assert target["compute_capability"] == 8.6 and target["gpu_id"] == 1 and target["binary"]
+
+
+def test_before_run_check_without_binary(machine, tmp_path):
+    machine(gpus=[H200])
+    with pytest.raises(DeviceError, match="No compiled CUDA binary"):
+        cuda.before_run_check(_fake_project(tmp_path, binary=False))
+
+
+def test_before_run_check_no_gpu(machine, tmp_path):
+    machine()
+    with pytest.raises(DeviceError, match="No CUDA GPU found.*needs a GPU to run"):
+        cuda.before_run_check(_fake_project(tmp_path))
+
+
+def test_before_run_check_gpu(machine, tmp_path):
+    machine(gpus=[A100])
+    with pytest.raises(DeviceError, match="mismatch"):
+        cuda.before_run_check(_fake_project(tmp_path / "a", arch="sm_90"))
+    cuda.before_run_check(_fake_project(tmp_path / "b", arch="sm_80"))
+    with pytest.raises(DeviceError, match="compiled to use GPU 1"):
+        cuda.before_run_check(_fake_project(tmp_path / "c", arch="sm_80", gpu_id=1))
+
+
+def test_check_clocks():
+    on_default = NeuronGroup(1, "v : 1", name="on_default")
+    elsewhere = NeuronGroup(1, "v : 1", clock=Clock(dt=0.5 * ms), name="elsewhere")
+    cuda.check_clocks([on_default])
+    with pytest.raises(DeviceError, match="elsewhere"):
+        cuda.check_clocks([on_default, elsewhere])
+
+
+def test_status_of_this_machine():
+    status = cuda.cuda_status()  # whatever is here: must not raise
+    for key in ("nvcc", "nvcc_version", "gpus", "compute_capability", "brian2cuda", "curand", "driver_cuda"):
+        assert key in status
+    line = cuda.cuda_summary_line(status)
+    assert line.startswith("CUDA: ") and "\n" not in line
+
+
+# ---- the real thing -------------------------------------------------------------------------------------------
+def small_spec(**learning) -> NetworkSpec:
+    return NetworkSpec(n_inputs=20, layers=(DenseLayerSpec(10), DenseLayerSpec(8)), n_classes=3,
+                       learning=LearningSpec(optimizer="sgd", dropout=0.0, **learning))
+
+
+def small_chunk(spec: NetworkSpec, steps: int, *, learn: bool, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    params = init_params(spec, rng)
+    for k in range(1, len(spec.layers) + 1):
+        params[f"layer{k}.W"] *= 3.0  # strong enough that the layers fire
+    counts = rng.poisson(0.3, (steps, spec.n_inputs)).astype(float)
+    inputs, _ = pack_chunk([(counts, 1)], steps, spec.n_classes, lr=spec.learning.lr, burnin=10, learn=learn,
+                           dropout=spec.learning.dropout, layer_sizes=[layer.n for layer in spec.layers], rng=rng)
+    return inputs, params
+
+
+def _skip_without_cuda_build():
+    status = cuda.cuda_status()
+    if status["brian2cuda"] is None:
+        pytest.skip(f"brian2cuda is not installed ({cuda.INSTALL_HINT})")
+    if not status["nvcc"]:
+        pytest.skip("nvcc (CUDA toolkit) not found: cannot compile CUDA code here")
+    if not status["curand"]:
+        pytest.skip("cuRAND headers/library not found (pip install nvidia-curand)")
+    return status
+
+
+@pytest.mark.cuda_build
+@pytest.mark.slow
+def test_build_small_network_then_run(monkeypatch, tmp_path):
+    status = _skip_without_cuda_build()
+    if not status["gpus"] and status["compute_capability"] is None:
+        monkeypatch.setenv(cuda.ENV_CC, "9.0")  # build for an H100/H200 without a GPU here
+    spec, steps = small_spec(), 50
+    build_dir = (tmp_path / "build" if os.environ.get("DECOLLE_CUDA_TEST_FRESH")
+                 else default_build_dir(spec, "cuda_standalone", steps, "-test"))
+    sim = Simulator(spec, chunk_steps=steps, device="cuda_standalone", build_dir=build_dir)
+
+    # generated ...
+    sources = sorted((build_dir / "code_objects").glob("*.cu")) + sorted(build_dir.glob("*.cu"))
+    assert (build_dir / "main.cu").is_file() and any("layer2_learn" in p.name for p in sources)
+    makefile = (build_dir / "makefile").read_text()
+    expected_cc = cuda.cuda_status()["compute_capability"]
+    assert cuda.CXX_STD in makefile and f"-arch={cuda._sm(expected_cc)}" in makefile
+    # ... and compiled from these very sources
+    binary = build_dir / "main"
+    assert binary.is_file() and os.access(binary, os.X_OK)
+    assert binary.stat().st_mtime >= max(p.stat().st_mtime for p in sources)
+    if shutil.which("ldd"):
+        libs = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+        assert "libcurand" in libs and "not found" not in libs, libs
+    cuda.check_clocks(sim.network.objects)
+
+    inputs, params = small_chunk(spec, steps, learn=True)
+    if not cuda.find_gpus()["gpus"]:
+        with pytest.raises(DeviceError, match="No CUDA GPU found"):
+            cuda.before_run_check(build_dir)
+        # Simulator.run_chunk calls before_run_check for cuda_standalone: the clear error, not a CUDA one
+        with pytest.raises(DeviceError, match="GPU"):
+            sim.run_chunk(inputs, params)
+    else:
+        out = sim.run_chunk(inputs, params)
+        assert all(np.all(np.isfinite(y)) for y in out.y)
+        assert any(n.sum() > 0 for n in out.n_spikes)
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_cuda_matches_cpp_standalone(tmp_path):
+    status = _skip_without_cuda_build()
+    if not cuda.find_gpus()["gpus"]:
+        pytest.skip(f"no CUDA GPU here ({cuda.cuda_summary_line(status)})")
+    spec = NetworkSpec(n_inputs=40, layers=(DenseLayerSpec(30), DenseLayerSpec(20), DenseLayerSpec(12)),
+                       n_classes=4, learning=LearningSpec(optimizer="adamax", lr=1e-3, dropout=0.5, burnin=20))
+    steps = 200
+    inputs, params = small_chunk(spec, steps, learn=True, seed=5)
+    outs = {}
+    for device in ("cpp_standalone", "cuda_standalone"):  # one standalone device per process: one after the other
+        sim = Simulator(spec, steps, device=device, build_dir=tmp_path / device, probes=("u", "s"))
+        outs[device] = sim.run_chunk(inputs, {k: v.copy() for k, v in params.items()})
+    cpu, gpu = outs["cpp_standalone"], outs["cuda_standalone"]
+    for k in range(len(spec.layers)):
+        assert cpu.probes[k]["s"].sum() > 0, f"layer {k + 1} silent: test would be weak"
+        np.testing.assert_array_equal(gpu.probes[k]["s"], cpu.probes[k]["s"], err_msg=f"spikes of layer {k + 1}")
+        np.testing.assert_allclose(gpu.probes[k]["u"], cpu.probes[k]["u"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(gpu.y[k], cpu.y[k], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(gpu.n_spikes[k], cpu.n_spikes[k])
+    for key, value in cpu.params.items():
+        assert not (key.endswith(".W") and np.allclose(value, params[key])), f"{key} did not learn"
+        np.testing.assert_allclose(gpu.params[key], value, rtol=1e-6, atol=1e-12, err_msg=key)
