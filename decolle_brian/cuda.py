@@ -568,7 +568,8 @@ def check_clocks(objects) -> None:
     """Raise DeviceError unless every Brian object runs on ``defaultclock`` (brian2cuda needs one clock)."""
     from brian2 import defaultclock
 
-    others = sorted(obj.name for obj in objects if getattr(obj, "clock", defaultclock) is not defaultclock)
+    # defaultclock is a proxy: compare the clocks by name
+    others = sorted(obj.name for obj in objects if getattr(obj, "clock", defaultclock).name != defaultclock.name)
     if others:
         raise DeviceError(f"cuda_standalone needs every object on defaultclock; these are not: {others}")
 

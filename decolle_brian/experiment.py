@@ -134,7 +134,7 @@ def _stop_on_signals():
 
 
 def evaluate(sim: Simulator, dataset, params: dict, progress: bool = False, desc: str = "eval"):
-    """Per-layer test metrics (majority vote) of ``params`` on ``dataset``; no learning, no dropout."""
+    """Per-layer test metrics (majority vote) of ``params`` on ``dataset``, with a progress bar."""
     results: list[SampleResult] = []
     with tqdm(total=len(dataset), desc=desc, unit="sample", disable=not progress, leave=False) as bar:
         for _, _, chunk_results in iter_chunks(sim, dataset, np.arange(len(dataset)), params, learn=False):

@@ -126,3 +126,21 @@ def summarize(results: Sequence[SampleResult], sim: Simulator) -> Evaluation:
         fan_out = (spec.layers[k + 1].n if k + 1 < n_layers else 0) + n_classes
         synops.append(spikes * fan_out / len(results))
     return Evaluation(accuracy, loss, rate, confusion, synops)
+
+
+def train_epoch(sim: Simulator, dataset, order: Sequence[int], params: dict[str, np.ndarray], *, lr: float,
+                rng: np.random.Generator) -> tuple[dict[str, np.ndarray], list[SampleResult]]:
+    """One online pass over ``dataset`` in ``order``; returns the new parameters and per-sample results."""
+    results: list[SampleResult] = []
+    for _, new_params, chunk_results in iter_chunks(sim, dataset, order, params, learn=True, lr=lr, rng=rng):
+        results += chunk_results
+        params = new_params
+    return params, results
+
+
+def evaluate_dataset(sim: Simulator, dataset, params: dict[str, np.ndarray]) -> Evaluation:
+    """Per-layer test metrics of ``params`` on the whole ``dataset`` (no learning, no dropout)."""
+    results: list[SampleResult] = []
+    for _, _, chunk_results in iter_chunks(sim, dataset, np.arange(len(dataset)), params, learn=False):
+        results += chunk_results
+    return summarize(results, sim)

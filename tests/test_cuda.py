@@ -16,10 +16,11 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from brian2 import Clock, NeuronGroup, ms
+from brian2 import Clock, defaultclock, ms
 
 from decolle_brian import cuda
 from decolle_brian.devices import DeviceError, Simulator, default_build_dir
@@ -208,8 +209,8 @@ def test_before_run_check_gpu(machine, tmp_path):
 
 
 def test_check_clocks():
-    on_default = NeuronGroup(1, "v : 1", name="on_default")
-    elsewhere = NeuronGroup(1, "v : 1", clock=Clock(dt=0.5 * ms), name="elsewhere")
+    on_default = SimpleNamespace(name="on_default", clock=defaultclock)
+    elsewhere = SimpleNamespace(name="elsewhere", clock=Clock(dt=0.5 * ms, name="other_clock"))
     cuda.check_clocks([on_default])
     with pytest.raises(DeviceError, match="elsewhere"):
         cuda.check_clocks([on_default, elsewhere])

@@ -12,7 +12,7 @@ from decolle_brian.devices import Simulator
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
 from decolle_brian.toy import make_toy_task
-from decolle_brian.training import iter_chunks, summarize
+from decolle_brian.training import evaluate_dataset, train_epoch
 
 EPOCHS, LR, LR_DECAY, BURNIN = 8, 1.0, 0.7, 10
 
@@ -37,19 +37,11 @@ def test_toy_task_is_learned_from_chance(tmp_path):
     rng = np.random.default_rng(0)
     params = init_params(spec, rng)
 
-    def test_accuracy():
-        results = []
-        for _, _, chunk in iter_chunks(sim, test, np.arange(len(test)), params, learn=False):
-            results += chunk
-        return summarize(results, sim).accuracy
-
-    before = test_accuracy()
+    before = evaluate_dataset(sim, test, params).accuracy
     assert max(before) <= 0.4, f"untrained network should be near chance (0.25), got {before}"
     for epoch in range(EPOCHS):
-        for _, params, _ in iter_chunks(sim, train, rng.permutation(len(train)), params, learn=True,
-                                        lr=LR * LR_DECAY ** epoch, rng=rng):
-            pass
-    after = test_accuracy()
+        params, _ = train_epoch(sim, train, rng.permutation(len(train)), params, lr=LR * LR_DECAY**epoch, rng=rng)
+    after = evaluate_dataset(sim, test, params).accuracy
     assert after[-1] >= 0.9, f"deepest layer test accuracy {after[-1]:.2f} (before training {before[-1]:.2f})"
 
 
