@@ -198,16 +198,13 @@ class ConvLayerBuilder:
         """One synapse per kernel element and output position whose tap lies inside the input."""
         layer = self.layer
         _, h, w = layer.in_shape
-        _, hf, wf = layer.full_shape
         pad = layer.padding
         model = load_model("conv_forward")["equations"] + f"\ngw_pre = {code['kernel_gradient']} : 1 (summed)"
         syn = Synapses(kernel, full, model=model, name=f"forward{self.index}")
         syn.p_in = linked_var(self.source, "p", index="in_idx")
-        # generated in C++ (standalone): no index arrays pass through Python; pre-major order keeps the
-        # inner loops of both summed variables on one kernel element and consecutive positions
-        row, col = f"(n // {wf} + ka_pre - {pad})", f"(n % {wf} + ke_pre - {pad})"
-        syn.connect(j=f"ko_pre * {hf * wf} + n for n in range({hf * wf}) "
-                      f"if {row} >= 0 and {row} < {h} and {col} >= 0 and {col} < {w}")
+        pre, post = conv_connectivity(layer)
+        syn.connect(i=pre, j=post)
+        del pre, post  # Brian keeps its own copy (standalone: a static array of the project)
         syn.in_idx = f"kc_pre * {h * w} + (oy_post + ka_pre - {pad}) * {w} + (ox_post + ke_pre - {pad})"
         _reschedule(syn.summed_updaters["u_syn_post"], "groups", 2)
         _reschedule(syn.summed_updaters["gw_pre"], "after_resets", CONV_ORDER["gradients"])
@@ -225,6 +222,44 @@ class ConvLayerBuilder:
                 monitors.append(StateMonitor(full, variables, record=True, when="after_resets", order=ORDER[slot],
                                              name=f"{name}_full_{slot}"))
         return monitors
+
+
+def conv_connectivity(layer: ConvLayerSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Synapses of a conv layer: (kernel element, full unit) index pairs, int32, in the order they are stored.
+
+    One synapse per output channel o, kernel tap (c, a, e) and output position (y, x) whose input
+    (c, y + a - padding, x + e - padding) lies inside the input (taps on the zero padding are left out).
+
+    Order: tap (c, a, e) outermost, then step t, then output channel o innermost, at position number
+    ``(t + o) % m`` of the tap's m valid positions. Brian's summed variables are loops
+    ``target[index[s]] += value[s]`` over the synapses in this order. With the channel innermost,
+    consecutive synapses neither add into the same unit (forward sum) nor into the same kernel element
+    (gradient sum), so neither loop waits on the previous addition (pre-major order, as a generator gives,
+    makes the gradient loop several times slower), and a tap's kernel elements stay in cache. The skew
+    ``t + o`` keeps the units touched together off a power-of-two stride (channel planes are 2^n units
+    apart in the DvsGesture network), which would crowd them into a few cache sets.
+    """
+    c_out, c_in, k, _ = layer.kernel_shape
+    _, h, w = layer.in_shape
+    _, hf, wf = layer.full_shape
+    pad = layer.padding
+    rows = [np.arange(max(0, pad - a), min(hf, h + pad - a)) for a in range(k)]  # y with 0 <= y + a - pad < h
+    cols = [np.arange(max(0, pad - e), min(wf, w + pad - e)) for e in range(k)]
+    total = c_out * c_in * sum(map(len, rows)) * sum(map(len, cols))
+    pre, post = np.empty(total, dtype=np.int32), np.empty(total, dtype=np.int32)
+    channel = np.arange(c_out, dtype=np.int64)
+    start = 0
+    for c in range(c_in):
+        for a in range(k):
+            for e in range(k):
+                positions = (rows[a][:, None] * wf + cols[e][None, :]).ravel()
+                m = positions.size
+                stop = start + m * c_out
+                pre[start:stop] = np.tile(channel * (c_in * k * k) + (c * k + a) * k + e, m)
+                skewed = positions[(np.arange(m)[:, None] + channel[None, :]) % m]  # (t, o) -> position
+                post[start:stop] = (skewed + channel[None, :] * (hf * wf)).ravel()
+                start = stop
+    return pre, post
 
 
 def full_probes(layer: LayerObjects) -> dict[str, np.ndarray]:

@@ -1,0 +1,228 @@
+"""Experiments end to end: determinism, exact resume (after a stop, SIGTERM, SIGKILL), bad input.
+
+One tiny configuration (digits, 96 training samples, a 24-neuron layer) compiled once per structure; the
+C++ build folder is shared between the runs and the CLI subprocesses, so later builds only regenerate code.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from decolle_brian.cli import main
+from decolle_brian.config import load_config
+from decolle_brian.experiment import Interrupted, train
+from decolle_brian.store import CHECKPOINT, read_checkpoint, read_metrics
+
+pytestmark = pytest.mark.standalone
+
+TINY = """
+name = "tiny"
+seed = 3
+[data]
+dataset = "digits"
+train_samples = 96
+test_samples = 40
+[data.params]
+n_steps = 30
+[network]
+layers = [24]
+[learning]
+optimizer = "adamax"
+lr = 1e-3
+burnin = 5
+dropout = 0.5
+[training]
+epochs = 2
+chunk_samples = 4
+checkpoint_every = 8
+progress = false
+[device]
+name = "cpp_standalone"
+build_dir = "{build}"
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    path = root / "tiny.toml"
+    path.write_text(TINY.format(build=root / "build"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny, tmp_path_factory):
+    """The uninterrupted run every other run is compared with."""
+    return train(load_config(tiny), tmp_path_factory.mktemp("out"), log=lambda *a: None)
+
+
+def _metrics(run_dir):
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in read_metrics(run_dir)]
+
+
+def _assert_same_run(run_dir, reference_run):
+    assert _metrics(run_dir) == _metrics(reference_run)
+    params, state = read_checkpoint(run_dir)
+    expected, expected_state = read_checkpoint(reference_run)
+    assert state["epoch"] == expected_state["epoch"] == 2
+    for key in expected:
+        np.testing.assert_array_equal(params[key], expected[key], err_msg=key)
+
+
+def test_run_store_layout(reference_run):
+    for name in ("config.toml", "meta.json", "metrics.csv", "summary.json", CHECKPOINT):
+        assert (reference_run / name).is_file(), name
+    rows = read_metrics(reference_run)
+    assert [(r["epoch"], r["split"]) for r in rows] == [(1, "train"), (1, "test"), (2, "train"), (2, "test")]
+    assert {"loss_L1", "acc_L1", "rate_hz_L1", "synops_L1"} <= set(rows[1])
+    assert rows[1]["rate_hz_L1"] > 0
+
+
+def test_same_seed_same_metrics(tiny, reference_run, tmp_path):
+    run = train(load_config(tiny), tmp_path, log=lambda *a: None)
+    _assert_same_run(run, reference_run)
+
+
+def test_resume_after_stop_is_exact(tiny, reference_run, tmp_path):
+    with pytest.raises(Interrupted):
+        train(load_config(tiny), tmp_path, log=lambda *a: None, stop_after_samples=20)
+    (run,) = (tmp_path / "tiny").iterdir()
+    _, state = read_checkpoint(run)
+    assert state["epoch"] == 0 and 20 <= state["position"] < 96
+    train(None, resume=run, log=lambda *a: None)
+    _assert_same_run(run, reference_run)
+
+
+def _cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "decolle_brian.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _wait_for_checkpoint(out: Path, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = list(out.glob(f"tiny/*/{CHECKPOINT}"))
+        if found:
+            return found[0].parent
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before a checkpoint: {proc.communicate()}")
+        time.sleep(0.05)
+    pytest.fail("no checkpoint appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_signal_then_resume_is_exact(sig, tiny, reference_run, tmp_path):
+    proc = _cli("train", str(tiny), "--out", str(tmp_path))
+    run = _wait_for_checkpoint(tmp_path, proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    if sig == signal.SIGTERM:
+        if proc.returncode == 0:
+            pytest.skip("the run finished before the signal arrived")
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "--resume" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    read_checkpoint(run)  # readable: never torn
+    resumed = subprocess.run([sys.executable, "-m", "decolle_brian.cli", "train", "--resume", str(run)],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "test accuracy per layer" in resumed.stdout and str(run) in resumed.stdout
+    _assert_same_run(run, reference_run)
+
+
+# ---- bad input: clear errors, exit codes, nothing overwritten ----------------------------------------------------
+def test_malformed_toml(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[learning\nlr = 1")
+    assert main(["train", str(bad), "--out", str(tmp_path)]) == 2
+    assert "malformed TOML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("learning.lrr=1", "unknown key(s) ['learning.lrr']"),
+    ("learning.lr='fast'", "learning.lr: expected"),
+    ("neuron.alpha=1.2", "neuron.alpha"),
+    ("learning.lr=nan", "learning.lr"),
+    ("network.layers=[]", "network.layers"),
+    ("network.layers=[0]", "network.layers[0].n"),
+    ("learning.optimizer='rmsprop'", "learning.optimizer"),
+    ("learning.surrogate='zigzag'", "Unknown surrogate"),
+])
+def test_bad_configuration_fails_before_compiling(tiny, tmp_path, capsys, override, message):
+    started = time.time()
+    assert main(["train", str(tiny), "--set", override, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert time.time() - started < 10  # nothing was compiled
+    assert not (tmp_path / "tiny").exists()  # nothing was written
+
+
+def test_missing_data_folder(tiny, tmp_path, capsys):
+    code = main(["train", str(tiny), "--set", "data.dataset='mnist'", "--set", f"data.root='{tmp_path / 'none'}'",
+                 "--out", str(tmp_path)])
+    assert code == 3
+    assert "mnist" in capsys.readouterr().err.lower()
+
+
+def test_unwritable_output(tiny, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["train", str(tiny), "--out", str(blocker / "out")]) == 5
+    assert "--out" in capsys.readouterr().err
+
+
+def test_resume_from_corrupt_checkpoint_changes_nothing(reference_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.toml", "metrics.csv"):
+        (run / name).write_bytes((reference_run / name).read_bytes())
+    (run / CHECKPOINT).write_bytes(b"\x89HDF\r\n garbage")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["train", "--resume", str(run)]) == 5
+    assert "corrupt" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_resume_from_foreign_checkpoint(reference_run, tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = (reference_run / "config.toml").read_text().replace("24,", "12,").replace("24\n", "12\n")
+    (run / "config.toml").write_text(config)
+    (run / CHECKPOINT).write_bytes((reference_run / CHECKPOINT).read_bytes())
+    before = (run / CHECKPOINT).read_bytes()
+    assert main(["train", "--resume", str(run)]) == 5
+    assert "another network" in capsys.readouterr().err
+    assert (run / CHECKPOINT).read_bytes() == before
+
+
+def test_eval_command(reference_run, capsys):
+    assert main(["eval", str(reference_run)]) == 0
+    assert "test accuracy per layer" in capsys.readouterr().out
+    assert (reference_run / "eval_test.json").is_file()
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "derive", "info", "plot", "sweep"])
+def test_help_everywhere(command):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+
+
+def test_checkpoint_has_no_pickle(reference_run):
+    with h5py.File(reference_run / CHECKPOINT, "r") as f:
+        assert all(f["params"][k].dtype.kind == "f" for k in f["params"])
+        assert isinstance(f.attrs["state"], str)
+
+
+def test_info_runs():
+    assert main(["info"]) == 0
+
+
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
