@@ -92,7 +92,7 @@ def main() -> None:
               "synapses": n_synapses(), "samples": args.samples, "cpu": platform.processor() or platform.machine(),
               "cores": os.cpu_count(), "results": results}
     (out / "dense_baseline.json").write_text(json.dumps(report, indent=2))
-    print(f"| mode | threads | ms / step | samples / s | synapse updates / s |\n|---|---|---|---|---|")
+    print("| mode | threads | ms / step | samples / s | synapse updates / s |\n|---|---|---|---|---|")
     for r in results:
         print(f"| {r['device']} | {r['threads']} | {r['ms_per_step']:.2f} | {r['samples_per_s']:.2f} "
               f"| {r['synapse_updates_per_s']:.3g} |")

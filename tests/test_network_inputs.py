@@ -1,0 +1,110 @@
+"""Network-level guards: bad specs fail before building; wrong inputs raise instead of being ignored;
+the equations ship inside a plain (non-editable) install."""
+
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from decolle_brian.devices import DeviceError, Simulator
+from decolle_brian.network.chunks import pack_chunk, plan_chunks
+from decolle_brian.network.params import check_params, init_params
+from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec, NeuronParams, SpecError
+
+SPEC = NetworkSpec(n_inputs=6, layers=(DenseLayerSpec(5),), n_classes=3,
+                   learning=LearningSpec(optimizer="sgd", dropout=0.0))
+
+
+@pytest.mark.parametrize("spec, field", [
+    (NetworkSpec(n_inputs=6, layers=()), "network.layers"),
+    (NetworkSpec(n_inputs=6, layers=(DenseLayerSpec(0),)), "network.layers[0].n"),
+    (NetworkSpec(n_inputs=6, layers=(DenseLayerSpec(4),), neuron=NeuronParams(alpha=float("nan"))), "neuron.alpha"),
+    (NetworkSpec(n_inputs=6, layers=(DenseLayerSpec(4),), neuron=NeuronParams(beta=1.0)), "neuron.beta"),
+    (NetworkSpec(n_inputs=6, layers=(DenseLayerSpec(4),), learning=LearningSpec(optimizer="adam")),
+     "learning.optimizer"),
+    (NetworkSpec(n_inputs=6, layers=(DenseLayerSpec(4),), learning=LearningSpec(dropout=1.0)), "learning.dropout"),
+    (NetworkSpec(n_inputs=6, layers=(DenseLayerSpec(4),), n_classes=1), "network.n_classes"),
+])
+def test_bad_spec_fails_before_building(spec, field):
+    with pytest.raises(SpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        Simulator(spec, 10, device="cpp_standalone")
+
+
+def test_negative_time_constant_is_named():
+    with pytest.raises(SpecError, match="neuron.tau_mem"):
+        NeuronParams.from_taus(-5.0, 5.0, 2.0)
+
+
+def test_unknown_device():
+    with pytest.raises(DeviceError, match="Unknown device"):
+        Simulator(SPEC, 10, device="fpga")
+
+
+@pytest.fixture(scope="module")
+def runtime_sim():
+    return Simulator(SPEC, 12, device="runtime")
+
+
+def _inputs(steps=12, n_inputs=6):
+    rng = np.random.default_rng(0)
+    return pack_chunk([(rng.poisson(0.5, (steps, n_inputs)).astype(float), 1)], steps, 3, lr=0.1, burnin=0,
+                      learn=True, dropout=0.0, layer_sizes=[5])[0]
+
+
+def test_wrong_sized_input_raises(runtime_sim):
+    params = init_params(SPEC, np.random.default_rng(0))
+    inputs = _inputs()
+    inputs.counts = np.zeros((12, 7))
+    with pytest.raises(ValueError, match="counts_in.*shape"):
+        runtime_sim.run_chunk(inputs, params)
+
+
+def test_nan_input_and_params_raise(runtime_sim):
+    params = init_params(SPEC, np.random.default_rng(0))
+    inputs = _inputs()
+    inputs.counts[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        runtime_sim.run_chunk(inputs, params)
+    params["layer1.W"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="layer1.W"):
+        check_params(SPEC, params)
+
+
+def test_wrong_param_shape_raises(runtime_sim):
+    params = init_params(SPEC, np.random.default_rng(0))
+    params["layer1.W"] = params["layer1.W"][:, :5]
+    with pytest.raises(ValueError, match="layer1.W.*shape"):
+        runtime_sim.run_chunk(_inputs(), params)
+
+
+def test_masks_refused_without_dropout(runtime_sim):
+    params = init_params(SPEC, np.random.default_rng(0))
+    inputs = _inputs()
+    inputs.masks = [np.zeros((12, 5))]
+    with pytest.raises(ValueError, match="without dropout"):
+        runtime_sim.run_chunk(inputs, params)
+
+
+def test_chunk_planning():
+    assert plan_chunks([3, 3, 3, 2], 6) == [[0, 1], [2, 3]]
+    with pytest.raises(ValueError, match="more than the chunk length"):
+        plan_chunks([7], 6)
+
+
+def test_wheel_ships_the_equations(tmp_path):
+    """A plain (non-editable) install finds equations/: they are in the wheel as decolle_brian/equations."""
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             "-w", str(tmp_path), "."], capture_output=True, text=True, cwd=_root())
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("decolle_brian-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for model in ("lif", "trace", "readout", "forward", "readout_synapse"):
+        assert f"decolle_brian/equations/{model}.eq" in names
+
+
+def _root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent
