@@ -36,5 +36,8 @@ if [ ! -x .venv/bin/python ] || ! version_ok .venv/bin/python; then
     "$PY" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+extras="test,dask"
+# where a CUDA compiler exists, also install brian2cuda so CUDA builds are tested (no GPU needed to compile)
+if command -v nvcc >/dev/null 2>&1; then extras="$extras,cuda"; fi
+.venv/bin/python -m pip install -q -e ".[$extras]"
 echo "bootstrap: ready (.venv/bin/decolle-brian, .venv/bin/python -m pytest)"

@@ -33,7 +33,7 @@ setup(
         "tomli-w",  # writes the resolved run configuration back as TOML (tomllib only reads)
     ],
     extras_require={
-        "cuda": ["brian2cuda==1.0b1", "nvidia-curand-cu12"],
+        "cuda": ["brian2cuda==1.0b1", "nvidia-curand"],  # nvidia-curand 10.x = CUDA 13 build
         "dask": ["dask[distributed]"],
         "test": ["pytest", "ruff"],
     },

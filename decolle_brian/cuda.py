@@ -29,6 +29,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -164,11 +165,15 @@ def find_curand(nvcc: str | None = None) -> dict | None:
     if inc and lib:
         return {"source": "toolkit", "include": str(Path(inc).resolve()), "lib": str(Path(lib).resolve()),
                 "library": str(Path(lib).resolve() / "libcurand.so")}
-    # wheel layouts: nvidia-curand (CUDA 13) -> nvidia/cu13/, nvidia-curand-cu12/cu11 -> nvidia/curand/
+    # wheel layouts: nvidia-curand (CUDA 13) -> nvidia/cu13/, nvidia-curand-cu12/cu11 -> nvidia/curand/.
+    # Only the toolkit's CUDA major fits: the wheel's libcurand needs that major's libcudart.
     major = (tk["version"] or "").split(".")[0]
-    subdirs = ([f"cu{major}"] if major else []) + ["cu13", "curand", "cu12"]
+    if not major.isdigit():
+        subdirs = ["cu13", "curand"]
+    else:
+        subdirs = [f"cu{major}"] + (["curand"] if int(major) <= 12 else [])
     for base in _nvidia_wheel_dirs():
-        for sub in dict.fromkeys(subdirs):
+        for sub in subdirs:
             root = base / sub
             libs = sorted((root / "lib").glob("libcurand.so*"))
             if (root / "include" / "curand.h").is_file() and libs:
@@ -391,13 +396,16 @@ def check_cuda_available(require_gpu: bool, compute_capability: float | str | No
                               "in $CUDA_PATH/bin or in /usr/local/cuda/bin: install the CUDA toolkit (or the "
                               "nvidia-cuda-nvcc wheel) and put its bin folder on PATH")
         if not s["curand"]:
+            wheel = "nvidia-curand-cu12" if (s["nvcc_version"] or "").startswith("12.") else "nvidia-curand"
             raise DeviceError(f"brian2cuda links cuRAND, but neither the CUDA toolkit at {s['cuda_toolkit']} nor an "
-                              f"nvidia-curand wheel has it: pip install nvidia-curand (CUDA 13) or "
-                              f"nvidia-curand-cu12 (CUDA 12), or {INSTALL_HINT}")
+                              f"nvidia-curand wheel for CUDA {s['nvcc_version']} has it: pip install {wheel} "
+                              f"(CUDA 13: nvidia-curand, CUDA 12: nvidia-curand-cu12)")
     cc = s["compute_capability"]
     if cc is None:
-        what = "run" if require_gpu else "compile for"
-        raise DeviceError(f"No CUDA GPU found ({_gpu_reason(s)}), so there is no compute capability to {what}. "
+        if require_gpu:
+            raise DeviceError(f"No CUDA GPU found ({_gpu_reason(s)}): the cuda_standalone device needs a GPU to run. "
+                              f"Use device='cpp_standalone' here, or build only, for a target: {ENV_CC}=9.0")
+        raise DeviceError(f"No CUDA GPU found ({_gpu_reason(s)}), so there is no compute capability to compile for. "
                           f"To build without a GPU give a target: {ENV_CC}=9.0 (H100/H200; 8.0 A100, 8.6/8.9 "
                           f"RTX 30xx/40xx) or activate_cuda(..., compute_capability=9.0)")
     if require_compiler and s["nvcc_archs"] and cc not in s["nvcc_archs"]:
@@ -503,11 +511,12 @@ def activate_cuda(build_dir: str | Path, compute_capability: float | str | None 
     if curand["source"] == "wheel":
         nvcc_flags.append(f"-I{curand['include']}")
     # a fresh list: brian2cuda's generate_makefile edits this preference in place
-    backend.extra_compile_args_nvcc = nvcc_flags
+    backend.extra_compile_args_nvcc = list(nvcc_flags)
     # host flags reach gcc through -Xcompiler after nvcc's own -std: the c++11 there must go
     gcc_flags = [f for f in prefs.codegen.cpp.extra_compile_args_gcc if not f.startswith("-std=")]
     prefs.codegen.cpp.extra_compile_args_gcc = [*gcc_flags, CXX_STD]
 
+    _quiet_brian2cuda()
     build_dir.mkdir(parents=True, exist_ok=True)
     set_device("cuda_standalone", directory=str(build_dir), build_on_run=False)
     if curand["source"] == "wheel":
@@ -528,6 +537,19 @@ def activate_cuda(build_dir: str | Path, compute_capability: float | str | None 
     _forget_stale_objects(build_dir, info)
     (build_dir / BUILD_INFO).write_text(json.dumps(info, indent=1))
     return dict(status, **info)
+
+
+def _console_filter(record: logging.LogRecord) -> bool:
+    return not (record.name.startswith("brian2.brian2cuda") and record.levelno < logging.WARNING)
+
+
+def _quiet_brian2cuda() -> None:
+    """Keep brian2cuda's INFO lines (about 35 per build) off the console; Brian's log file still has them."""
+    from brian2.utils.logger import BrianLogger
+
+    handler = getattr(BrianLogger, "console_handler", None)
+    if handler is not None and _console_filter not in handler.filters:
+        handler.addFilter(_console_filter)
 
 
 def _forget_stale_objects(build_dir: Path, info: dict) -> None:

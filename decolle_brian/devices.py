@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import brian2
@@ -22,7 +22,7 @@ import numpy as np
 from brian2 import Network, get_device, prefs, set_device
 
 from decolle_brian.derivation import derive, loss_function
-from decolle_brian.network.builder import DT, BrianNetwork
+from decolle_brian.network.builder import DT, BrianNetwork, Probes
 from decolle_brian.network.chunks import ChunkInputs
 from decolle_brian.network.params import check_params
 from decolle_brian.network.spec import NetworkSpec, NeuronParams
@@ -42,6 +42,11 @@ class ChunkOutputs:
     y: list[np.ndarray]             # per layer (n_steps, n_classes) readout at every step
     n_spikes: list[np.ndarray]      # per layer (n_steps,) spikes of the whole layer per step
     probes: list[dict[str, np.ndarray]]  # per layer {variable: (n_steps, n_neurons)} when probes were asked
+    # with a Probes spec: input traces {variable: (n_steps, n_input_neurons)}, per layer the recorded synapse
+    # weights (n_steps, n_synapses) or None, per layer the spikes as (step, neuron) index arrays
+    input_probes: dict[str, np.ndarray] = field(default_factory=dict)
+    synapse_w: list = field(default_factory=list)
+    spikes: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 _generation = 0  # incremented whenever Brian's global standalone device is re-initialised
@@ -69,13 +74,14 @@ class Simulator:
         OpenMP threads of the C++ standalone device (compiled in).
     runtime_target : {"numpy", "cython"}
         Code generation target of the runtime device.
-    probes : tuple of str
-        Layer variables to record for every neuron and step (see :class:`BrianNetwork`).
+    probes : tuple of str or Probes
+        Layer variables to record for every neuron and step, or a :class:`~decolle_brian.network.builder.Probes`
+        that chooses neurons, input traces, synapse weights and spikes (see :class:`BrianNetwork`).
     """
 
     def __init__(self, spec: NetworkSpec, chunk_steps: int, device: str = "cpp_standalone",
                  build_dir: str | Path | None = None, threads: int = 1, runtime_target: str = "numpy",
-                 probes: tuple[str, ...] = ()):
+                 probes: tuple[str, ...] | Probes = ()):
         global _generation
         spec.validate()
         if device not in DEVICES:
@@ -92,7 +98,7 @@ class Simulator:
         self._generation = _generation
         if self.standalone:
             self.build_dir = Path(build_dir) if build_dir else default_build_dir(
-                spec, device, chunk_steps, "".join(f"-{p}" for p in probes))
+                spec, device, chunk_steps, Probes.of(probes).tag())
             self.build_dir.mkdir(parents=True, exist_ok=True)
             if device == "cuda_standalone":
                 from decolle_brian.cuda import activate_cuda  # noqa: PLC0415 - optional extra
@@ -103,10 +109,14 @@ class Simulator:
         else:
             set_device("runtime")
             prefs.codegen.target = runtime_target
-        self.net = BrianNetwork(spec, self.rule, chunk_steps, probes=tuple(probes))
+        self.net = BrianNetwork(spec, self.rule, chunk_steps, probes=Probes.of(probes))
         self.network = Network(self.net.all_objects())
         if self.standalone:
             # records the run into the project; values come through run_args on every device.run
+            if device == "cuda_standalone":
+                from decolle_brian.cuda import check_clocks  # noqa: PLC0415
+
+                check_clocks(self.network.objects)
             self.network.run(chunk_steps * DT, namespace=self.net.namespace)
             get_device().build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
         else:
@@ -130,6 +140,10 @@ class Simulator:
                 run_args[getattr(binding.view_owner, binding.variable)] = binding.to_brian(params[key])
             for owner, variable, getter in net.constant_bindings:
                 run_args[getattr(owner, variable)] = getter(neuron)
+            if self.device_name == "cuda_standalone":
+                from decolle_brian.cuda import before_run_check  # noqa: PLC0415 - optional extra
+
+                before_run_check(self.build_dir)  # no GPU / wrong compute capability: say so, do not crash
             try:
                 get_device().run(run_args=run_args, with_output=False)
             finally:
@@ -151,7 +165,14 @@ class Simulator:
         for mon in net.probe_monitors:
             layer = int(mon.source.name.removeprefix("layer")) - 1
             probes[layer].update({var: np.asarray(getattr(mon, var)[:]).T.copy() for var in mon.record_variables})
-        return ChunkOutputs(new_params, y, n_spikes, probes)
+        input_probes = {}
+        if net.input_monitor is not None:
+            input_probes = {var: np.asarray(getattr(net.input_monitor, var)[:]).T.copy()
+                            for var in net.input_monitor.record_variables}
+        synapse_w = [None if mon is None else np.asarray(mon.w[:]).T.copy() for mon in net.synapse_monitors]
+        spikes = [(np.round(np.asarray(mon.t[:] / DT)).astype(np.int64), np.asarray(mon.i[:]).astype(np.int64))
+                  for mon in net.spike_monitors]
+        return ChunkOutputs(new_params, y, n_spikes, probes, input_probes, synapse_w, spikes)
 
     def _input_arrays(self, inputs: ChunkInputs) -> dict:
         net, steps = self.net, self.chunk_steps

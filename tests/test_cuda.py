@@ -5,13 +5,14 @@
 - ``cuda_build``: a small DECOLLE network is generated and compiled with nvcc for a target compute
   capability (``DECOLLE_CUDA_CC``, 9.0 when no GPU is found), then running it gives the clear no-GPU error
   (or, on a GPU machine, runs). It skips, saying why, where nvcc, brian2cuda or cuRAND is missing.
-  nvcc is slow (about 8 minutes for this network on 2 cores, 10 s per source file): the build folder is
+  nvcc is slow (7.7 minutes for this network on 2 cores, about 10 s per source file): the build folder is
   kept between sessions (under ``$DECOLLE_BUILD_DIR`` or the temp folder), so a rerun compiles only what
   changed (seconds). ``DECOLLE_CUDA_TEST_FRESH=1`` builds into a fresh folder.
 - ``cuda``: cuda_standalone and cpp_standalone agree (spikes, membrane, readout, learned weights) on one
   learning sample; needs a GPU and skips without one.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -133,6 +134,8 @@ def test_no_gpu_at_run_time(machine):
     machine()
     with pytest.raises(DeviceError, match="No CUDA GPU found.*needs a GPU to run"):
         cuda.check_cuda_available(require_gpu=True, compute_capability=9.0)
+    with pytest.raises(DeviceError, match="No CUDA GPU found.*needs a GPU to run"):
+        cuda.check_cuda_available(require_gpu=True)
 
 
 def test_gpu_found_gives_target(machine):
@@ -182,6 +185,27 @@ def _fake_project(folder: Path, arch="sm_90", gpu_id=0, binary=True) -> Path:
     return folder
 
 
+def test_gpus_from_nvidia_smi(monkeypatch, tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\nif [ "$1" = "" ]; then echo "| NVIDIA-SMI 580.159.03  Driver Version: 580.159.03  '
+                   'CUDA Version: 13.0 |"; else printf "0, NVIDIA A100-SXM4-80GB, 8.0\\n1, NVIDIA H200, 9.0\\n"; fi\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(cuda, "_driver_gpus", lambda: None)  # no libcuda: nvidia-smi answers
+    cuda.find_gpus.cache_clear()
+    try:
+        found = cuda.find_gpus()
+        assert found["source"] == "nvidia-smi" and found["driver_cuda"] == "13.0"
+        assert [(g["index"], g["name"], g["compute_capability"]) for g in found["gpus"]] == [
+            (0, "NVIDIA A100-SXM4-80GB", 8.0), (1, "NVIDIA H200", 9.0)]
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the runtime then numbers the H200 as GPU 0
+        cuda.find_gpus.cache_clear()
+        assert [(g["index"], g["name"]) for g in cuda.find_gpus()["gpus"]] == [(0, "NVIDIA H200")]
+    finally:
+        cuda.find_gpus.cache_clear()
+
+
 def test_compiled_target(tmp_path):
     target = cuda.compiled_target(_fake_project(tmp_path, arch="sm_86", gpu_id=1))
     assert target["compute_capability"] == 8.6 and target["gpu_id"] == 1 and target["binary"]
@@ -206,6 +230,62 @@ def test_before_run_check_gpu(machine, tmp_path):
     cuda.before_run_check(_fake_project(tmp_path / "b", arch="sm_80"))
     with pytest.raises(DeviceError, match="compiled to use GPU 1"):
         cuda.before_run_check(_fake_project(tmp_path / "c", arch="sm_80", gpu_id=1))
+
+
+def test_stale_objects_are_forgotten(tmp_path):
+    info = {"compute_capability": 9.0, "gpu_id": 0, "nvcc": "/x/nvcc", "nvcc_version": "13.0", "nvcc_flags": ["-w"],
+            "host_flags": ["-O3"], "curand": CURAND}
+    (tmp_path / cuda.BUILD_INFO).write_text(json.dumps(info))
+    objects = [tmp_path / "main.o", tmp_path / "code_objects" / "a.o", tmp_path / "main"]
+    objects[1].parent.mkdir()
+    for p in objects:
+        p.write_text("")
+    cuda._forget_stale_objects(tmp_path, info)  # same target and flags: make may reuse them
+    assert all(p.exists() for p in objects)
+    cuda._forget_stale_objects(tmp_path, dict(info, compute_capability=8.0))
+    assert not any(p.exists() for p in objects)
+
+
+def test_curand_link_dir(tmp_path):
+    lib = tmp_path / "wheel" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libcurand.so.10").write_text("")
+    curand = dict(CURAND, lib=str(lib), library=str(lib / "libcurand.so.10"))
+    (tmp_path / "build").mkdir()
+    link_dir = Path(cuda._curand_link_dir(tmp_path / "build", curand))
+    assert (link_dir / "libcurand.so").resolve() == (lib / "libcurand.so.10").resolve()
+    assert cuda._curand_link_dir(tmp_path / "build", curand) == str(link_dir)  # again: replaced, not an error
+
+
+@pytest.fixture
+def brian_prefs():
+    """Restore what activate_cuda changes process-wide (host flags), so later C++ builds see Brian's own."""
+    from brian2 import prefs
+
+    saved = list(prefs.codegen.cpp.extra_compile_args_gcc)
+    yield prefs
+    prefs.codegen.cpp.extra_compile_args_gcc = saved
+
+
+def test_activate_cuda_sets_prefs(tmp_path, brian_prefs):
+    status = _skip_without_cuda_build()
+    from brian2 import get_device, set_device
+
+    try:
+        info = cuda.activate_cuda(tmp_path, compute_capability="sm_90")
+        backend = brian_prefs.devices.cuda_standalone.cuda_backend
+        assert get_device().__class__.__name__ == "CUDAStandaloneDevice"
+        assert backend.detect_gpus is False and backend.compute_capability == 9.0 and info["gpu_id"] == 0
+        assert cuda.CXX_STD in backend.extra_compile_args_nvcc
+        assert brian_prefs.codegen.cpp.extra_compile_args_gcc[-1] == cuda.CXX_STD
+        assert not any(f == "-std=c++11" for f in brian_prefs.codegen.cpp.extra_compile_args_gcc)
+        assert json.loads((tmp_path / cuda.BUILD_INFO).read_text())["compute_capability"] == 9.0
+        if status["curand"]["source"] == "wheel":
+            assert (tmp_path / "curand_link" / "libcurand.so").exists()
+            assert status["curand"]["lib"] in get_device().runtime_library_dirs
+    finally:
+        get_device().reinit()
+        set_device("runtime")
 
 
 def test_check_clocks():
@@ -254,7 +334,7 @@ def _skip_without_cuda_build():
 
 @pytest.mark.cuda_build
 @pytest.mark.slow
-def test_build_small_network_then_run(monkeypatch, tmp_path):
+def test_build_small_network_then_run(monkeypatch, tmp_path, brian_prefs):
     status = _skip_without_cuda_build()
     if not status["gpus"] and status["compute_capability"] is None:
         monkeypatch.setenv(cuda.ENV_CC, "9.0")  # build for an H100/H200 without a GPU here
@@ -293,7 +373,7 @@ def test_build_small_network_then_run(monkeypatch, tmp_path):
 
 @pytest.mark.cuda
 @pytest.mark.slow
-def test_cuda_matches_cpp_standalone(tmp_path):
+def test_cuda_matches_cpp_standalone(tmp_path, brian_prefs):
     status = _skip_without_cuda_build()
     if not cuda.find_gpus()["gpus"]:
         pytest.skip(f"no CUDA GPU here ({cuda.cuda_summary_line(status)})")
