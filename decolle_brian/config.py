@@ -85,13 +85,25 @@ SCHEMA: dict[str, Any] = {
         "runtime_target": _f(str, "cython", "code generation of the runtime device", choices=("cython", "numpy")),
     },
     "recording": {
-        "variables": _f(list, [], "layer variables to record: u, p, q, r, s, y, delta, bp, W, b (see docs)"),
+        "variables": _f(list, [], "what to record (empty = nothing): u, p, q, r, s, y, delta, bp, sigma, dw, W, b, "
+                        "opt, or 'all' (docs/recording.md)"),
         "layers": _f(list, [], "layers to record (1-based; empty = all)"),
-        "neurons": _f((int, list), 16, "neurons per layer: a count (random subset), or a list of indices"),
-        "samples": _f(str, "first_of_class", "which test samples: 'first_of_class' or 'every:<N>'"),
-        "weights_every": _f(int, 0, "store weight snapshots every this many training samples (0 = only at ends)",
+        "neurons": _f((int, list, str), 16, "neurons per layer whose traces are stored: a count (random subset "
+                      "drawn with the run seed), a list of indices, or 'all'"),
+        "synapses": _f(int, 4, "synapses per dense layer whose three factors and weight change are stored (dw)",
+                       minimum=1),
+        "train_every": _f(int, 0, "record every this many training samples, during learning (0 = none)", minimum=0),
+        "test_samples": _f(str, "first_of_class", "test samples recorded at every evaluation: 'first_of_class', "
+                           "'every:<N>' or 'none'"),
+        "every_steps": _f(int, 1, "store traces every this many time steps (spikes and input: every step)",
+                          minimum=1),
+        "weights_every": _f(int, 0, "weight snapshots every this many training samples (0 = at start and end only)",
                             minimum=0),
-        "max_mb": _f(NUMBER, 512, "refuse recordings larger than this (MB)", minimum=0),
+        "weights": _f(str, "auto", "weight matrices in snapshots: 'all', 'subset' (recorded neurons x recorded "
+                      "presynaptic neurons) or 'auto' (all up to 262144 weights per layer)",
+                      choices=("auto", "all", "subset")),
+        "max_mb": _f(NUMBER, 512, "refuse (before compiling) recordings whose estimated size exceeds this (MB)",
+                     minimum=0),
     },
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from decolle_brian.config import ConfigError, load_config, network_spec, to_toml
 from decolle_brian.data import load_dataset
 from decolle_brian.devices import Simulator
 from decolle_brian.network.params import expected_shapes, init_params
+from decolle_brian.recording import Recorder, RecordingPlan
 from decolle_brian.store import (
     StoreError,
     atomic_write_text,
@@ -71,11 +72,11 @@ class Experiment:
         chunk_steps = max(config["training"]["chunk_samples"] * train_set.n_steps, test_set.n_steps)
         return cls(config, train_set, test_set, spec, chunk_steps)
 
-    def simulator(self, device: str | None = None, threads: int | None = None) -> Simulator:
+    def simulator(self, device: str | None = None, threads: int | None = None, probes=()) -> Simulator:
         dev = self.config["device"]
         return Simulator(self.spec, self.chunk_steps, device=device or dev["name"],
                          build_dir=dev["build_dir"] or None, threads=threads or dev["threads"],
-                         runtime_target=dev["runtime_target"])
+                         runtime_target=dev["runtime_target"], probes=probes)
 
 
 def _limit(n: int, dataset: str) -> dict:
@@ -175,6 +176,9 @@ def train(config: dict, out_root: str | Path = "runs/out", *, resume: str | Path
         config = stored
     experiment = Experiment.from_config(config, data_root)
     spec, tcfg = experiment.spec, config["training"]
+    plan = RecordingPlan.from_config(config, experiment)  # a too large request fails here, before compiling
+    if plan is not None:
+        log(plan.describe())
     structure = spec.structure_key()
     if resume is not None:
         params, state = read_checkpoint(run_dir, expected_shapes(spec), structure)
@@ -194,19 +198,24 @@ def train(config: dict, out_root: str | Path = "runs/out", *, resume: str | Path
         rows = []
         write_metrics(run_dir, rows)
 
-    sim = experiment.simulator(device, threads)
+    sim = experiment.simulator(device, threads, probes=(plan and plan.probes()) or ())
+    recorder = plan and Recorder(plan, run_dir, sim.rule, config, resume=state if resume is not None else None, log=log)
+    if recorder and resume is None:
+        recorder.snapshot(params, 0, 0, "start")
     progress = tcfg["progress"]
 
     def checkpoint():
         state["rng"] = rng.bit_generator.state
         state["n_metric_rows"] = len(rows)
         state["structure_key"] = structure
+        if recorder:
+            recorder.flush()  # the recordings up to the checkpoint are on disk before it
         write_checkpoint(run_dir, params, state)
 
     started, done_here, evaluation = time.time(), 0, None
     wall_before = state["wall_s"]
     train_set, test_set = experiment.train_set, experiment.test_set
-    with _stop_on_signals() as received:
+    with _stop_on_signals() as received, (closing(recorder) if recorder else nullcontext()):
         while state["epoch"] < tcfg["epochs"]:
             epoch = state["epoch"]
             train_set.set_epoch(epoch)
@@ -219,7 +228,8 @@ def train(config: dict, out_root: str | Path = "runs/out", *, resume: str | Path
             with tqdm(total=len(order), initial=state["position"], desc=f"epoch {epoch + 1}/{tcfg['epochs']}",
                       unit="sample", disable=not progress) as bar:
                 start = state["position"]
-                chunks = iter_chunks(sim, train_set, order[start:], params, learn=True, lr=lr, rng=rng)
+                chunks = iter_chunks(sim, train_set, order[start:], params, learn=True, lr=lr, rng=rng,
+                                     observer=recorder.train_observer(state) if recorder else None)
                 while True:
                     rng_before = rng.bit_generator.state
                     try:
@@ -235,6 +245,8 @@ def train(config: dict, out_root: str | Path = "runs/out", *, resume: str | Path
                     stats.add(results)
                     state.update(position=start + done, samples_seen=state["samples_seen"] + len(results),
                                  epoch_stats=stats.__dict__, wall_s=wall_before + time.time() - started)
+                    if recorder:
+                        recorder.after_chunk(params, state["samples_seen"], epoch + 1)
                     done_here += len(results)
                     since_checkpoint += len(results)
                     bar.update(len(results))
@@ -260,6 +272,8 @@ def train(config: dict, out_root: str | Path = "runs/out", *, resume: str | Path
             evaluation = None
             if (epoch + 1) % tcfg["eval_every"] == 0 or epoch + 1 == tcfg["epochs"]:
                 evaluation = evaluate(sim, test_set, params, progress, desc=f"test after epoch {epoch + 1}")
+                if recorder:
+                    recorder.record_test(sim, test_set, params, epoch + 1, state["samples_seen"])
                 rows.append(metrics_row(epoch + 1, state["samples_seen"], "test", lr, wall, evaluation.accuracy,
                                         evaluation.loss, evaluation.rate_hz, evaluation.synops_per_sample))
                 log(f"epoch {epoch + 1}: test accuracy per layer "
@@ -270,6 +284,8 @@ def train(config: dict, out_root: str | Path = "runs/out", *, resume: str | Path
             checkpoint()
             if stop_after_samples is not None and done_here >= stop_after_samples and state["epoch"] < tcfg["epochs"]:
                 raise Interrupted(f"Stopped after {done_here} samples; checkpoint written to {run_dir}", 130)
+        if recorder:
+            recorder.snapshot(params, state["samples_seen"], state["epoch"], "end")
     if evaluation is None:  # nothing left to train (resumed a finished run): evaluate what is stored
         evaluation = evaluate(sim, test_set, params, progress, desc="final test")
     summary = final_summary(config, spec, run_dir, state, evaluation)

@@ -7,7 +7,8 @@ Layout of ``<out>/<name>/<timestamp>/``::
     metrics.csv        one row per evaluation point: per-layer loss, accuracy, firing rate, synaptic ops
     summary.json       final per-layer metrics and confusion matrices, wall time, samples/s
     checkpoint.h5      parameters, optimiser state, RNG state, position in the epoch (HDF5, no pickle)
-    recordings.h5      traces and weights, when recording was asked for (see decolle_brian.recording)
+    recordings.h5      traces and weights, when recording was asked for (decolle_brian.recording, docs/recording.md)
+    figures/           figures drawn from these files by `decolle-brian plot RUN_DIR` (decolle_brian.plotting)
 
 Files are replaced atomically (temp file in the same folder, fsync, rename), so a run killed at any moment
 leaves either the old or the new version, never a torn one.

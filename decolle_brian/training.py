@@ -67,12 +67,15 @@ def iter_chunks(
     lr: float = 0.0,
     rng: np.random.Generator | None = None,
     neuron=None,
+    observer: Callable | None = None,
 ) -> Iterator[tuple[int, dict[str, np.ndarray], list[SampleResult]]]:
     """Run ``dataset[indices]`` through ``sim`` chunk by chunk.
 
     Yields ``(n_done, params, results)`` after every chunk: samples of ``indices`` done so far, the
     parameters after the chunk and the chunk's per-sample results. With ``learn`` the weights change
     online at every step after each sample's burn-in; the dropout masks come from ``rng``.
+    ``observer(dataset_indices, slots, inputs, outputs, params_before)`` sees every chunk's raw outputs
+    before it is yielded (recording: :mod:`decolle_brian.recording`).
     """
     spec = sim.spec
     learning = spec.learning
@@ -89,6 +92,8 @@ def iter_chunks(
             dropout=learning.dropout, layer_sizes=[layer.n for layer in spec.layers], rng=rng,
         )
         outputs = sim.run_chunk(inputs, params, neuron)
+        if observer is not None:
+            observer([indices[position] for position in chunk], slots, inputs, outputs, params)
         params = outputs.params
         done += len(chunk)
         yield done, params, sample_results(outputs, slots, learning.burnin, sim.loss_fn, spec.n_classes)

@@ -18,11 +18,14 @@ Schedule of one 1 ms step (all objects on ``defaultclock``, as brian2cuda needs)
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 from brian2 import (
     NeuronGroup,
+    SpikeMonitor,
     StateMonitor,
     Synapses,
     TimedArray,
@@ -42,6 +45,64 @@ ORDER = {"readout": 0, "reductions": 1, "probes": 19, "err": 20, "backprojection
          "learning_probes": 24, "monitors": 30}
 #: layer variables written by the learning step: probed after it, the others (u, s, ...) before it
 LEARNING_VARIABLES = ("bp", "delta", "fac", "v_b")
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What a network records at every step of a run, beyond readouts and spike counts.
+
+    The indices are compiled into the monitors, so the cost of a run grows with what is recorded, not with
+    the size of the network (:mod:`decolle_brian.recording` chooses them).
+
+    Attributes
+    ----------
+    variables : tuple of str
+        Layer variables (``u``, ``p``, ``q``, ``r``, ``delta``, ``bp``, ...), each recorded in every layer
+        that has it, for ``neurons``.
+    neurons : tuple, optional
+        Per layer (1-based layer k at position k - 1): a tuple of neuron indices (``()``: nothing) or None
+        (every neuron). None, or a layer beyond the tuple: every neuron.
+    input_variables : tuple of str
+        Variables of the input group (``q``, ``p``), recorded for ``input_neurons``.
+    input_neurons : tuple of int, optional
+        Input neurons (None: every one).
+    synapses : tuple, optional
+        Per layer: ``(post, pre)`` pairs of dense forward synapses whose weight ``w`` is recorded after the
+        learning step of every step (so ``w[t] - w[t-1]`` is the change made at step t).
+    spikes : bool
+        A SpikeMonitor of every neuron of every layer.
+    conv_full : bool
+        Conv layers also record ``variables`` of all their full-resolution units.
+    """
+
+    variables: tuple[str, ...] = ()
+    neurons: tuple | None = None
+    input_variables: tuple[str, ...] = ()
+    input_neurons: tuple[int, ...] | None = None
+    synapses: tuple = ()
+    spikes: bool = False
+    conv_full: bool = False
+
+    @classmethod
+    def of(cls, probes) -> Probes:
+        """A Probes from itself or from a tuple of variable names (every neuron, conv full resolution too)."""
+        return probes if isinstance(probes, Probes) else cls(variables=tuple(probes), conv_full=True)
+
+    def layer_neurons(self, layer: int):
+        """Brian's ``record`` argument for layer ``layer`` (1-based): True or an index array."""
+        if self.neurons is None or layer > len(self.neurons) or self.neurons[layer - 1] is None:
+            return True
+        return np.asarray(self.neurons[layer - 1], dtype=int)
+
+    def tag(self) -> str:
+        """Short text that tells build folders of different probes apart."""
+        if self == Probes(variables=self.variables, conv_full=True):
+            return "".join(f"-{v}" for v in self.variables)  # the plain tuple form, as before
+        if self == Probes():
+            return ""
+        text = json.dumps([self.variables, self.neurons, self.input_variables, self.input_neurons,
+                           self.synapses, self.spikes, self.conv_full], default=list)
+        return "-rec" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def _eqs(*names_sections: tuple[str, str]) -> str:
@@ -124,18 +185,23 @@ class BrianNetwork:
     chunk_steps : int
         Steps per run; every run gets its own inputs (event counts per step, targets, learning rate per
         step, sample starts, dropout masks) through TimedArrays of this length.
-    probes : tuple of str
+    probes : tuple of str or Probes
         Layer variables recorded for every neuron at every step (e.g. ``("u", "s", "delta")``), after the
-        spikes and readout of the step and before its learning step (so ``u`` is U[t]).
+        spikes and readout of the step and before its learning step (so ``u`` is U[t]); the learning
+        variables (LEARNING_VARIABLES) after the learning step. A :class:`Probes` chooses neurons, input
+        traces, synapse weights and spike monitors.
     """
 
-    def __init__(self, spec: NetworkSpec, rule: DerivedRule, chunk_steps: int, probes: tuple[str, ...] = ()):
+    def __init__(self, spec: NetworkSpec, rule: DerivedRule, chunk_steps: int,
+                 probes: tuple[str, ...] | Probes = ()):
         spec.validate()
         if chunk_steps <= 0:
             raise ValueError(f"chunk_steps must be positive, got {chunk_steps}")
         defaultclock.dt = DT
         self.spec, self.rule, self.chunk_steps = spec, rule, chunk_steps
-        self.probes = tuple(probes)  # layer builders may probe their own groups (conv: full resolution)
+        self.probe_spec = Probes.of(probes)
+        # layer builders may probe their own groups (conv: full resolution)
+        self.probes = self.probe_spec.variables if self.probe_spec.conv_full else ()
         self.rule_code = rule.code(spec.learning.optimizer)
         self.bindings: dict[str, ParamBinding] = {}
         self.constant_bindings: list = []
@@ -172,14 +238,49 @@ class BrianNetwork:
                                             order=ORDER["monitors"],
                                             name=f"layer{k}_count") for k, lo in enumerate(self.layers, start=1)]
         self.probe_monitors = []
+        self.build_probes(self.probe_spec)
+        self.objects += self.y_monitors + self.count_monitors + self.probe_monitors
+
+    def build_probes(self, probes: Probes) -> None:
+        """StateMonitors of layer and input variables and synapse weights, SpikeMonitors (see Probes)."""
+        unknown = [v for v in probes.variables if not any(v in lo.group.variables for lo in self.layers)]
+        if unknown:
+            raise ValueError(f"Probes: no layer has the variable(s) {unknown}")
         for k, lo in enumerate(self.layers, start=1):
-            state = [v for v in probes if v not in LEARNING_VARIABLES]
-            learning = [v for v in probes if v in LEARNING_VARIABLES]
+            record = probes.layer_neurons(k)
+            if record is not True and len(record) == 0:
+                continue
+            present = [v for v in probes.variables if v in lo.group.variables]  # a conv layer has no r
+            state = [v for v in present if v not in LEARNING_VARIABLES]
+            learning = [v for v in present if v in LEARNING_VARIABLES]
             for variables, slot in ((state, "probes"), (learning, "learning_probes")):
                 if variables:
-                    self.probe_monitors.append(StateMonitor(lo.group, variables, record=True, when="after_resets",
+                    self.probe_monitors.append(StateMonitor(lo.group, variables, record=record, when="after_resets",
                                                             order=ORDER[slot], name=f"layer{k}_{slot}"))
-        self.objects += self.y_monitors + self.count_monitors + self.probe_monitors
+        self.input_monitor = None
+        if probes.input_variables:
+            record = True if probes.input_neurons is None else np.asarray(probes.input_neurons, dtype=int)
+            self.input_monitor = StateMonitor(self.input, list(probes.input_variables), record=record,
+                                              when="after_resets", order=ORDER["probes"], name="input_probes")
+            self.objects.append(self.input_monitor)
+        self.synapse_monitors = [None] * len(self.layers)
+        for k, pairs in enumerate(probes.synapses, start=1):
+            if not len(pairs):
+                continue
+            if self.spec.layers[k - 1].kind != "dense":
+                raise ValueError(f"Probes: synapse weights can be recorded in dense layers only (layer {k})")
+            post, pre = np.asarray(pairs, dtype=int).reshape(-1, 2).T
+            index = pre * self.spec.layers[k - 1].n + post  # pre-major order of DenseLayerBuilder
+            # after the weight step of the step: w[t] - w[t-1] is the change made at step t
+            mon = StateMonitor(self.layers[k - 1].forward, "w", record=index, when="after_resets",
+                               order=ORDER["learning_probes"], name=f"forward{k}_w")
+            self.synapse_monitors[k - 1] = mon
+            self.objects.append(mon)
+        self.spike_monitors = []
+        if probes.spikes:
+            self.spike_monitors = [SpikeMonitor(lo.group, name=f"layer{k}_spikes")
+                                   for k, lo in enumerate(self.layers, start=1)]
+            self.objects += self.spike_monitors
 
     # ---- groups --------------------------------------------------------------------------------------------
     def trace_group(self, n: int, name: str, extra: str, **kwargs) -> NeuronGroup:
