@@ -8,7 +8,7 @@ binary itself, with Brian's profile of the most expensive code objects. Not a CI
 
 Usage::
 
-    python benchmarks/conv_dvsgesture.py --steps 10 --json benchmarks/results/conv_dvsgesture.json
+    .venv/bin/python benchmarks/conv_dvsgesture.py [--steps 20] [--chunks 3]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from functools import partialmethod
@@ -57,7 +58,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads of the C++ standalone device")
     parser.add_argument("--rate", type=float, default=0.1, help="mean input events per pixel and step")
     parser.add_argument("--build-dir", default=None, help="standalone project folder (default: per structure)")
-    parser.add_argument("--json", default=None, help="write the results to this file too")
+    parser.add_argument("--json", default=str(Path(__file__).parent / "out" / "conv_dvsgesture.json"),
+                        help="write the results to this file too (default benchmarks/out/conv_dvsgesture.json)")
     args = parser.parse_args(argv)
 
     spec = dvsgesture_spec(burnin=0)  # learn on every step: the cost of a training step
@@ -93,6 +95,10 @@ def main(argv=None) -> dict:
             result.update(counts(sim))
             print(json.dumps(result["total"], indent=1), flush=True)
     result["runs"] = runs
+    result["peak_rss_gb"] = {"python": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+                             "standalone_binary": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                                                        / 2**20, 2)}
+    print(json.dumps({"peak_rss_gb": result["peak_rss_gb"]}), flush=True)
     profile = sorted(sim.network.profiling_info, key=lambda item: -float(item[1]))
     result["profile_ms_per_step"] = {name: round(1e3 * float(t) / args.steps, 2) for name, t in profile[:12]}
     print(json.dumps({"profile_ms_per_step": result["profile_ms_per_step"]}, indent=1), flush=True)

@@ -340,6 +340,14 @@ class DerivedRule:
             lines.append(f"  [layer neuron]                {stmt}")
         for stmt in code["synapse"].splitlines():
             lines.append(f"  [forward synapse]             {stmt}")
+        if self.grad_kernel is not None:
+            conv = self.conv_code(optimizer)
+            lines += ["", f"Conv layers (shared kernel, max-pool on U), Brian2 code ({optimizer}):",
+                      f"  [pooled unit]                 {conv['pool_neuron']}",
+                      f"  [full-resolution unit]        {conv['full_neuron']}",
+                      f"  [conv synapse, summed]        gw_pre = {conv['kernel_gradient']}",
+                      f"  [full unit -> bias, summed]   gw_post = {conv['bias_gradient']}"]
+            lines += [f"  [kernel and bias groups]      {stmt}" for stmt in conv["shared"].splitlines()]
         return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ from decolle_brian import reference as ref
 from decolle_brian.derivation import derive
 from decolle_brian.devices import Simulator
 from decolle_brian.network.chunks import pack_chunk
-from decolle_brian.network.conv import full_probes
+from decolle_brian.network.conv import conv_connectivity, full_probes
 from decolle_brian.network.params import init_params
 from decolle_brian.network.presets import dvsgesture_spec, nmnist_conv_spec
 from decolle_brian.network.spec import ConvLayerSpec, DenseLayerSpec, LearningSpec, NetworkSpec, SpecError
@@ -164,6 +164,18 @@ class TestSGD:
             rows = sum(0 <= y + a - layer.padding < h for y in range(hf) for a in range(k))
             cols = sum(0 <= x + e - layer.padding < w for x in range(wf) for e in range(k))
             assert len(lo.forward) == c_out * c_in * rows * cols
+
+
+def test_connectivity_is_the_convolution():
+    """The synapse list is exactly the taps of a zero-padded cross-correlation, each once, in any order."""
+    layer = ConvLayerSpec(channels=5, kernel=3, in_shape=(2, 6, 7), padding=1, pool=1)
+    expected = {(((o * 2 + c) * 3 + a) * 3 + e, o * 42 + y * 7 + x)
+                for o in range(5) for c in range(2) for a in range(3) for e in range(3) for y in range(6)
+                for x in range(7) if 0 <= y + a - 1 < 6 and 0 <= x + e - 1 < 7}
+    for group in (1, 3, 8):
+        pre, post = conv_connectivity(layer, group)
+        assert pre.dtype == post.dtype == np.int32 and len(pre) == len(expected)
+        assert set(zip(pre.tolist(), post.tolist(), strict=True)) == expected
 
 
 class TestAdamax:

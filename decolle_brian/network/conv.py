@@ -27,10 +27,11 @@ weight, only the index of the input it reads (``in_idx``), so the learned state 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, TimedArray, linked_var
+from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, TimedArray, get_device, linked_var
 from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.equations_io import load_model
@@ -55,6 +56,12 @@ CONV_ORDER = {
     "gradients": ORDER["learning_probes"] + 1,  # summed kernel and bias gradients
     "step": ORDER["learning_probes"] + 2,      # optimiser step of the shared parameters
 }
+
+
+#: output channels cycled innermost in the synapse order (see :func:`conv_connectivity`)
+CHANNEL_GROUP = 8
+#: synapses per connect call (bounds the copies Brian makes of the index arrays while building)
+CONNECT_BLOCK = 1 << 25
 
 
 @dataclass
@@ -203,8 +210,10 @@ class ConvLayerBuilder:
         syn = Synapses(kernel, full, model=model, name=f"forward{self.index}")
         syn.p_in = linked_var(self.source, "p", index="in_idx")
         pre, post = conv_connectivity(layer)
-        syn.connect(i=pre, j=post)
-        del pre, post  # Brian keeps its own copy (standalone: a static array of the project)
+        with _lean_standalone_connect(syn):
+            for start in range(0, len(pre), CONNECT_BLOCK):  # blocks: Brian copies each block several times
+                syn.connect(i=pre[start:start + CONNECT_BLOCK], j=post[start:start + CONNECT_BLOCK])
+        del pre, post
         syn.in_idx = f"kc_pre * {h * w} + (oy_post + ka_pre - {pad}) * {w} + (ox_post + ke_pre - {pad})"
         _reschedule(syn.summed_updaters["u_syn_post"], "groups", 2)
         _reschedule(syn.summed_updaters["gw_pre"], "after_resets", CONV_ORDER["gradients"])
@@ -224,20 +233,41 @@ class ConvLayerBuilder:
         return monitors
 
 
-def conv_connectivity(layer: ConvLayerSpec) -> tuple[np.ndarray, np.ndarray]:
+@contextmanager
+def _lean_standalone_connect(syn: Synapses):
+    """Keep a standalone device from holding Python copies of 10^8 synapse indices (GBs) that nothing reads.
+
+    Brian's C++ standalone device caches, for reading before the first run, every synapse's pre/post index
+    (as int64) and every connect call's index arrays, besides the copy it writes into the project. Marking
+    the synapse count unknown (``None``, Brian's own "computed at run time" state) before connecting stops
+    the first; the second is dropped after the calls. Values are read back from the binary after a run as
+    usual. The runtime device keeps no such cache.
+    """
+    cache = getattr(get_device(), "array_cache", None)
+    if cache is not None:
+        cache[syn.variables["N"]] = None
+    yield
+    if cache is not None:
+        for codeobj in get_device().code_objects.values():
+            if codeobj.template_name == "synapses_create_array" and codeobj.owner.name == syn.name:
+                for name in ("sources", "targets"):
+                    cache[codeobj.variables[name]] = None
+
+
+def conv_connectivity(layer: ConvLayerSpec, group: int = CHANNEL_GROUP) -> tuple[np.ndarray, np.ndarray]:
     """Synapses of a conv layer: (kernel element, full unit) index pairs, int32, in the order they are stored.
 
     One synapse per output channel o, kernel tap (c, a, e) and output position (y, x) whose input
     (c, y + a - padding, x + e - padding) lies inside the input (taps on the zero padding are left out).
 
-    Order: tap (c, a, e) outermost, then step t, then output channel o innermost, at position number
-    ``(t + o) % m`` of the tap's m valid positions. Brian's summed variables are loops
-    ``target[index[s]] += value[s]`` over the synapses in this order. With the channel innermost,
-    consecutive synapses neither add into the same unit (forward sum) nor into the same kernel element
-    (gradient sum), so neither loop waits on the previous addition (pre-major order, as a generator gives,
-    makes the gradient loop several times slower), and a tap's kernel elements stay in cache. The skew
-    ``t + o`` keeps the units touched together off a power-of-two stride (channel planes are 2^n units
-    apart in the DvsGesture network), which would crowd them into a few cache sets.
+    Order, outermost first: tap (c, a, e); block of ``group`` output channels; step t; channel o of the
+    block, at position number ``(t + o) % m`` of the tap's m valid positions. Brian's summed variables are
+    loops ``target[index[s]] += value[s]`` over the synapses in this order. Cycling through a few channels
+    innermost, consecutive synapses add neither into the same unit (forward sum) nor into the same kernel
+    element (gradient sum), so neither loop waits on the previous addition; pre-major order (what a
+    generator ``connect`` gives) makes the gradient loop 2.5-3.5x slower. Few channels at a time keep the
+    memory streams few and sequential (all channels innermost is about 1.8x slower); the skew ``t + o`` keeps
+    units touched together off power-of-two strides (channel planes are 2^n units apart in DvsGesture).
     """
     c_out, c_in, k, _ = layer.kernel_shape
     _, h, w = layer.in_shape
@@ -254,11 +284,15 @@ def conv_connectivity(layer: ConvLayerSpec) -> tuple[np.ndarray, np.ndarray]:
             for e in range(k):
                 positions = (rows[a][:, None] * wf + cols[e][None, :]).ravel()
                 m = positions.size
-                stop = start + m * c_out
-                pre[start:stop] = np.tile(channel * (c_in * k * k) + (c * k + a) * k + e, m)
                 skewed = positions[(np.arange(m)[:, None] + channel[None, :]) % m]  # (t, o) -> position
-                post[start:stop] = (skewed + channel[None, :] * (hf * wf)).ravel()
-                start = stop
+                units = skewed + channel[None, :] * (hf * wf)                          # (t, o) -> full unit
+                elements = np.broadcast_to(channel * (c_in * k * k) + (c * k + a) * k + e, (m, c_out))
+                for first in range(0, c_out, group):
+                    block = slice(first, first + group)
+                    stop = start + units[:, block].size
+                    pre[start:stop] = elements[:, block].ravel()
+                    post[start:stop] = units[:, block].ravel()
+                    start = stop
     return pre, post
 
 

@@ -41,6 +41,10 @@ def dvsgesture_spec(**learning) -> NetworkSpec:
     (0, 0.95); readout scale ``lc_ampl = 2.0``; burn-in 100; dropout 0.5 (the training script's default);
     train chunks of 500 steps (random start), test 1800; the reference divides lr by 5 * (epoch // 30) (not
     part of a spec). Keyword arguments override :class:`LearningSpec` fields.
+
+    Not included: ``train_lenet_decolle.py`` builds the net with ``with_output_layer=True`` (a fourth, dense
+    11-unit LIF layer trained with cross-entropy, despite ``with_output_layer: False`` in the yml) and calls
+    the data-driven ``init_parameters``; this spec is the three conv layers with local readouts.
     """
     defaults = dict(loss="smoothl1", surrogate="fast_sigmoid", optimizer="adamax", lr=3.6e-4, beta2=0.95,
                     eps=1e-8, dropout=0.5, lc_ampl=2.0, burnin=100)

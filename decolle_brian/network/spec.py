@@ -136,7 +136,7 @@ class ConvLayerSpec:
                    f"must be a positive integer, got {value!r}")
         _check(isinstance(self.padding, int) and not isinstance(self.padding, bool) and self.padding >= 0,
                f"{prefix}.padding", f"must be an integer >= 0, got {self.padding!r}")
-        _check(isinstance(self.in_shape, tuple) and len(self.in_shape) == 3
+        _check(isinstance(self.in_shape, tuple | list) and len(self.in_shape) == 3
                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.in_shape),
                f"{prefix}.in_shape", f"must be a tuple (channels, height, width) of positive integers, "
                f"got {self.in_shape!r}")
@@ -199,7 +199,8 @@ class NetworkSpec:
         _check(isinstance(self.n_inputs, int) and self.n_inputs > 0, "network.n_inputs",
                f"must be a positive integer, got {self.n_inputs!r}")
         if self.input_shape is not None:
-            _check(isinstance(self.input_shape, tuple) and all(isinstance(v, int) and v > 0 for v in self.input_shape)
+            _check(isinstance(self.input_shape, tuple | list)
+                   and all(isinstance(v, int) and v > 0 for v in self.input_shape)
                    and math.prod(self.input_shape) == self.n_inputs, "network.input_shape",
                    f"must be a tuple of positive integers whose product is n_inputs = {self.n_inputs}, "
                    f"got {self.input_shape!r}")
@@ -210,7 +211,8 @@ class NetworkSpec:
             _check(hasattr(layer, "validate"), f"network.layers[{index}]", f"not a layer spec: {layer!r}")
             layer.validate(f"network.layers[{index}]")
             if isinstance(layer, ConvLayerSpec):
-                fits = tuple(shape) == layer.in_shape if shape is not None else math.prod(layer.in_shape) == size
+                fits = (tuple(shape) == tuple(layer.in_shape) if shape is not None
+                        else math.prod(layer.in_shape) == size)
                 _check(fits, f"network.layers[{index}].in_shape",
                        f"{layer.in_shape} does not fit its input ({shape if shape is not None else size})")
                 shape = layer.out_shape
