@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from decolle_brian.derivation import LOSSES, OPTIMIZERS, SURROGATES
-from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec, NeuronParams, SpecError
+from decolle_brian.network.spec import (
+    ConvLayerSpec,
+    DenseLayerSpec,
+    LearningSpec,
+    NetworkSpec,
+    NeuronParams,
+    SpecError,
+)
 
 
 class ConfigError(ValueError):
@@ -38,6 +45,7 @@ def _f(types, default, doc, choices=None, minimum=None) -> Field:
 
 
 NUMBER = (int, float)
+PRECHECK_SHAPE = (2, 128, 128)  # stands in for the data set's input shape when a file is first checked
 SCHEMA: dict[str, Any] = {
     "name": _f(str, "run", "run name: outputs go to <out>/<name>/<timestamp>/"),
     "seed": _f(int, 0, "seed of parameters, sample order and dropout masks", minimum=0),
@@ -161,7 +169,10 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
     for item in overrides:
         apply_override(raw, item)
     config = resolve(raw)
-    network_spec(config, n_inputs=1, n_classes=2)  # impossible values fail now, before any data or compile
+    # impossible values fail now, before any data is read or anything compiled (the real input shape, checked
+    # against conv layers, is known once the data set is opened: Experiment.from_config)
+    network_spec(config, n_inputs=PRECHECK_SHAPE[0] * PRECHECK_SHAPE[1] * PRECHECK_SHAPE[2], n_classes=2,
+                 input_shape=PRECHECK_SHAPE)
     return config
 
 
@@ -186,20 +197,39 @@ def apply_override(raw: dict, item: str) -> None:
 def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple | None = None) -> NetworkSpec:
     """The :class:`NetworkSpec` of a resolved configuration (SpecError -> ConfigError naming the key)."""
     learning = config["learning"]
-    layers = []
+    layers, shape = [], tuple(input_shape) if input_shape is not None else None
     for index, layer in enumerate(config["network"]["layers"]):
-        if isinstance(layer, int) and not isinstance(layer, bool):
+        where = f"network.layers[{index}]"
+        kind = layer.get("kind", "dense") if isinstance(layer, dict) else "dense"
+        if isinstance(layer, bool) or not isinstance(layer, int | dict):
+            raise ConfigError(f"{where}: expected a layer size or a table with kind 'dense' or 'conv', got {layer!r}")
+        if kind == "dense":
+            if isinstance(layer, dict):
+                extra = sorted(set(layer) - {"kind", "n"})
+                if extra:
+                    raise ConfigError(f"{where}: unknown key(s) {extra} for a dense layer (n)")
+                layer = layer.get("n")
             layers.append(DenseLayerSpec(layer))
-        elif isinstance(layer, dict) and layer.get("kind", "dense") == "dense":
-            extra = sorted(set(layer) - {"kind", "n"})
-            if extra:
-                raise ConfigError(f"network.layers[{index}]: unknown key(s) {extra} for a dense layer (n)")
-            layers.append(DenseLayerSpec(layer.get("n")))
-        elif isinstance(layer, dict) and layer.get("kind") in _layer_kinds():
-            layers.append(_layer_kinds()[layer["kind"]](index, layer))
+            shape = None
+        elif kind == "conv":
+            keys = {"kind", "channels", "kernel", "padding", "pool"}
+            extra = sorted(set(layer) - keys)
+            if extra or not {"channels", "kernel"} <= set(layer):
+                raise ConfigError(f"{where}: a conv layer takes {sorted(keys - {'kind'})} (channels and kernel "
+                                  f"required); got {sorted(layer)}")
+            if shape is None:
+                raise ConfigError(f"{where}: a conv layer needs an image-shaped input (channels, height, width): "
+                                  "the data set's input or another conv layer, not a dense layer")
+            conv = ConvLayerSpec(channels=layer["channels"], kernel=layer["kernel"], in_shape=shape,
+                                 padding=layer.get("padding", 0), pool=layer.get("pool", 1))
+            try:
+                conv.validate(where)
+            except SpecError as exc:
+                raise ConfigError(str(exc)) from None
+            layers.append(conv)
+            shape = conv.out_shape
         else:
-            raise ConfigError(f"network.layers[{index}]: expected a layer size or a table with kind "
-                              f"{['dense', *_layer_kinds()]}, got {layer!r}")
+            raise ConfigError(f"{where}: unknown layer kind {kind!r}; choose 'dense' or 'conv'")
     try:
         spec = NetworkSpec(
             n_inputs=n_inputs, layers=tuple(layers), n_classes=n_classes,
@@ -210,7 +240,7 @@ def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple
                 optimizer=learning["optimizer"], lr=learning["lr"], beta2=learning["beta2"], eps=learning["eps"],
                 dropout=learning["dropout"], lc_ampl=learning["lc_ampl"], burnin=learning["burnin"],
             ),
-            **({"input_shape": tuple(input_shape)} if input_shape is not None and _has_input_shape() else {}),
+            input_shape=tuple(input_shape) if input_shape is not None else None,
         )
         spec.validate()
     except SpecError as exc:
@@ -223,19 +253,6 @@ def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple
     except DerivationError as exc:
         raise ConfigError(f"learning: {exc}") from None
     return spec
-
-
-def _layer_kinds() -> dict:
-    """Layer kinds beyond dense that a configuration may name: kind -> factory(index, table)."""
-    try:
-        from decolle_brian.network.conv import layer_from_config  # noqa: PLC0415
-    except ImportError:
-        return {}
-    return {"conv": layer_from_config}
-
-
-def _has_input_shape() -> bool:
-    return "input_shape" in NetworkSpec.__dataclass_fields__
 
 
 def to_toml(config: dict) -> str:

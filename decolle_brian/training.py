@@ -110,6 +110,13 @@ class Evaluation:
     synops_per_sample: list[float]       # spikes x fan-out: synaptic events per inference
 
 
+def _fan_out(next_layer) -> int:
+    """Synapses a spike of the previous layer reaches in ``next_layer`` (dense: all; conv: c_out x k x k)."""
+    if next_layer.kind == "conv":
+        return next_layer.channels * next_layer.kernel**2
+    return next_layer.n
+
+
 def summarize(results: Sequence[SampleResult], sim: Simulator) -> Evaluation:
     """Accuracy, loss, rate, confusion matrices and synaptic operations over a list of results."""
     spec = sim.spec
@@ -128,7 +135,7 @@ def summarize(results: Sequence[SampleResult], sim: Simulator) -> Evaluation:
         matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
         np.add.at(matrix, (labels, predictions), 1)
         confusion.append(matrix)
-        fan_out = (spec.layers[k + 1].n if k + 1 < n_layers else 0) + n_classes
+        fan_out = (_fan_out(spec.layers[k + 1]) if k + 1 < n_layers else 0) + n_classes
         synops.append(spikes * fan_out / len(results))
     return Evaluation(accuracy, loss, rate, confusion, synops)
 
