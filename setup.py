@@ -5,21 +5,16 @@ the code, not inside it) and are shipped as the sub-package ``decolle_brian.equa
 ``package_dir`` mapping, so a plain non-editable ``pip install .`` finds them.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="decolle-brian",
     version="0.1.0",
     description="DECOLLE (Deep Continuous Local Learning) as Brian2 equations with derived plasticity",
     python_requires=">=3.12",
-    packages=[
-        "decolle_brian",
-        "decolle_brian.data",
-        "decolle_brian.network",
-        "decolle_brian.equations",
-    ],
+    packages=find_packages(include=["decolle_brian", "decolle_brian.*"]) + ["decolle_brian.equations"],
     package_dir={"decolle_brian.equations": "equations"},
-    package_data={"decolle_brian.equations": ["*.eq", "README.md"], "decolle_brian": ["configs/*.toml"]},
+    package_data={"decolle_brian.equations": ["*.eq", "README.md"]},
     install_requires=[
         "brian2==2.10.1",  # the version brian2cuda 1.0b1 pins: one Brian for CPU and GPU
         "numpy",

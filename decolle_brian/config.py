@@ -169,11 +169,18 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
     for item in overrides:
         apply_override(raw, item)
     config = resolve(raw)
-    # impossible values fail now, before any data is read or anything compiled (the real input shape, checked
-    # against conv layers, is known once the data set is opened: Experiment.from_config)
+    precheck(config)
+    return config
+
+
+def precheck(config: dict) -> None:
+    """Fail on impossible values now, before any data is read or anything compiled.
+
+    The data set's input shape (checked against conv layers) is only known once the data set is opened
+    (``Experiment.from_config``); ``PRECHECK_SHAPE`` stands in for it here.
+    """
     network_spec(config, n_inputs=PRECHECK_SHAPE[0] * PRECHECK_SHAPE[1] * PRECHECK_SHAPE[2], n_classes=2,
                  input_shape=PRECHECK_SHAPE)
-    return config
 
 
 def apply_override(raw: dict, item: str) -> None:

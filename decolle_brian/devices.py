@@ -12,6 +12,7 @@ older standalone :class:`Simulator` of the same process cannot run any more (it 
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ class Simulator:
         self.rule = derive(spec.learning.loss, spec.learning.surrogate, **dict(spec.learning.surrogate_params))
         self.loss_fn = loss_function(spec.learning.loss)
         self.standalone = device != "runtime"
+        # A fresh device, and no live objects of an earlier network: Brian would otherwise rename this one's
+        # objects (network_1, ..._codeobject_1), change the generated code and force a full recompile.
+        gc.collect()
         brian2.devices.device.reinit()
         brian2.devices.device.activate()
         _generation += 1

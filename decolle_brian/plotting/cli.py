@@ -22,6 +22,10 @@ def plot_command(args) -> int:
     except ValueError as exc:
         print(f"decolle-brian plot: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if (path / "sweep.json").is_file():  # a sweep folder: its summary figures
+        from decolle_brian.sweep.plots import plot_command as plot_sweep_command  # noqa: PLC0415
+
+        return plot_sweep_command(args)
     if not (path / "config.toml").is_file():
         runs = sorted({p.parent for pattern in ("*/config.toml", "*/*/config.toml") for p in path.glob(pattern)})
         if not runs:
