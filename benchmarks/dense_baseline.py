@@ -58,6 +58,23 @@ def bench_brian(spec, samples, threads: int, build_root: Path) -> dict:
             "spikes_per_step": [float(n.mean()) for n in out.n_spikes]}
 
 
+def bench_run_overhead(build_root: Path, repeats: int = 20) -> dict:
+    """Fixed cost of one run of a compiled network (inputs and parameters in, results out): a tiny network."""
+    spec = NetworkSpec(n_inputs=20, layers=(DenseLayerSpec(10),), n_classes=3,
+                       learning=LearningSpec(optimizer="sgd", dropout=0.0))
+    sim = Simulator(spec, 10, device="cpp_standalone", build_dir=build_root / "overhead")
+    rng = np.random.default_rng(0)
+    params = init_params(spec, rng)
+    inputs, _ = pack_chunk([(rng.poisson(0.2, (10, 20)).astype(float), 0)], 10, 3, lr=0.1, burnin=0, learn=True,
+                           dropout=0.0, layer_sizes=[10])
+    times = []
+    for _ in range(repeats):
+        started = time.time()
+        sim.run_chunk(inputs, params)
+        times.append(time.time() - started)
+    return {"run_overhead_ms_median": 1000 * float(np.median(times))}
+
+
 def bench_reference(spec, samples) -> dict:
     rng = np.random.default_rng(1)
     params = init_params(spec, rng)
@@ -88,14 +105,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = [bench_brian(spec, samples, 1, out / "build"), bench_brian(spec, samples, 2, out / "build"),
                bench_reference(spec, samples)]
+    overhead = bench_run_overhead(out / "build")
     report = {"network": f"dense {N_IN}-{SIZES[0]}-{SIZES[1]}", "T": T, "activity": args.activity,
               "synapses": n_synapses(), "samples": args.samples, "cpu": platform.processor() or platform.machine(),
-              "cores": os.cpu_count(), "results": results}
+              "cores": os.cpu_count(), "results": results, **overhead}
     (out / "dense_baseline.json").write_text(json.dumps(report, indent=2))
     print("| mode | threads | ms / step | samples / s | synapse updates / s |\n|---|---|---|---|---|")
     for r in results:
         print(f"| {r['device']} | {r['threads']} | {r['ms_per_step']:.2f} | {r['samples_per_s']:.2f} "
               f"| {r['synapse_updates_per_s']:.3g} |")
+    print(f"fixed cost of one run (inputs in, results out), tiny network: {overhead['run_overhead_ms_median']:.0f} ms")
 
 
 if __name__ == "__main__":
