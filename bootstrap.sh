@@ -11,10 +11,10 @@ version_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) el
 find_python() {
     local candidates=()
     [ -n "${DECOLLE_PYTHON:-}" ] && candidates+=("$DECOLLE_PYTHON")
-    candidates+=(python3.13 python3.12 python3)
+    candidates+=(python3.12 python3.13 python3)
     # pyenv keeps versions installed but inactive: look there too
     local root="${PYENV_ROOT:-$HOME/.pyenv}"
-    for p in "$root"/versions/3.1[3-9]*/bin/python3 "$root"/versions/3.12*/bin/python3; do
+    for p in "$root"/versions/3.12*/bin/python3 "$root"/versions/3.1[3-9]*/bin/python3; do
         [ -x "$p" ] && candidates+=("$p")
     done
     for c in "${candidates[@]}"; do
