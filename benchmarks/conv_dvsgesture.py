@@ -1,8 +1,9 @@
 """Benchmark: the DvsGesture conv network (64-128-128, 7x7, pools 2, 1, 2) in Brian2's C++ standalone device.
 
-Builds :func:`decolle_brian.network.presets.dvsgesture_spec`, compiles it once, runs chunks of synthetic
-Poisson input with learning on every step, and records (as JSON): neuron and synapse counts per layer, the
-learned state stored in Brian, compile time, wall time per chunk (with the fixed cost of a standalone run:
+Builds :func:`decolle_brian.network.presets.dvsgesture_spec`, compiles it once, runs chunks of a synthetic
+recording written in the exact IBM format (AEDAT 3.1 + labels csv, read back through the DvsGesture loader:
+4x4 summing to 2x32x32, 1 ms bins) with learning on every step, and records (as JSON): neuron and synapse
+counts per layer, the learned state stored in Brian, compile time, wall time per chunk (with the fixed cost of a standalone run:
 creating the synapses, loading and writing all arrays) and the simulated time per step measured by the
 binary itself, with Brian's profile of the most expensive code objects. Not a CI test.
 
@@ -19,6 +20,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 from functools import partialmethod
 from pathlib import Path
@@ -27,6 +29,8 @@ from unittest import mock
 import numpy as np
 from brian2 import Network, get_device
 
+from decolle_brian.data import load_dataset
+from decolle_brian.data.dvsgesture import write_synthetic_recording
 from decolle_brian.devices import Simulator
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
@@ -56,7 +60,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=10, help="steps per chunk (run)")
     parser.add_argument("--chunks", type=int, default=2, help="chunks to run (the first includes warm-up)")
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads of the C++ standalone device")
-    parser.add_argument("--rate", type=float, default=0.1, help="mean input events per pixel and step")
+    parser.add_argument("--rate", type=float, default=2e5, help="events per second of the synthetic recording")
     parser.add_argument("--build-dir", default=None, help="standalone project folder (default: per structure)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "out" / "conv_dvsgesture.json"),
                         help="write the results to this file too (default benchmarks/out/conv_dvsgesture.json)")
@@ -76,10 +80,16 @@ def main(argv=None) -> dict:
 
     rng = np.random.default_rng(0)
     params = init_params(spec, rng)
+    with tempfile.TemporaryDirectory() as folder:
+        gestures = [(label, 1_000_000 * k, 1_000_000 * k + 900_000) for k, label in enumerate((3, 8), start=1)]
+        write_synthetic_recording(folder, 1, "fluorescent", gestures, rng, rate_hz=args.rate)
+        dataset = load_dataset("dvsgesture", "train", root=folder, layout="ibm", cache=False)
+        samples = [dataset[i] for i in range(len(dataset))]
     runs = []
     for chunk in range(args.chunks):
-        events = rng.poisson(args.rate, (args.steps, spec.n_inputs)).astype(float)
-        inputs, _ = pack_chunk([(events, chunk % spec.n_classes)], args.steps, spec.n_classes, lr=spec.learning.lr,
+        sample = samples[chunk % len(samples)]
+        events = sample.counts[: args.steps].reshape(args.steps, -1).astype(float)
+        inputs, _ = pack_chunk([(events, sample.label)], args.steps, spec.n_classes, lr=spec.learning.lr,
                                burnin=0, learn=True, dropout=spec.learning.dropout,
                                layer_sizes=spec.layer_sizes()[1:], rng=rng)
         t0 = time.perf_counter()

@@ -541,3 +541,58 @@ def _download(save_to: Path, split: str) -> Path:
             f"downloading DvsGesture ({split}) into {save_to} failed: {type(err).__name__}: {err}. " + HOW_TO_GET
         ) from err
     return save_to / "DVSGesture"
+
+
+# ---- writing: synthetic recordings in the exact IBM format (benchmarks, tests, demos) ------------------------
+AEDAT31_HEADER = (b"#!AER-DAT3.1", b"#Format: RAW", b"#Source 1: DVS128", b"#!END-HEADER")
+
+
+def write_aedat31(path: str | Path, x, y, p, t_us, events_per_packet: int = 4096) -> Path:
+    """Write polarity events as an AEDAT 3.1 file, the IBM DvsGesture format read by :func:`read_aedat31`.
+
+    Each packet is the 28-byte header (eventType 1 = polarity, eventSource 1, eventSize 8, eventTSOffset 4,
+    eventTSOverflow, eventCapacity, eventNumber, eventValid) followed by 8-byte events: address
+    ``x << 17 | y << 2 | p << 1 | 1`` (valid) and the low 31 bits of the microsecond timestamp.
+    """
+    x, y, p, t_us = (np.asarray(a, dtype=np.int64) for a in (x, y, p, t_us))
+    if not (len(x) == len(y) == len(p) == len(t_us)):
+        raise ValueError("x, y, p and t must have the same length")
+    path = Path(path)
+    chunks = [b"".join(line + b"\r\n" for line in AEDAT31_HEADER)]
+    for start in range(0, len(x), events_per_packet):
+        sl = slice(start, start + events_per_packet)
+        n = len(x[sl])
+        overflow = int(t_us[sl][0] >> 31) if n else 0
+        chunks.append(np.array([(1, 1, 8, 4, overflow, n, n, n)], dtype=PACKET_HEADER).tobytes())
+        events = np.empty(n, dtype=[("data", "<u4"), ("ts", "<i4")])
+        events["data"] = (x[sl] << 17) | (y[sl] << 2) | (p[sl] << 1) | 1
+        events["ts"] = t_us[sl] & 0x7FFFFFFF
+        chunks.append(events.tobytes())
+    path.write_bytes(b"".join(chunks))
+    return path
+
+
+def write_synthetic_recording(folder: str | Path, user: int, lighting: str, gestures, rng: np.random.Generator,
+                              rate_hz: float = 2e5) -> tuple[Path, Path]:
+    """A synthetic IBM-format recording ``userNN_<lighting>.aedat`` + ``_labels.csv`` of moving blobs.
+
+    ``gestures`` lists ``(class 1..11, start_us, end_us)``; in each, a blob of ON/OFF events circles at a
+    class-dependent speed (Poisson events at ``rate_hz`` in total). Real recordings cannot be shipped; this
+    exercises the same reader, preprocessing and network path.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    xs, ys, ps, ts = [], [], [], []
+    for label, start, end in gestures:
+        n = rng.poisson(rate_hz * (end - start) * 1e-6)
+        t = np.sort(rng.integers(start, end, n))
+        phase = 2 * np.pi * (t - start) * 1e-6 * (0.5 + 0.2 * label)
+        xs.append(np.clip(64 + 40 * np.cos(phase) + rng.normal(0, 6, n), 0, 127).astype(np.int64))
+        ys.append(np.clip(64 + 40 * np.sin(phase) + rng.normal(0, 6, n), 0, 127).astype(np.int64))
+        ps.append(rng.integers(0, 2, n))
+        ts.append(t)
+    stem = f"user{user:02d}_{lighting}"
+    aedat = write_aedat31(folder / f"{stem}.aedat", *(np.concatenate(a) for a in (xs, ys, ps, ts)))
+    labels = folder / f"{stem}_labels.csv"
+    labels.write_text("class,startTime_usec,endTime_usec\n" + "".join(f"{c},{s},{e}\n" for c, s, e in gestures))
+    return aedat, labels
