@@ -4,8 +4,8 @@ Builds :func:`decolle_brian.network.presets.dvsgesture_spec`, compiles it once, 
 recording written in the exact IBM format (AEDAT 3.1 + labels csv, read back through the DvsGesture loader:
 4x4 summing to 2x32x32, 1 ms bins) with learning on every step, and records (as JSON): neuron and synapse
 counts per layer, the learned state stored in Brian, compile time, wall time per chunk (with the fixed cost
-of a standalone run: creating the synapses, loading and writing all arrays) and the simulated time per step measured by the
-binary itself, with Brian's profile of the most expensive code objects. Not a CI test.
+of a standalone run: creating the synapses, loading and writing all arrays) and the simulated time per step
+measured by the binary itself, with Brian's profile of the most expensive code objects. Not a CI test.
 
 Usage::
 
