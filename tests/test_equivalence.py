@@ -29,7 +29,7 @@ def make_spec(optimizer: str) -> NetworkSpec:
 
 def make_params(spec, seed=1):
     params = init_params(spec, np.random.default_rng(seed))
-    for index in range(1, len(SIZES) + 1):
+    for index in range(1, len(spec.layers) + 1):
         params[f"layer{index}.W"] *= 3.0   # strong enough that every layer fires
     return params
 
@@ -123,3 +123,25 @@ class TestAdamax:
         state = expected["opt_state"]
         for k in range(1, len(SIZES) + 1):
             np.testing.assert_allclose(out.params[f"layer{k}.v_W"], state[k - 1]["W"], rtol=1e-6, atol=1e-12)
+
+
+def test_user_supplied_loss_end_to_end():
+    """A loss given as an expression (here MSE written by hand, with a class sum) is derived, compiled into the
+    network (runtime device) and learns exactly as the reference's built-in MSE."""
+    user_loss = "sum((target - y)**2) / n_classes"
+    spec = NetworkSpec(n_inputs=N_IN, layers=tuple(DenseLayerSpec(n) for n in SIZES[:2]), n_classes=N_CLASSES,
+                       learning=LearningSpec(loss=user_loss, optimizer="sgd", lr=3e-3, dropout=0.0, burnin=BURNIN))
+    sim = Simulator(spec, T, device="runtime", probes=("s",))
+    params = make_params(spec)
+    counts, label = make_input(), 1
+    inputs, _ = pack_chunk([(counts, label)], T, N_CLASSES, lr=spec.learning.lr, burnin=BURNIN, learn=True,
+                           dropout=0.0, layer_sizes=list(SIZES[:2]))
+    out = sim.run_chunk(inputs, params)
+    layers = [ref.DenseLayer(params[f"layer{k}.W"].copy(), params[f"layer{k}.b"].copy(), params[f"layer{k}.G"].copy(),
+                             params[f"layer{k}.g"].copy()) for k in (1, 2)]
+    ref.run_sample(layers, counts, label, n_classes=N_CLASSES, burnin=BURNIN, learn=True, loss="mse",
+                   optimizer="sgd", lr=spec.learning.lr)
+    for k, layer in enumerate(layers, start=1):
+        assert not np.allclose(out.params[f"layer{k}.W"], params[f"layer{k}.W"])
+        np.testing.assert_allclose(out.params[f"layer{k}.W"], layer.W, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(out.params[f"layer{k}.b"], layer.b, rtol=1e-6, atol=1e-12)
