@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from decolle_brian.derivation import LOSSES, OPTIMIZERS, SURROGATES
+from decolle_brian.derivation import LOSSES, MODES, OPTIMIZERS, SURROGATES
 from decolle_brian.network.spec import (
     ConvLayerSpec,
     DenseLayerSpec,
@@ -58,6 +58,8 @@ SCHEMA: dict[str, Any] = {
     },
     "network": {
         "layers": _f(list, [128, 128], "hidden layers: sizes of dense layers, or tables {kind='conv', ...}"),
+        "mode": _f(str, "exact", "'exact': every synapse every step; 'event': work driven by spikes, dense layers, "
+                   "Adamax per sample (docs/event_driven.md)", choices=MODES),
     },
     "neuron": {
         "alpha": _f(NUMBER, 0.97, "membrane trace decay per 1 ms step, exp(-dt/tau_mem) (tau_mem 32.8 ms)"),
@@ -248,6 +250,7 @@ def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple
                 dropout=learning["dropout"], lc_ampl=learning["lc_ampl"], burnin=learning["burnin"],
             ),
             input_shape=tuple(input_shape) if input_shape is not None else None,
+            mode=config["network"]["mode"],
         )
         spec.validate()
     except SpecError as exc:

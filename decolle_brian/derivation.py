@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 import sympy as sp
 from brian2 import Equations
 from brian2.parsing.sympytools import str_to_sympy, sympy_to_str
+from brian2.stateupdaters.exponential_euler import exponential_euler
 
-from decolle_brian.equations_io import load_model
+from decolle_brian.equations_io import load_model, statements
 
 #: Built-in losses (one-hot target; mean over classes as PyTorch's defaults).
 LOSSES = {
@@ -48,6 +49,8 @@ SURROGATES = {
 }
 
 OPTIMIZERS = ("sgd", "adamax")
+#: how the forward sum and the weight step run: every synapse every step, or driven by events (docs/event_driven.md)
+MODES = ("exact", "event")
 
 # Brian's own symbols are real; sympy compares symbols by name AND assumptions.
 Y, TARGET, U = (sp.Symbol(name, real=True) for name in ("y", "target", "u"))
@@ -189,6 +192,36 @@ def _suffixed(expr: sp.Expr, suffix: str) -> sp.Expr:
 
 
 @dataclass
+class EventForm:
+    r"""The event-driven form of the forward sum and of the weight gradient (mode ``"event"``).
+
+    Derived from the model files by :func:`_derive_event`: ``forward_event.eq`` moves trace.eq's linear
+    filters to the postsynaptic side (checked: same equations, the same jump through the weight), so
+    :math:`u^{syn}_i = \sum_j W_{ij} P_j` and the weight gradient is the one of ``forward.eq``. Between two
+    events the presynaptic trace follows Brian's own (exponential Euler) update of ``trace.eq``, a linear map
+    :math:`x[t+1] = D x[t]` of the state :math:`x = (Q, P)`; diagonalising D gives its modes:
+
+    .. math::
+
+        P[t_0 + n] = \sum_m C_m(Q[t_0], P[t_0])\,\lambda_m^n
+
+    Attributes
+    ----------
+    decays : list of sympy.Expr
+        :math:`\lambda_m`, the per-step decay of each mode (``decay_mem``, ``decay_syn``).
+    coefficients : list of sympy.Expr
+        :math:`C_m` in the neuron's ``q``, ``p`` just after its event (its jump included).
+    post_factor : sympy.Expr
+        :math:`\partial g_{ij} / \partial P_j`: the weight gradient is this (postsynaptic) factor times
+        ``p_pre`` (``delta_post`` for the shipped model).
+    """
+
+    decays: list
+    coefficients: list
+    post_factor: sp.Expr
+
+
+@dataclass
 class DerivedRule:
     """The plasticity rule derived for one loss and surrogate, as sympy expressions and Brian2 code.
 
@@ -222,9 +255,11 @@ class DerivedRule:
     delta_full: sp.Expr | None = None
     grad_kernel: sp.Expr | None = None
     grad_shared_bias: sp.Expr | None = None
+    # event-driven mode (see :meth:`event_code`); None only for a rule built by hand without it
+    event: EventForm | None = None
 
     # ---- Brian2 code -------------------------------------------------------------------------------------
-    def code(self, optimizer: str = "sgd") -> dict[str, str]:
+    def code(self, optimizer: str = "sgd", mode: str = "exact") -> dict[str, str]:
         """Brian2 code of the rule, per object.
 
         Returns a dict with keys ``reductions`` (list of summands, ``_pre`` variables over readout->readout
@@ -235,6 +270,10 @@ class DerivedRule:
         """
         if optimizer not in OPTIMIZERS:
             raise DerivationError(f"Unknown optimiser '{optimizer}'; choose one of {list(OPTIMIZERS)}")
+        if mode not in MODES:
+            raise DerivationError(f"Unknown mode '{mode}'; choose one of {list(MODES)}")
+        if mode == "event":
+            return self.event_code(optimizer)
         red_pre = {sym: sp.Symbol(f"{sym.name}_pre", real=True) for sym, _ in self.reductions}
         reductions = [
             (sym.name, to_brian(_suffixed(summand.subs({}), "_pre").subs(
@@ -310,6 +349,112 @@ class DerivedRule:
             )
         return out
 
+    def event_code(self, optimizer: str = "sgd") -> dict:
+        r"""Brian2 code of the rule for the event-driven mode (``NetworkSpec.mode = "event"``).
+
+        Between two events of presynaptic neuron j its trace is a sum of the modes of ``trace.eq`` (derived
+        from Brian's own state update, :class:`EventForm`): :math:`P_j[t] = \sum_m C_{mj} \lambda_m^{t - t_0}`.
+        The weight gradient is linear in :math:`P_j`, :math:`g_{ij}[t] = F_i[t] P_j[t]` (F: the
+        postsynaptic factor, ``lr * delta`` for SGD), so its sum over the steps of a frame starting at
+        :math:`T_0` factorises per mode into a presynaptic coefficient and a postsynaptic accumulator:
+
+        .. math::
+
+            \sum_{t=T_0}^{t_1} F_i[t] P_j[t] = \sum_m c_{mj}\,acc_{mi}[t_1],\quad
+            c_{mj} = C_{mj} \lambda_m^{-(t_0 - T_0)},\quad
+            acc_{mi}[t_1] = \sum_{t=T_0}^{t_1} \lambda_m^{t - T_0} F_i[t]
+
+        as long as j has no event in :math:`(t_0, t_1]`. At an event of j the coefficients change by
+        :math:`dc_{mj}`; the synapse adds :math:`\sum_m dc_{mj} acc_{mi}` to what it stores, which keeps
+        the pending sum exact (the difference :math:`acc_{mi}[t_1] - acc_{mi}[t_0 - 1]` of the accumulator
+        snapshot, folded into the stored value). A flush adds the whole pending sum; afterwards the frame
+        restarts (accumulators 0, coefficients rescaled by :math:`\lambda_m^{T_0' - T_0}`).
+
+        Names: presynaptic ``pc<m>`` (coefficient c), ``dpc<m>`` (its change at this event), ``fx<m>``
+        (shared frame factor :math:`\lambda_m^{t - T_0}`); postsynaptic ``acc<m>``. Per-step inputs used by
+        the code (TimedArrays of the network): ``since_flush(t)`` (:math:`t - T_0`), ``anchor(t)`` (1: the
+        frame restarts after this step), ``sample_end(t)`` (1 at the last step of a sample).
+
+        SGD: the stored weight ``w`` is :math:`W_{ij}` plus the pending sum, the weight in use is
+        ``w_now = w - pending``; events and flushes keep it exact. (``w_now`` is an expression, not a Brian
+        subexpression: Brian evaluates a subexpression of an event code block with the values read at the
+        block's start, before the lazy update of ``w``.) Adamax cannot be lazy (its step depends on
+        every past gradient): the gradient is summed lazily over the sample in ``gw`` (and ``gsum_b``) and one
+        Adamax step is made at the sample end (the reference's non-online option); the weight in use is ``w``.
+
+        Returns a dict with the keys of :meth:`code` (``reductions``, ``err``, ``backprojection``: the readout is
+        unchanged; ``neuron_equations``, ``neuron``: learning signal, bias, accumulators) and
+        ``synapse_equations`` (forward-synapse model: Adamax state), ``w_now`` (expression of the weight in
+        use, for ``forward_event.eq``'s ``w_now``), ``synapse_event`` (run on a
+        presynaptic event, before the forward jump of ``forward_event.eq``), ``synapse_flush`` (run on a
+        flush), ``pre_equations``, ``pre_frame`` (every step, first), ``pre_event`` (on an event of the
+        presynaptic neuron, after the jump of its trace), ``pre_anchor`` (end of every step),
+        ``post_anchor`` (end of every step) and ``mode_decays`` (Brian expressions of the :math:`\lambda_m`).
+        """
+        if optimizer not in OPTIMIZERS:
+            raise DerivationError(f"Unknown optimiser '{optimizer}'; choose one of {list(OPTIMIZERS)}")
+        if self.event is None:
+            raise DerivationError("This rule was derived without the event-driven model files; use derive()")
+        exact = self.code(optimizer)
+        form, n_modes = self.event, len(self.event.decays)
+        pre, post = (lambda name: sp.Symbol(f"{name}_pre", real=True)), (lambda n: sp.Symbol(f"{n}_post", real=True))
+        pending = sum(pre(f"pc{m}") * post(f"acc{m}") for m in range(n_modes))
+        change = sum(pre(f"dpc{m}") * post(f"acc{m}") for m in range(n_modes))
+        fac = sp.Symbol("fac", real=True)
+        # the accumulated postsynaptic factor: F = dgrad/dP_j with the learning signal replaced by fac
+        factor = _unsuffixed(form.post_factor.subs(_delta_post(), post("fac")), "_post")
+        out = {key: exact[key] for key in ("reductions", "err", "backprojection")}
+        out["mode_decays"] = [to_brian(decay) for decay in form.decays]
+        out["pre_equations"] = "\n".join(
+            f"pc{m} : 1  # coefficient of mode {m} of P in the current frame\n"
+            f"dpc{m} : 1  # its change at this neuron's last event\n"
+            f"fx{m} : 1 (shared)  # frame factor lambda_{m}^(t - T0)" for m in range(n_modes))
+        out["pre_frame"] = "\n".join(f"fx{m} = ({to_brian(d)})**since_flush(t)" for m, d in enumerate(form.decays))
+        out["pre_event"] = "\n".join(f"dpc{m} = ({to_brian(c)}) / fx{m} - pc{m}\npc{m} = pc{m} + dpc{m}"
+                                      for m, c in enumerate(form.coefficients))
+        out["pre_anchor"] = "\n".join(f"pc{m} = pc{m} * (1 + anchor(t) * (fx{m} * ({to_brian(d)}) - 1))"
+                                      for m, d in enumerate(form.decays))
+        out["post_anchor"] = "\n".join(f"acc{m} = acc{m} * (1 - anchor(t))" for m in range(n_modes))
+        accumulate = "\n".join(f"acc{m} += fx{m} * ({to_brian(factor)})" for m in range(n_modes))
+        acc_equations = "\n".join(f"acc{m} : 1  # sum over the frame of lambda_{m}^(t - T0) * F"
+                                  for m in range(n_modes))
+        grad_b = to_brian(self.grad_b)
+        neuron_equations = (
+            "lr : 1 (shared)  # step size of this step; 0 during burn-in and evaluation\n"
+            "fac : 1  # postsynaptic factor F of the weight gradient of this step\n" + acc_equations)
+        if optimizer == "sgd":
+            out["neuron_equations"] = neuron_equations
+            out["neuron"] = f"delta = {to_brian(self.delta)}\nfac = lr * delta\nb -= lr * ({grad_b})\n{accumulate}"
+            out["synapse_equations"] = ""
+            out["w_now"] = f"w - ({to_brian(pending)})"
+            # the pending gradient stays exact when the presynaptic coefficients change; a flush applies it
+            out["synapse_event"] = f"w += {to_brian(change)}"
+            out["synapse_flush"] = f"w -= {to_brian(pending)}"
+        else:
+            step = "int(sample_end(t) > 0) * int(lr > 0)"
+            grad_b_acc = to_brian(self.grad_b.subs(sp.Symbol("delta", real=True), fac))
+            out["neuron_equations"] = neuron_equations + (
+                "\ngsum_b : 1  # bias gradient summed over the sample"
+                "\nv_b : 1  # Adamax infinity-norm estimate of the (per-sample) bias gradient")
+            # Adamax per sample: the gradient (unit step size) is summed over the learning steps of the sample
+            out["neuron"] = (
+                f"delta = {to_brian(self.delta)}\nfac = int(lr > 0) * delta\ngsum_b += {grad_b_acc}\n{accumulate}\n"
+                f"v_b = v_b + {step} * (clip(beta2 * v_b, abs(gsum_b) + eps, inf) - v_b)\n"
+                f"b -= {step} * lr * gsum_b / clip(v_b, eps, inf)\n"
+                f"gsum_b = gsum_b * (1 - {step})")
+            out["synapse_equations"] = (
+                "gw : 1  # weight gradient summed over the sample, minus the pending part\n"
+                "v_w : 1  # Adamax infinity-norm estimate of the (per-sample) weight gradient")
+            out["w_now"] = "w"  # constant within a sample
+            out["synapse_event"] = f"gw -= {to_brian(change)}"
+            step_post = step.replace("lr >", "lr_post >")
+            out["synapse_flush"] = (
+                f"gw += {to_brian(pending)}\n"
+                f"v_w = v_w + {step_post} * (clip(beta2 * v_w, abs(gw) + eps, inf) - v_w)\n"
+                f"w -= {step_post} * lr_post * gw / clip(v_w, eps, inf)\n"
+                f"gw = gw * (1 - {step_post})")
+        return out
+
     # ---- readable form ------------------------------------------------------------------------------------
     def describe(self, optimizer: str = "sgd") -> str:
         """The rule as readable math and as the Brian2 code that will run."""
@@ -348,6 +493,19 @@ class DerivedRule:
                       f"  [conv synapse, summed]        gw_pre = {conv['kernel_gradient']}",
                       f"  [full unit -> bias, summed]   gw_post = {conv['bias_gradient']}"]
             lines += [f"  [kernel and bias groups]      {stmt}" for stmt in conv["shared"].splitlines()]
+        if self.event is not None:
+            event = self.event_code(optimizer)
+            lines += ["", 'Event-driven mode (network.mode = "event"): between two events of a presynaptic neuron',
+                      "P[t0 + n] = sum_m C_m lambda_m^n (modes of trace.eq), gradient = F_i P_j with F_i:",
+                      "  " + pp(self.event.post_factor)]
+            lines += [f"  mode {m}: lambda = {decay}, C = {coef}"
+                      for m, (decay, coef) in enumerate(zip(self.event.decays, self.event.coefficients, strict=True))]
+            lines.append(f"Brian2 code ({optimizer}, event-driven):")
+            for where, key in (("[presynaptic event]", "pre_event"), ("[layer neuron]", "neuron"),
+                               ("[forward synapse, event]", "synapse_event"), ("[forward synapse, flush]",
+                                                                              "synapse_flush")):
+                lines += [f"  {where:<30}{stmt}" for stmt in event[key].splitlines()]
+            lines.append(f"  {'[forward synapse, weight]':<30}w_now = {event['w_now']}")
         return "\n".join(lines)
 
 
@@ -435,7 +593,8 @@ def derive(loss: str = "smoothl1", surrogate: str = "fast_sigmoid", **surrogate_
               * sp.diff(_summed(forward, "u_syn_post"), sp.Symbol("w", real=True)))
     grad_b = sp.Symbol("delta", real=True) * sp.diff(u_expr, sp.Symbol("b", real=True))
     return DerivedRule(loss_name, loss_expr, sur_name, sur_expr, err, reductions,
-                       backprojection, delta, grad_w, grad_b, **_derive_conv(sur_expr, u_expr))
+                       backprojection, delta, grad_w, grad_b, **_derive_conv(sur_expr, u_expr),
+                       event=_derive_event(grad_w))
 
 
 def _derive_conv(sur_expr: sp.Expr, u_expr: sp.Expr) -> dict[str, sp.Expr]:
@@ -459,6 +618,69 @@ def _derive_conv(sur_expr: sp.Expr, u_expr: sp.Expr) -> dict[str, sp.Expr]:
                         * _suffixed(sp.diff(u_expr, sp.Symbol("b", real=True)), "_pre"))
     return {"delta_pool": delta_pool, "delta_full": delta_full, "grad_kernel": grad_kernel,
             "grad_shared_bias": grad_shared_bias}
+
+
+def _unsuffixed(expr: sp.Expr, suffix: str) -> sp.Expr:
+    return expr.subs({s: sp.Symbol(s.name.removesuffix(suffix), real=True) for s in expr.free_symbols
+                      if isinstance(s, sp.Symbol) and s.name.endswith(suffix)})
+
+
+def _derive_event(grad_w: sp.Expr) -> EventForm:
+    """The event-driven form (:class:`EventForm`) from trace.eq, forward.eq and forward_event.eq."""
+    trace, event = load_model("trace"), load_model("forward_event")
+    trace_eqs, post_eqs = Equations(trace["equations"]), Equations(event["post"])
+    # 1. the postsynaptic filters are trace.eq's: the same linear equations, renamed
+    rename = {"q": "q_syn", "p": "u_syn"}
+    symbols = {sp.Symbol(a, real=True): sp.Symbol(b, real=True) for a, b in rename.items()}
+    for name in trace_eqs.diff_eq_names:
+        if rename.get(name) not in post_eqs.diff_eq_names:
+            raise DerivationError(f"forward_event.eq [post] has no copy of trace.eq's variable '{name}'")
+        expected = str_to_sympy(trace_eqs[name].expr.code).subs(symbols, simultaneous=True)
+        if sp.simplify(str_to_sympy(post_eqs[rename[name]].expr.code) - expected) != 0:
+            raise DerivationError(f"forward_event.eq [post]: d{rename[name]}/dt is not trace.eq's d{name}/dt")
+    # 2. ... fed by trace.eq's jump through the weight in use: u_syn_i = sum_j w_ij p_j (linearity)
+    (t_target, t_op, t_expr), = statements(trace["on_event"])
+    (e_target, e_op, e_expr), = statements(event["on_event"])
+    jump = str_to_sympy(t_expr) * sp.Symbol("w_now", real=True)
+    if (e_target, e_op) != (rename[t_target] + "_post", t_op) or sp.simplify(str_to_sympy(e_expr) - jump) != 0:
+        raise DerivationError(f"forward_event.eq [on_event] '{e_target} {e_op} {e_expr}' is not trace.eq's jump "
+                              f"'{t_target} {t_op} {t_expr}' times w_now on the postsynaptic copy")
+    # ... which is forward.eq's forward sum, so the weight gradient (derived from forward.eq) is unchanged
+    forward_sum = _summed(Equations(load_model("forward")["equations"]), "u_syn_post")
+    p_pre = sp.Symbol("p_pre", real=True)
+    if sp.simplify(sp.diff(forward_sum, sp.Symbol("w", real=True)) - p_pre) != 0:
+        raise DerivationError("forward.eq's forward sum is not sum_j w_ij p_j: the event form does not apply")
+    # 3. modes of the trace between events, from Brian's own update of trace.eq: x[t+1] = D x[t]
+    taus = {name: sp.Symbol(name, real=True) for name in ("tau_mem", "tau_syn")}
+    eqs = Equations(trace["equations"] + "".join(f"\n{name} : second" for name in taus))
+    env: dict = {}
+    for target, _, expr in statements(exponential_euler(eqs, None)):
+        env[sp.Symbol(target, real=True)] = str_to_sympy(expr).subs(env)
+    state = [sp.Symbol(name, real=True) for name in sorted(eqs.diff_eq_names)]
+    update = [env[s] for s in state]
+    matrix = sp.Matrix([[sp.diff(f, s) for s in state] for f in update])
+    if any(sp.simplify(f - sum(matrix[k, n] * s for n, s in enumerate(state))) != 0 for k, f in enumerate(update)):
+        raise DerivationError("trace.eq is not linear in its state: no closed form between events")
+    # per-step decays as the run-time constants decay_<x> = exp(-dt/tau_<x>)
+    dt = next((s for s in matrix.free_symbols if s.name == "dt"), sp.Symbol("dt", real=True))  # Brian's own
+    decay = {tau: sp.Symbol("decay_" + name.removeprefix("tau_"), positive=True) for name, tau in taus.items()}
+    to_decay = {tau: -dt / sp.log(d) for tau, d in decay.items()}
+
+    def simple(e):
+        return sp.simplify(sp.powsimp(sp.expand_log(e.subs(to_decay), force=True), force=True))
+
+    vectors, diagonal = matrix.diagonalize()
+    inverse = vectors.inv()
+    row = state.index(sp.Symbol("p", real=True))
+    decays = [simple(diagonal[m, m]) for m in range(len(state))]
+    coefficients = [simple(vectors[row, m] * (inverse[m, :] * sp.Matrix(state))[0]) for m in range(len(state))]
+    if len(set(decays)) != len(decays):
+        raise DerivationError(f"trace.eq's modes {decays} are not distinct")
+    # 4. the gradient is linear in the presynaptic trace, with a purely postsynaptic factor
+    post_factor = sp.diff(grad_w, p_pre)
+    if sp.diff(post_factor, p_pre) != 0 or any(s.name.endswith("_pre") for s in post_factor.free_symbols):
+        raise DerivationError(f"The weight gradient {grad_w} is not (postsynaptic factor) x p_pre")
+    return EventForm(decays, coefficients, post_factor)
 
 
 def _needed(expr: sp.Expr, summands: dict) -> set:

@@ -138,6 +138,8 @@ class Simulator:
         check_params(self.spec, params)
         arrays = self._input_arrays(inputs)
         net = self.net
+        if net.event is not None:  # mode "event": the frame schedule, from the run-time decays
+            arrays.update(net.event.inputs(inputs, neuron))
         if self.standalone:
             run_args = {ta: values for ta, values in arrays.items()}
             for key, binding in net.bindings.items():
@@ -174,6 +176,8 @@ class Simulator:
             input_probes = {var: np.asarray(getattr(net.input_monitor, var)[:]).T.copy()
                             for var in net.input_monitor.record_variables}
         synapse_w = [None if mon is None else np.asarray(mon.w[:]).T.copy() for mon in net.synapse_monitors]
+        if net.event is not None:  # mode "event": the weight in use is the stored one minus the pending sum
+            synapse_w = net.event.weights_in_use(synapse_w)
         spikes = [(np.round(np.asarray(mon.t[:] / DT)).astype(np.int64), np.asarray(mon.i[:]).astype(np.int64))
                   for mon in net.spike_monitors]
         return ChunkOutputs(new_params, y, n_spikes, probes, input_probes, synapse_w, spikes)

@@ -14,6 +14,9 @@ Schedule of one 1 ms step (all objects on ``defaultclock``, as brian2cuda needs)
     resets         s = 1, q += 1 - decay_syn
     after_resets   readout sum y, class sums, err, back-projection, learning signal and bias step,
                    weight step (first acts on U of the next step), monitors (see ORDER)
+
+``NetworkSpec.mode = "event"`` swaps in the event-driven input group and dense layers of
+:mod:`decolle_brian.network.event` (its docstring and docs/event_driven.md give their extra schedule).
 """
 
 from __future__ import annotations
@@ -162,6 +165,8 @@ class DenseLayerBuilder:
 
 
 LAYER_BUILDERS = {"dense": DenseLayerBuilder}
+#: layer builders of mode "event" (filled by network/event.py)
+EVENT_LAYER_BUILDERS: dict = {}
 
 
 def _tau(decay: float):
@@ -202,7 +207,7 @@ class BrianNetwork:
         self.probe_spec = Probes.of(probes)
         # layer builders may probe their own groups (conv: full resolution)
         self.probes = self.probe_spec.variables if self.probe_spec.conv_full else ()
-        self.rule_code = rule.code(spec.learning.optimizer)
+        self.rule_code = rule.code(spec.learning.optimizer, mode=spec.mode)
         self.bindings: dict[str, ParamBinding] = {}
         self.constant_bindings: list = []
         self.objects: list = []
@@ -219,14 +224,22 @@ class BrianNetwork:
         self.namespace.update(counts_in=self.counts_in, targets=self.targets, eta=self.eta,
                               new_sample=self.new_sample)
 
-        self.input = self.trace_group(spec.n_inputs, "input", extra="")
-        on_event = word_substitute(load_model("trace")["on_event"], {"n_events": "counts_in(t, i)"})
-        self.input.run_regularly(on_event, when="after_groups", name="input_events")
+        self.event = None  # mode "event": frame inputs and group hooks (network/event.py)
+        if spec.mode == "event":
+            from decolle_brian.network.event import EventMode  # noqa: PLC0415 - it imports this module
+
+            self.event = EventMode(self)
+            self.input = self.event.input_group()
+        else:
+            self.input = self.trace_group(spec.n_inputs, "input", extra="")
+            on_event = word_substitute(load_model("trace")["on_event"], {"n_events": "counts_in(t, i)"})
+            self.input.run_regularly(on_event, when="after_groups", name="input_events")
 
         self.layers: list[LayerObjects] = []
         source = self.input
         for index, layer in enumerate(spec.layers, start=1):
-            builder = LAYER_BUILDERS[layer.kind](self, index, layer, source)
+            builders = EVENT_LAYER_BUILDERS if spec.mode == "event" else LAYER_BUILDERS
+            builder = builders[layer.kind](self, index, layer, source)
             objects = builder.build()
             self.build_readout(index, objects)
             self.layers.append(objects)
@@ -272,8 +285,12 @@ class BrianNetwork:
             post, pre = np.asarray(pairs, dtype=int).reshape(-1, 2).T
             index = pre * self.spec.layers[k - 1].n + post  # pre-major order of DenseLayerBuilder
             # after the weight step of the step: w[t] - w[t-1] is the change made at step t
-            mon = StateMonitor(self.layers[k - 1].forward, "w", record=index, when="after_resets",
+            # (mode "event": at the step's end, after flush and frame restart; the pending part is recorded too)
+            mon = StateMonitor(self.layers[k - 1].forward, "w", record=index,
+                               when="end" if self.event is not None else "after_resets",
                                order=ORDER["learning_probes"], name=f"forward{k}_w")
+            if self.event is not None:
+                self.event.probe_pending(k, pre, post)
             self.synapse_monitors[k - 1] = mon
             self.objects.append(mon)
         self.spike_monitors = []
@@ -303,13 +320,20 @@ class BrianNetwork:
 
     def lif_group(self, n: int, name: str) -> NeuronGroup:
         """A DECOLLE LIF layer: trace.eq + lif.eq + the derived learning variables."""
-        extra = (_eqs(("lif", "equations")) + "\n" + self.rule_code["neuron_equations"] + "\n"
+        lif_equations, event_reset, event_kwargs = _eqs(("lif", "equations")), "", {}
+        if self.event is not None:  # u_syn becomes a postsynaptic trace; events also set mode coefficients
+            lif_equations, event_reset, event_kwargs = self.event.lif_parts(lif_equations)
+        extra = (lif_equations + "\n" + self.rule_code["neuron_equations"] + "\n"
                  "tau_ref : second (shared, constant)\n"
                  "decay_ref : 1 (shared, constant)  # exp(-dt/tau_ref), used by the refractory jump\n"
                  "w_rp : 1 (shared, constant)  # refractory jump size\n")
         lif = load_model("lif")
         reset = lif["reset"] + "\n" + word_substitute(load_model("trace")["on_event"], {"n_events": "1"})
-        group = self.trace_group(n, name, extra, threshold=lif["threshold"], reset=reset)
+        if event_reset:
+            reset += "\n" + event_reset
+        group = self.trace_group(n, name, extra, threshold=lif["threshold"], reset=reset, **event_kwargs)
+        if self.event is not None:
+            self.event.add_frame(group, post=True)
         group.run_regularly(lif["after_decay"], when="groups", order=1, name=f"{name}_after_decay")
         step_inputs = "lr = eta(t)"
         if self.with_dropout:
@@ -377,3 +401,6 @@ class BrianNetwork:
 
 # conv layers live in their own module, which registers LAYER_BUILDERS["conv"] (it imports this one)
 from decolle_brian.network import conv as _conv  # noqa: E402, F401
+
+# event-driven dense layers live in their own module, which registers EVENT_LAYER_BUILDERS["dense"]
+from decolle_brian.network import event as _event  # noqa: E402, F401

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from decolle_brian.derivation import LOSSES, OPTIMIZERS, SURROGATES
+from decolle_brian.derivation import LOSSES, MODES, OPTIMIZERS, SURROGATES
 
 
 class SpecError(ValueError):
@@ -58,6 +58,13 @@ class NeuronParams:
             _check(_finite(tau, f"neuron.{name}") > 0, f"neuron.{name}", f"must be > 0 ms, got {tau}")
         return NeuronParams(math.exp(-dt_ms / tau_mem_ms), math.exp(-dt_ms / tau_syn_ms),
                             math.exp(-dt_ms / tau_ref_ms), wrp)
+
+
+def check_event_neuron(neuron: NeuronParams, prefix: str = "neuron") -> None:
+    """Mode "event" needs distinct trace decays: P between events is A alpha^n + B beta^n, B ~ 1/(beta - alpha)."""
+    _check(abs(neuron.alpha - neuron.beta) >= 1e-6, f"{prefix}.beta",
+           f"mode 'event' needs alpha != beta (tau_mem != tau_syn; |alpha - beta| >= 1e-6), got alpha = "
+           f"{neuron.alpha}, beta = {neuron.beta}; change one time constant slightly or use mode 'exact'")
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,8 @@ class NetworkSpec:
     neuron: NeuronParams = field(default_factory=NeuronParams)
     learning: LearningSpec = field(default_factory=LearningSpec)
     input_shape: tuple | None = None  # (channels, height, width) of the input; needed before a conv layer
+    # "exact": every synapse every step; "event": work driven by events (docs/event_driven.md; dense layers only)
+    mode: str = "exact"
 
     def validate(self) -> NetworkSpec:
         """Check every field; raise :class:`SpecError` naming the first bad one. Returns self."""
@@ -223,6 +232,12 @@ class NetworkSpec:
                f"must be an integer >= 2, got {self.n_classes!r}")
         self.neuron.validate()
         self.learning.validate()
+        _check(self.mode in MODES, "network.mode", f"unknown mode {self.mode!r}; choose one of {list(MODES)}")
+        if self.mode == "event":
+            for index, layer in enumerate(self.layers):
+                _check(layer.kind == "dense", f"network.layers[{index}]",
+                       f"mode 'event' supports dense layers only (this one is {layer.kind!r}); use mode 'exact'")
+            check_event_neuron(self.neuron)
         return self
 
     def layer_sizes(self) -> list[int]:
@@ -239,5 +254,6 @@ class NetworkSpec:
             "loss": learning.loss, "surrogate": learning.surrogate,
             "surrogate_params": list(learning.surrogate_params), "optimizer": learning.optimizer,
             "beta2": learning.beta2, "eps": learning.eps, "dropout": learning.dropout > 0,
+            **({"mode": self.mode} if self.mode != "exact" else {}),  # exact builds keep their names
         }
         return hashlib.sha1(json.dumps(structure, sort_keys=True).encode()).hexdigest()[:12]
