@@ -166,3 +166,12 @@ def test_cli_derive_prints_math_and_code(capsys):
     out = capsys.readouterr().out
     assert "Brian2 code (sgd)" in out and "w -= fac_post*p_pre" in out and "δ" in out
     assert main(["derive", "--loss", "nonsense"]) == 2
+
+
+def test_proof_checker_rejects_wrong_forms():
+    """The symbolic check above can fail: a wrong error or surrogate is not 'proved' equal."""
+    rule = derive("smoothl1", "boxcar")
+    bp = sp.Symbol("bp", real=True)
+    assert not _is_zero(rule.err - CLOSED_ERR["mse"])
+    assert not _is_zero(rule.err - 1.01 * CLOSED_ERR["smoothl1"])
+    assert not _is_zero(rule.delta / bp - CLOSED_SURROGATE["boxcar"].subs(U, U / 2))
