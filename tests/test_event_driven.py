@@ -137,6 +137,18 @@ def test_no_learning_is_identical_to_exact(sim_sgd):
         np.testing.assert_array_equal(out.params[key], value)
 
 
+@pytest.mark.standalone
+def test_cpp_standalone_runs_dense_rows(sim_sgd):
+    # the equivalence tests of this file check these loops: make sure they are the ones compiled
+    _, sim = sim_sgd
+    code = sim.build_dir / "code_objects"
+    for name in ("forward1_pre", "forward2_pre", "forward1_flush"):
+        text = (code / f"{name}_codeobject.cpp").read_text()
+        assert "_row_pre" in text and "peek()" not in text, name
+    readout = (code / "readout_synapses1_summed_variable_bp_pre_codeobject.cpp").read_text()
+    assert "_row_sum" in readout
+
+
 # ---- SGD ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sgd_learning(sim_sgd):

@@ -39,6 +39,7 @@ from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.derivation import DerivedRule
 from decolle_brian.equations_io import load_model
+from decolle_brian.network.dense_rows import use_dense_sums
 from decolle_brian.network.spec import DenseLayerSpec, NetworkSpec
 
 DT = 1 * ms
@@ -365,6 +366,7 @@ class BrianNetwork:
         ro_syn = Synapses(group, readout, model=ro_model, name=f"readout_synapses{index}")
         n = len(group)
         ro_syn.connect(i=np.repeat(np.arange(n), n_classes), j=np.tile(np.arange(n_classes), n))
+        use_dense_sums(ro_syn)  # C++ standalone: vectorised rows (dense_rows.py)
         _reschedule(ro_syn.summed_updaters["y_syn_post"], "after_resets", ORDER["readout"])
         _reschedule(ro_syn.summed_updaters["bp_pre"], "after_resets", ORDER["backprojection"])
         for k, (name, summand) in enumerate(reductions):
@@ -378,6 +380,7 @@ class BrianNetwork:
         counter = NeuronGroup(1, "n_spikes : 1", name=f"layer{index}_counter")
         counter_syn = Synapses(group, counter, "n_spikes_post = s_pre : 1 (summed)", name=f"counter{index}")
         counter_syn.connect()
+        use_dense_sums(counter_syn)
         _reschedule(counter_syn.summed_updaters["n_spikes_post"], "after_resets", ORDER["readout"])
         layer.readout, layer.readout_synapses, layer.counter = readout, ro_syn, counter
         layer.counter_synapses = counter_syn

@@ -36,6 +36,7 @@ from brian2.utils.stringtools import word_substitute
 from decolle_brian.equations_io import load_model
 from decolle_brian.network.builder import DT, EVENT_LAYER_BUILDERS, ORDER, BrianNetwork, LayerObjects, _reschedule
 from decolle_brian.network.chunks import ChunkInputs
+from decolle_brian.network.dense_rows import use_dense_pathway
 from decolle_brian.network.spec import DenseLayerSpec, NeuronParams, check_event_neuron
 
 #: largest factor lambda^-(t - T0) inside a frame: the lazy differences lose up to ~log10 of it in digits
@@ -200,6 +201,8 @@ class EventDenseLayerBuilder:
         # all-to-all, generated in pre-major order: synapse k = (i = k // n, j = k % n), so w = W.T.ravel()
         # (no index arrays: they would cost 16 bytes per synapse in the standalone binary)
         forward.connect()
+        for pathway in (forward.pre, forward.flush):
+            use_dense_pathway(pathway)  # C++ standalone: contiguous, vectorised rows (dense_rows.py)
         # after every reset (the presynaptic coefficients of this step's events are new) ...
         _reschedule(forward.pre, "resets", 1)
         # ... and the flush after the learning signal and accumulators of the step

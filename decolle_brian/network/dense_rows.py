@@ -1,0 +1,84 @@
+"""Dense-row code for all-to-all synapses on the C++ standalone device (``templates/dense_*.cpp``).
+
+An event-driven dense layer (:mod:`decolle_brian.network.event`) spends its time in synaptic loops: each
+presynaptic event visits the neuron's whole row of all-to-all synapses, and the readouts sum over all of
+theirs every step. Brian's generic templates reach every synapse through its pre- and postsynaptic index
+arrays (and, for events, through a spike queue that copies every synapse index of every event), which keeps
+the compiler from vectorising the statements. All-to-all synapses made here are stored presynaptic-major
+(synapse k = pre * N_post + post; checked once per run by the generated code), so a row is contiguous and
+the postsynaptic index is the position in the row. The statements run are Brian's own code generated from
+the equations and the derived rule, unchanged; only the loops around them differ:
+
+- ``dense_synapses``: an event pathway (zero delay) reads the source's event space and runs one row per
+  event; with OpenMP each thread owns the same slice of postsynaptic neurons in every row (no locks);
+- ``dense_summed_variable``: a summed variable is one reduction per row (onto the presynaptic side) or adds
+  every row to the target vector (onto the postsynaptic side).
+
+Other devices (runtime, brian2cuda) keep Brian's generic code.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from brian2 import get_device
+from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
+
+
+def without_lines(code_lines, lines) -> list[str]:
+    """Generated vector code (a list of lines) without the index loads that the dense loops replace."""
+    return [line for line in code_lines if line not in lines]
+
+
+def dense_rows_check(n_synapses: str, pre_array: str, post_array: str, owner: str) -> str:
+    """C++ that checks the presynaptic-major storage once per run of the binary (and stops if it is not)."""
+    return f"""static bool _dense_rows_checked = false;
+    if (!_dense_rows_checked)
+    {{
+        bool _dense = (size_t){n_synapses} == (size_t)_n_pre * _n_post;
+        for (size_t _s = 0; _dense && _s < (size_t){n_synapses}; _s++)
+            _dense = {pre_array}[_s] == (int32_t)(_s / _n_post) && {post_array}[_s] == (int32_t)(_s % _n_post);
+        if (!_dense)
+        {{
+            std::cerr << "{owner}: synapses are not all-to-all in presynaptic-major order" << std::endl;
+            exit(1);
+        }}
+        _dense_rows_checked = true;
+    }}"""
+
+
+class DenseRowCodeObject(CPPStandaloneCodeObject):
+    """C++ standalone code object that also finds this package's templates."""
+
+    templater = CPPStandaloneCodeObject.templater.derive(
+        "decolle_brian.network", env_globals={"without_lines": without_lines, "dense_rows_check": dense_rows_check})
+
+
+def _dense_device() -> bool:
+    return get_device().code_object_class() is CPPStandaloneCodeObject  # not runtime, not brian2cuda
+
+
+def use_dense_pathway(pathway) -> bool:
+    """Run an event pathway of all-to-all synapses (zero delay) as dense rows; returns whether it does."""
+    if not _dense_device():
+        return False
+    pathway.template = "dense_synapses"
+    pathway.codeobj_class = DenseRowCodeObject
+    pathway.needed_variables = [*pathway.needed_variables, pathway.eventspace_name]
+
+    def create_code_objects(run_namespace):
+        # only the row code: it reads the event space itself, Brian's spike queue is never filled
+        pathway.code_objects[:] = [weakref.proxy(pathway.create_default_code_object(run_namespace))]
+
+    pathway.create_code_objects = create_code_objects
+    return True
+
+
+def use_dense_sums(synapses) -> bool:
+    """Compute every summed variable of all-to-all ``synapses`` by dense rows; returns whether it does."""
+    if not _dense_device():
+        return False
+    for updater in synapses.summed_updaters.values():
+        updater.template = "dense_summed_variable"
+        updater.codeobj_class = DenseRowCodeObject
+    return True
