@@ -50,6 +50,7 @@ class ChunkOutputs:
     spikes: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
+_run_counter = 0  # names the files of one run's arrays
 _generation = 0  # incremented whenever Brian's global standalone device is re-initialised
 
 
@@ -150,10 +151,12 @@ class Simulator:
                 from decolle_brian.cuda import before_run_check  # noqa: PLC0415 - optional extra
 
                 before_run_check(self.build_dir)  # no GPU / wrong compute capability: say so, do not crash
+            files = []
             try:
-                get_device().run(run_args=run_args, with_output=False)
+                get_device().run(run_args=self._command_line(run_args, files), with_output=False)
             finally:
-                self._remove_run_arg_files()
+                for path in files:
+                    path.unlink(missing_ok=True)
         else:
             self.network.restore("initial")
             for ta, values in arrays.items():
@@ -206,9 +209,31 @@ class Simulator:
             raise ValueError(f"Chunk has {inputs.counts.shape[0]} steps, network runs {steps}")
         return arrays
 
-    def _remove_run_arg_files(self) -> None:
-        # Brian writes every run_args array to static_arrays/ under a content hash and never deletes it
-        for name in list(getattr(get_device(), "run_args_arrays", [])):
-            path = Path(get_device().project_dir) / "static_arrays" / name
-            for p in (path, path.with_name(path.name + ".lock")):
-                p.unlink(missing_ok=True)
+    def _command_line(self, run_args: dict, files: list) -> list[str]:
+        """``name=value`` arguments of the standalone binary; arrays go to files listed in ``files``.
+
+        Brian's own ``run_args`` dictionary names each file by the MD5 hash of its content: ~10 ms per
+        sample of dense input counts, more than the event-driven simulation of the sample. A run's files
+        are used once, so they are named by run instead (and removed after it).
+        """
+        global _run_counter
+        arguments = []
+        static = Path(get_device().project_dir) / "static_arrays"
+        for key, value in run_args.items():
+            if isinstance(key, brian2.TimedArray):
+                name, dtype, shape = f"{key.name}.values", key.values.dtype, key.values.shape
+            else:  # a variable; synapse counts are known in the binary only (checked by check_params)
+                name, dtype = f"{key.group_name}.{key.name}", key.dtype
+                shape = None if key.variable.dynamic else (key.variable.size,)
+            array = np.ascontiguousarray(value, dtype=dtype)
+            if array.size == 1:
+                arguments.append(f"{name}={array.item()!r}")
+                continue
+            if shape is not None and array.size != int(np.prod(shape)):
+                raise ValueError(f"'{name}' needs {int(np.prod(shape))} values, got {array.size}")
+            _run_counter += 1
+            path = static / f"decolle_{os.getpid()}_{_run_counter}_{name}.dat"
+            array.tofile(path)
+            files.append(path)
+            arguments.append(f"{name}={Path('static_arrays') / path.name}")
+        return arguments
