@@ -55,6 +55,8 @@ SCHEMA: dict[str, Any] = {
         "params": _f(dict, {}, "preprocessing options of the data set (n_steps, crop, encoder, ...)"),
         "train_samples": _f(int, 0, "use only this many training samples, class-balanced (0 = all)", minimum=0),
         "test_samples": _f(int, 0, "use only this many test samples, class-balanced (0 = all)", minimum=0),
+        "augment_shift": _f(int, 0, "training samples translated by a random (dy, dx) in [-n, n] pixels, redrawn "
+                            "every time a sample is seen (0 = off)", minimum=0),
     },
     "network": {
         "layers": _f(list, [128, 128], "hidden layers: sizes of dense layers, or tables {kind='conv', ...}"),

@@ -66,6 +66,9 @@ class Experiment:
                                 **_limit(data["test_samples"], data["dataset"]))
         shape = tuple(train_set.input_shape)
         spec = network_spec(config, int(np.prod(shape)), train_set.n_classes, shape)
+        if data["augment_shift"] and len(shape) < 2:
+            raise ConfigError(f"data.augment_shift: {data['dataset']} samples have input shape {shape}, "
+                              "not images; set it to 0")
         if config["learning"]["burnin"] >= train_set.n_steps:
             raise ConfigError(f"learning.burnin: {config['learning']['burnin']} steps leave nothing to learn from "
                               f"samples of {train_set.n_steps} steps")
@@ -229,6 +232,7 @@ def train(config: dict, out_root: str | Path = "runs/out", *, resume: str | Path
                       unit="sample", disable=not progress) as bar:
                 start = state["position"]
                 chunks = iter_chunks(sim, train_set, order[start:], params, learn=True, lr=lr, rng=rng,
+                                     augment_shift=config["data"]["augment_shift"],
                                      observer=recorder.train_observer(state) if recorder else None)
                 while True:
                     rng_before = rng.bit_generator.state

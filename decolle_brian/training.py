@@ -57,6 +57,23 @@ def flat_counts(counts: np.ndarray) -> np.ndarray:
     return counts.reshape(counts.shape[0], -1)
 
 
+def random_shift(counts: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """A (T, ..., H, W) sample translated by a random (dy, dx), each uniform in [-max_shift, max_shift].
+
+    Events moved off the frame are dropped; the uncovered border is empty (no wrap-around). A standard
+    augmentation for event-camera digits, whose position within the sensor varies.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim < 3:
+        raise ValueError(f"random shifts need (T, ..., H, W) samples, got shape {counts.shape}")
+    dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, size=2))
+    shifted = np.zeros_like(counts)
+    h, w = counts.shape[-2:]
+    shifted[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        counts[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return shifted
+
+
 def iter_chunks(
     sim: Simulator,
     dataset,
@@ -68,12 +85,14 @@ def iter_chunks(
     rng: np.random.Generator | None = None,
     neuron=None,
     observer: Callable | None = None,
+    augment_shift: int = 0,
 ) -> Iterator[tuple[int, dict[str, np.ndarray], list[SampleResult]]]:
     """Run ``dataset[indices]`` through ``sim`` chunk by chunk.
 
     Yields ``(n_done, params, results)`` after every chunk: samples of ``indices`` done so far, the
     parameters after the chunk and the chunk's per-sample results. With ``learn`` the weights change
-    online at every step after each sample's burn-in; the dropout masks come from ``rng``.
+    online at every step after each sample's burn-in; the dropout masks come from ``rng``, and so do the
+    translations of each sample (:func:`random_shift`) when ``augment_shift > 0``.
     ``observer(dataset_indices, slots, inputs, outputs, params_before)`` sees every chunk's raw outputs
     before it is yielded (recording: :mod:`decolle_brian.recording`).
     """
@@ -86,6 +105,8 @@ def iter_chunks(
         samples = []
         for position in chunk:
             counts, label = dataset[indices[position]][:2]
+            if learn and augment_shift > 0:
+                counts = random_shift(counts, augment_shift, rng)
             samples.append((flat_counts(counts), int(label)))
         inputs, slots = pack_chunk(
             samples, sim.chunk_steps, spec.n_classes, lr=lr, burnin=learning.burnin, learn=learn,

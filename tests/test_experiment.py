@@ -29,6 +29,7 @@ seed = 3
 dataset = "digits"
 train_samples = 96
 test_samples = 40
+augment_shift = 1
 [data.params]
 n_steps = 30
 [network]
@@ -88,6 +89,14 @@ def test_run_store_layout(reference_run):
 def test_same_seed_same_metrics(tiny, reference_run, tmp_path):
     run = train(load_config(tiny), tmp_path, log=lambda *a: None)
     _assert_same_run(run, reference_run)
+
+
+def test_augmentation_is_part_of_the_run(tiny, reference_run, tmp_path):
+    # the reference run translates its training samples (data.augment_shift = 1): without, it learns otherwise
+    run = train(load_config(tiny, ["data.augment_shift=0"]), tmp_path, log=lambda *a: None)
+    params, _ = read_checkpoint(run)
+    expected, _ = read_checkpoint(reference_run)
+    assert not np.array_equal(params["layer1.W"], expected["layer1.W"])
 
 
 def test_resume_after_stop_is_exact(tiny, reference_run, tmp_path):
