@@ -14,7 +14,8 @@ and 2 OpenMP threads. Learning is on at every step (SGD, dropout 0.5, no burn-in
 
 Writes JSON to benchmarks/out/event_driven.json and prints a Markdown table.
 
-    .venv/bin/python benchmarks/event_driven.py [--samples 32] [--activities 0.01 0.02 0.05] [--threads 1 2]
+    .venv/bin/python benchmarks/event_driven.py [--samples 32] [--repeats 3] [--activities 0.01 0.02 0.05]
+        [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def synaptic_operations(inputs, out, spec) -> float:
     return float(events + flushes * n_synapses())
 
 
-def bench(spec, sample_sets: dict, threads: int, build_root: Path) -> list[dict]:
+def bench(spec, sample_sets: dict, threads: int, build_root: Path, repeats: int) -> list[dict]:
     steps = T * len(next(iter(sample_sets.values())))
     started = time.time()
     sim = Simulator(spec, steps, device="cpp_standalone", threads=threads,
@@ -75,14 +76,18 @@ def bench(spec, sample_sets: dict, threads: int, build_root: Path) -> list[dict]
                               layer_sizes=list(SIZES), rng=np.random.default_rng(2))[0]
 
         sim.run_chunk(pack(), params)  # warm-up (file cache)
-        started = time.time()
-        inputs = pack()
-        out = sim.run_chunk(inputs, params)
-        wall = time.time() - started
-        sim_s = float(get_device()._last_run_time)  # the binary's own timing of network.run
+        walls, sims = [], []
+        for _ in range(repeats):  # the median of several runs: file writes make single timings noisy
+            started = time.time()
+            inputs = pack()
+            out = sim.run_chunk(inputs, params)
+            walls.append(time.time() - started)
+            sims.append(float(get_device()._last_run_time))  # the binary's own timing of network.run
+        wall, sim_s = float(np.median(walls)), float(np.median(sims))
         n = len(samples)
         row = {"mode": spec.mode, "threads": threads, "activity": activity, "build_s": round(build_s, 1),
-               "wall_s": wall, "sim_s": sim_s, "samples_per_s": n / wall, "sim_samples_per_s": n / sim_s,
+               "wall_s": wall, "sim_s": sim_s, "samples_per_s": n / wall, "repeats": repeats,
+               "sim_samples_per_s": n / sim_s,
                "ms_per_step": 1000 * sim_s / steps, "synapse_updates_per_s": n_synapses() * steps / sim_s,
                "spikes_per_step": [float(x.mean()) for x in out.n_spikes],
                "weights": {key: out.params[key] for key in ("layer1.W", "layer2.W")}}
@@ -97,6 +102,7 @@ def bench(spec, sample_sets: dict, threads: int, build_root: Path) -> list[dict]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=32, help="samples per chunk (one run)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (median reported)")
     parser.add_argument("--activities", type=float, nargs="+", default=[0.01, 0.02, 0.05])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--modes", nargs="+", default=["exact", "event"])
@@ -111,7 +117,7 @@ def main() -> None:
     results = []
     for mode in args.modes:
         for threads in args.threads:
-            results += bench(replace(exact, mode=mode), sample_sets, threads, out / "build")
+            results += bench(replace(exact, mode=mode), sample_sets, threads, out / "build", args.repeats)
     # same network, same inputs: how far the learned weights of the two modes are apart (relative to the change)
     w0 = init_params(exact, np.random.default_rng(1))
     for r in results:
