@@ -137,7 +137,7 @@ class Simulator:
         neuron = neuron or self.spec.neuron
         neuron.validate()
         check_params(self.spec, params)
-        arrays = self._input_arrays(inputs)
+        arrays, scalars = self._input_arrays(inputs)
         net = self.net
         if net.event is not None:  # mode "event": the frame schedule, from the run-time decays
             arrays.update(net.event.inputs(inputs, neuron))
@@ -147,6 +147,8 @@ class Simulator:
                 run_args[getattr(binding.view_owner, binding.variable)] = binding.to_brian(params[key])
             for owner, variable, getter in net.constant_bindings:
                 run_args[getattr(owner, variable)] = getter(neuron)
+            for (owner, variable), value in scalars.items():
+                run_args[getattr(owner, variable)] = value
             if self.device_name == "cuda_standalone":
                 from decolle_brian.cuda import before_run_check  # noqa: PLC0415 - optional extra
 
@@ -165,6 +167,8 @@ class Simulator:
                 getattr(binding.view_owner, binding.variable)[:] = binding.to_brian(params[key])
             for owner, variable, getter in net.constant_bindings:
                 setattr(owner, variable, getter(neuron))
+            for (owner, variable), value in scalars.items():
+                setattr(owner, variable, value)
             self.network.run(self.chunk_steps * DT, namespace=net.namespace)
         new_params = {key: np.array(binding.from_brian(np.asarray(getattr(binding.view_owner, binding.variable)[:])))
                       for key, binding in net.bindings.items()}
@@ -185,29 +189,35 @@ class Simulator:
                   for mon in net.spike_monitors]
         return ChunkOutputs(new_params, y, n_spikes, probes, input_probes, synapse_w, spikes)
 
-    def _input_arrays(self, inputs: ChunkInputs) -> dict:
+    def _input_arrays(self, inputs: ChunkInputs) -> tuple[dict, dict]:
+        """The run's TimedArray values (counts and mask bits packed, network/packed.py) and per-group scalars."""
         net, steps = self.net, self.chunk_steps
-        arrays = {net.counts_in: inputs.counts, net.targets: inputs.targets, net.eta: inputs.eta,
-                  net.new_sample: inputs.new_sample}
+        if steps != np.shape(inputs.counts)[0]:
+            raise ValueError(f"Chunk has {np.shape(inputs.counts)[0]} steps, network runs {steps}")
+        arrays = {net.counts.array: net.counts.pack(inputs.counts, "counts_in")}
+        scalars = {}
+        for ta, values in ((net.targets, inputs.targets), (net.eta, inputs.eta), (net.new_sample, inputs.new_sample)):
+            values = np.asarray(values, dtype=float)
+            if values.shape != ta.values.shape:
+                # Brian's run_args would silently ignore (standalone) or broadcast (runtime) a wrong size
+                raise ValueError(f"Input '{ta.name}' has shape {values.shape}; this network needs {ta.values.shape}")
+            if not np.all(np.isfinite(values)):
+                raise ValueError(f"Input '{ta.name}' contains NaN or infinite values")
+            arrays[ta] = values
         if net.with_dropout:
             if inputs.masks is None or len(inputs.masks) != len(net.layers):
                 raise ValueError("This network was built with dropout: give one mask array per layer")
             for layer, mask in zip(net.layers, inputs.masks, strict=True):
-                arrays[layer.mask_array] = mask
+                mask = np.asarray(mask, dtype=float)
+                gains = np.unique(mask[mask != 0])
+                if len(gains) > 1 or np.any(mask < 0) or not np.all(np.isfinite(gains)):
+                    raise ValueError(f"Dropout masks of {layer.group.name} must be 0 or one gain 1/(1-p) per run, "
+                                     f"got values {gains[:5]}")
+                arrays[layer.mask_array.array] = layer.mask_array.pack(mask != 0, f"{layer.group.name}_masks")
+                scalars[(layer.group, "mask_gain")] = float(gains[0]) if len(gains) else 1.0
         elif inputs.masks is not None and any(np.any(m != 1) for m in inputs.masks):
             raise ValueError("This network was built without dropout (dropout = 0) but got dropout masks")
-        for ta, values in arrays.items():
-            expected = ta.values.shape
-            values = np.asarray(values, dtype=float)
-            if values.shape != expected:
-                # Brian's run_args would silently ignore (standalone) or broadcast (runtime) a wrong size
-                raise ValueError(f"Input '{ta.name}' has shape {values.shape}; this network needs {expected}")
-            if not np.all(np.isfinite(values)):
-                raise ValueError(f"Input '{ta.name}' contains NaN or infinite values")
-            arrays[ta] = values
-        if steps != inputs.counts.shape[0]:
-            raise ValueError(f"Chunk has {inputs.counts.shape[0]} steps, network runs {steps}")
-        return arrays
+        return arrays, scalars
 
     def _command_line(self, run_args: dict, files: list) -> list[str]:
         """``name=value`` arguments of the standalone binary; arrays go to files listed in ``files``.

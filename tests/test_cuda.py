@@ -5,9 +5,9 @@
 - ``cuda_build``: a small DECOLLE network is generated and compiled with nvcc for a target compute
   capability (``DECOLLE_CUDA_CC``, 9.0 when no GPU is found), then running it gives the clear no-GPU error
   (or, on a GPU machine, runs). It skips, saying why, where nvcc, brian2cuda or cuRAND is missing.
-  nvcc is slow (7.7 minutes for this network on 2 cores, about 10 s per source file): the build folder is
-  kept between sessions (under ``$DECOLLE_BUILD_DIR`` or the temp folder), so a rerun compiles only what
-  changed (seconds). ``DECOLLE_CUDA_TEST_FRESH=1`` builds into a fresh folder.
+  nvcc is slow (about 10 s per source file on 2 cores; so: a one-layer network, every kind of code object
+  once): the build folder is kept between sessions (under ``$DECOLLE_BUILD_DIR`` or the temp folder), so a
+  rerun compiles only what changed (seconds). ``DECOLLE_CUDA_TEST_FRESH=1`` builds into a fresh folder.
 - ``cuda``: cuda_standalone and cpp_standalone agree (spikes, membrane, readout, learned weights) on one
   learning sample; needs a GPU and skips without one.
 """
@@ -305,8 +305,8 @@ def test_status_of_this_machine():
 
 
 # ---- the real thing -------------------------------------------------------------------------------------------
-def small_spec(**learning) -> NetworkSpec:
-    return NetworkSpec(n_inputs=20, layers=(DenseLayerSpec(10), DenseLayerSpec(8)), n_classes=3,
+def small_spec(layers: int = 2, **learning) -> NetworkSpec:
+    return NetworkSpec(n_inputs=20, layers=(DenseLayerSpec(10), DenseLayerSpec(8))[:layers], n_classes=3,
                        learning=LearningSpec(optimizer="sgd", dropout=0.0, **learning))
 
 
@@ -338,14 +338,15 @@ def test_build_small_network_then_run(monkeypatch, tmp_path, brian_prefs):
     status = _skip_without_cuda_build()
     if not status["gpus"] and status["compute_capability"] is None:
         monkeypatch.setenv(cuda.ENV_CC, "9.0")  # build for an H100/H200 without a GPU here
-    spec, steps = small_spec(), 50
+    # one layer: every kind of code object of a DECOLLE network, each once (nvcc takes ~10 s per file)
+    spec, steps = small_spec(layers=1), 50
     build_dir = (tmp_path / "build" if os.environ.get("DECOLLE_CUDA_TEST_FRESH")
                  else default_build_dir(spec, "cuda_standalone", steps, "-test"))
     sim = Simulator(spec, chunk_steps=steps, device="cuda_standalone", build_dir=build_dir)
 
     # generated ...
     sources = sorted((build_dir / "code_objects").glob("*.cu")) + sorted(build_dir.glob("*.cu"))
-    assert (build_dir / "main.cu").is_file() and any("layer2_learn" in p.name for p in sources)
+    assert (build_dir / "main.cu").is_file() and any("layer1_learn" in p.name for p in sources)
     makefile = (build_dir / "makefile").read_text()
     expected_cc = cuda.cuda_status()["compute_capability"]
     assert cuda.CXX_STD in makefile and f"-arch={cuda._sm(expected_cc)}" in makefile

@@ -40,6 +40,7 @@ from brian2.utils.stringtools import word_substitute
 from decolle_brian.derivation import DerivedRule
 from decolle_brian.equations_io import load_model
 from decolle_brian.network.dense_rows import use_dense_sums
+from decolle_brian.network.packed import COUNT_BITS, PackedInput
 from decolle_brian.network.spec import DenseLayerSpec, NetworkSpec
 
 DT = 1 * ms
@@ -134,7 +135,7 @@ class LayerObjects:
     reduction_synapses: list = field(default_factory=list)
     counter: NeuronGroup | None = None
     counter_synapses: Synapses | None = None
-    mask_array: TimedArray | None = None
+    mask_array: PackedInput | None = None  # dropout mask bits of the layer's output group
 
 
 class DenseLayerBuilder:
@@ -218,11 +219,12 @@ class BrianNetwork:
             "n_classes": float(n_classes), "beta2": spec.learning.beta2, "eps": spec.learning.eps,
         }
         # per-chunk inputs
-        self.counts_in = TimedArray(np.zeros((chunk_steps, spec.n_inputs)), dt=DT, name="counts_in")
+        self.counts = PackedInput("counts_in", chunk_steps, spec.n_inputs, bits=COUNT_BITS, prefix="count")
+        self.masks: dict[str, PackedInput] = {}  # per group with dropout: its mask bits
         self.targets = TimedArray(np.zeros((chunk_steps, n_classes)), dt=DT, name="targets")
         self.eta = TimedArray(np.zeros(chunk_steps), dt=DT, name="eta")
         self.new_sample = TimedArray(np.zeros(chunk_steps), dt=DT, name="new_sample")
-        self.namespace.update(counts_in=self.counts_in, targets=self.targets, eta=self.eta,
+        self.namespace.update(counts_in=self.counts.array, targets=self.targets, eta=self.eta,
                               new_sample=self.new_sample)
 
         self.event = None  # mode "event": frame inputs and group hooks (network/event.py)
@@ -232,8 +234,9 @@ class BrianNetwork:
             self.event = EventMode(self)
             self.input = self.event.input_group()
         else:
-            self.input = self.trace_group(spec.n_inputs, "input", extra="")
-            on_event = word_substitute(load_model("trace")["on_event"], {"n_events": "counts_in(t, i)"})
+            self.input = self.trace_group(spec.n_inputs, "input", extra=self.counts.equations())
+            self.counts.attach(self.input)
+            on_event = word_substitute(load_model("trace")["on_event"], {"n_events": self.counts.expression()})
             self.input.run_regularly(on_event, when="after_groups", name="input_events")
 
         self.layers: list[LayerObjects] = []
@@ -319,6 +322,23 @@ class BrianNetwork:
         self.bind_constant(group, "decay_syn", lambda p: p.beta)
         return group
 
+    def mask_equations(self, name: str, n: int) -> str:
+        """Dropout: declarations of group ``name``'s per-step mask bits (packed.py) and their gain 1/(1-p)."""
+        if not self.with_dropout:
+            return ""
+        self.masks[name] = PackedInput(f"{name}_masks", self.chunk_steps, n, bits=1, prefix="mask")
+        self.namespace[f"{name}_masks"] = self.masks[name].array
+        return self.masks[name].equations() + "mask_gain : 1 (shared)  # 1 / (1 - dropout) while learning, else 1\n"
+
+    def mask_step(self, group: NeuronGroup) -> str:
+        """Code that sets ``mask`` for this step (after :meth:`mask_equations` declared it); no dropout: 1."""
+        packed = self.masks.get(group.name)
+        if packed is None:
+            group.mask = 1
+            return ""
+        packed.attach(group)
+        return f"mask = mask_gain * {packed.expression()}"
+
     def lif_group(self, n: int, name: str) -> NeuronGroup:
         """A DECOLLE LIF layer: trace.eq + lif.eq + the derived learning variables."""
         lif_equations, event_reset, event_kwargs = _eqs(("lif", "equations")), "", {}
@@ -327,7 +347,7 @@ class BrianNetwork:
         extra = (lif_equations + "\n" + self.rule_code["neuron_equations"] + "\n"
                  "tau_ref : second (shared, constant)\n"
                  "decay_ref : 1 (shared, constant)  # exp(-dt/tau_ref), used by the refractory jump\n"
-                 "w_rp : 1 (shared, constant)  # refractory jump size\n")
+                 "w_rp : 1 (shared, constant)  # refractory jump size\n" + self.mask_equations(name, n))
         lif = load_model("lif")
         reset = lif["reset"] + "\n" + word_substitute(load_model("trace")["on_event"], {"n_events": "1"})
         if event_reset:
@@ -336,14 +356,8 @@ class BrianNetwork:
         if self.event is not None:
             self.event.add_frame(group, post=True)
         group.run_regularly(lif["after_decay"], when="groups", order=1, name=f"{name}_after_decay")
-        step_inputs = "lr = eta(t)"
-        if self.with_dropout:
-            mask = TimedArray(np.ones((self.chunk_steps, n)), dt=DT, name=f"{name}_masks")
-            self.namespace[f"{name}_masks"] = mask
-            step_inputs += f"\nmask = {name}_masks(t, i)"
-        else:
-            group.mask = 1
-        group.run_regularly(step_inputs, when="start", order=1, name=f"{name}_step_inputs")
+        group.run_regularly("lr = eta(t)\n" + self.mask_step(group), when="start", order=1,
+                            name=f"{name}_step_inputs")
         group.run_regularly(self.rule_code["neuron"], when="after_resets", order=ORDER["learn"], name=f"{name}_learn")
         self.bind(f"{name}.b", group, "b", lambda a: a, lambda v: v)
         if self.spec.learning.optimizer == "adamax":
@@ -385,8 +399,7 @@ class BrianNetwork:
         layer.readout, layer.readout_synapses, layer.counter = readout, ro_syn, counter
         layer.counter_synapses = counter_syn
         self.objects += [readout, ro_syn, counter, counter_syn] + layer.reduction_synapses
-        if self.with_dropout:
-            layer.mask_array = self.namespace[f"layer{index}_masks"]
+        layer.mask_array = self.masks.get(layer.group.name)
         self.bind(f"layer{index}.G", ro_syn, "G", lambda a: a.T.ravel(), lambda v: v.reshape(n, n_classes).T)
         self.bind(f"layer{index}.g", readout, "g", lambda a: a, lambda v: v)
 

@@ -31,12 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, TimedArray, get_device, linked_var
+from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, get_device, linked_var
 from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.equations_io import load_model
 from decolle_brian.network.builder import (
-    DT,
     LAYER_BUILDERS,
     LEARNING_VARIABLES,
     METHOD,
@@ -179,7 +178,8 @@ class ConvLayerBuilder:
         links = "".join(f"\nidx{k} : integer (constant)  # full unit of window element {k}"
                         f"\nu_in{k} : 1 (linked)  # its U" for k in window)
         reset = model["reset"] + "\n" + word_substitute(load_model("trace")["on_event"], {"n_events": "1"})
-        group = net.trace_group(layer.n, name, model["equations"] + links, threshold=model["threshold"], reset=reset)
+        group = net.trace_group(layer.n, name, model["equations"] + links + "\n" + net.mask_equations(name, layer.n),
+                                threshold=model["threshold"], reset=reset)
         for k in window:
             # pooled (o, Y, X), window element k = (a, e) -> full (o, Y pool + a, X pool + e)
             setattr(group, f"idx{k}", f"(i // {hp * wp}) * {hf * wf} + ((i // {wp}) % {hp} * {pool} + {k // pool})"
@@ -190,12 +190,9 @@ class ConvLayerBuilder:
                                                       for k in window if k > 0])
         group.run_regularly(model["after_decay"], when="groups", order=1, name=f"{name}_after_decay")
         group.run_regularly(pool_code, when="groups", order=CONV_ORDER["max"], name=f"{name}_max")
-        if net.with_dropout:
-            mask = TimedArray(np.ones((net.chunk_steps, layer.n)), dt=DT, name=f"{name}_masks")
-            net.namespace[f"{name}_masks"] = mask
-            group.run_regularly(f"mask = {name}_masks(t, i)", when="start", order=1, name=f"{name}_step_inputs")
-        else:
-            group.mask = 1
+        mask_step = net.mask_step(group)
+        if mask_step:
+            group.run_regularly(mask_step, when="start", order=1, name=f"{name}_step_inputs")
         group.run_regularly(code["pool_neuron"], when="after_resets", order=ORDER["learn"], name=f"{name}_learn")
         full.win_pool = linked_var(group, "win", index="pool_idx")
         full.delta_pool = linked_var(group, "delta", index="pool_idx")

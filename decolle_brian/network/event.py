@@ -99,12 +99,14 @@ class EventMode:
     def input_group(self) -> NeuronGroup:
         """Input neurons that emit events of the step's counts (trace.eq + input_event.eq)."""
         net, model = self.net, load_model("input_event")
-        group = net.trace_group(net.spec.n_inputs, "input", extra=self._pre_equations(model["equations"]),
+        group = net.trace_group(net.spec.n_inputs, "input",
+                                extra=self._pre_equations(model["equations"]) + net.counts.equations(),
                                 threshold=model["threshold"], reset=self.code["pre_event"],
                                 events={"flush": "flush_step(t) > 0"})
+        net.counts.attach(group)
         # the count of the step, then trace.eq's jump (the threshold and the synapses read the same count)
-        group.run_regularly("n_events = counts_in(t, i)\n" + load_model("trace")["on_event"], when="after_groups",
-                            name="input_events")
+        group.run_regularly(f"n_events = {net.counts.expression()}\n" + load_model("trace")["on_event"],
+                            when="after_groups", name="input_events")
         self.add_frame(group, post=False)
         return group
 
