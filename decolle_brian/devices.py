@@ -12,8 +12,10 @@ older standalone :class:`Simulator` of the same process cannot run any more (it 
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +60,23 @@ def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag
     """Per-structure build folder, so that equal structures reuse one compiled binary."""
     root = Path(os.environ.get("DECOLLE_BUILD_DIR", Path(tempfile.gettempdir()) / "decolle-brian-build"))
     return root / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}"
+
+
+RESULTS_PREFIX = "results-"
+
+
+def _remove_stale_results(build_dir: Path) -> None:
+    """Remove the per-process results folders of processes that no longer run."""
+    for folder in build_dir.glob(f"{RESULTS_PREFIX}*"):
+        pid = folder.name.removeprefix(RESULTS_PREFIX)
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 class Simulator:
@@ -123,7 +142,11 @@ class Simulator:
 
                 check_clocks(self.network.objects)
             self.network.run(chunk_steps * DT, namespace=self.net.namespace)
-            get_device().build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
+            # one process at a time compiles a build folder (the others then find it up to date)
+            with open(self.build_dir / ".build.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                get_device().build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
+            _remove_stale_results(self.build_dir)
         else:
             self.network.store("initial")
 
@@ -155,7 +178,9 @@ class Simulator:
                 before_run_check(self.build_dir)  # no GPU / wrong compute capability: say so, do not crash
             files = []
             try:
-                get_device().run(run_args=self._command_line(run_args, files), with_output=False)
+                # results of this process only: other runs may use the same build folder at the same time
+                get_device().run(results_directory=f"{RESULTS_PREFIX}{os.getpid()}",
+                                 run_args=self._command_line(run_args, files), with_output=False)
             finally:
                 for path in files:
                     path.unlink(missing_ok=True)

@@ -1,0 +1,70 @@
+"""One build folder used by several processes at once (two seeds of one experiment in two terminals)."""
+
+import multiprocessing
+import os
+import queue as queues
+
+import numpy as np
+import pytest
+
+from decolle_brian import devices
+from decolle_brian.devices import Simulator
+from decolle_brian.network.chunks import pack_chunk
+from decolle_brian.network.params import init_params
+from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
+
+SPEC = NetworkSpec(n_inputs=12, layers=(DenseLayerSpec(10),), n_classes=3,
+                   learning=LearningSpec(optimizer="sgd", lr=0.05, dropout=0.0))
+STEPS = 400  # long enough that the two processes' runs overlap
+
+
+def _run(build_dir, seed, repeats=1):
+    """Learn one chunk from seed-dependent inputs; returns the learned weights."""
+    sim = Simulator(SPEC, STEPS, build_dir=build_dir)
+    rng = np.random.default_rng(seed)
+    params = init_params(SPEC, np.random.default_rng(0))
+    counts = rng.poisson(0.4, (STEPS, SPEC.n_inputs)).astype(float)
+    inputs, _ = pack_chunk([(counts, seed % 3)], STEPS, 3, lr=0.05, burnin=0, learn=True, dropout=0.0,
+                           layer_sizes=[10])
+    for _ in range(repeats):
+        out = sim.run_chunk(inputs, params)
+    return out.params["layer1.W"]
+
+
+def _worker(build_dir, seed, queue):
+    queue.put((seed, _run(build_dir, seed, repeats=20)))
+
+
+@pytest.mark.standalone
+def test_concurrent_processes_share_a_build_folder(tmp_path):
+    build_dir = tmp_path / "build"
+    expected = {seed: _run(build_dir, seed) for seed in (1, 2)}  # one after the other (also builds)
+    assert not np.array_equal(expected[1], expected[2])
+    context = multiprocessing.get_context("spawn")  # fresh processes, as two terminals
+    queue = context.Queue()
+    workers = [context.Process(target=_worker, args=(build_dir, seed, queue)) for seed in (1, 2)]
+    for w in workers:
+        w.start()
+    got = {}
+    while len(got) < len(workers):
+        try:
+            seed, weights = queue.get(timeout=5)
+            got[seed] = weights
+        except queues.Empty:  # a worker that died gives nothing: fail instead of waiting
+            assert all(w.is_alive() or w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    for seed in (1, 2):  # each process read its own results, never the other's
+        np.testing.assert_array_equal(got[seed], expected[seed])
+
+
+def test_stale_results_folders_are_removed(tmp_path):
+    dead = multiprocessing.get_context("spawn").Process(target=int)
+    dead.start()
+    dead.join()
+    for pid in (dead.pid, os.getpid()):
+        (tmp_path / f"{devices.RESULTS_PREFIX}{pid}").mkdir()
+    devices._remove_stale_results(tmp_path)
+    assert not (tmp_path / f"{devices.RESULTS_PREFIX}{dead.pid}").exists()
+    assert (tmp_path / f"{devices.RESULTS_PREFIX}{os.getpid()}").exists()
