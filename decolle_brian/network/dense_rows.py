@@ -25,9 +25,14 @@ from brian2 import get_device
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
 
-def without_lines(code_lines, lines) -> list[str]:
-    """Generated vector code (a list of lines) without the index loads that the dense loops replace."""
-    return [line for line in code_lines if line not in lines]
+def row_code(code_lines, pre_array: str, post_array: str) -> list[str]:
+    """Body of a dense row loop (counter ``_k``, row ``_first``, presynaptic neuron ``_row_pre``): the generated
+    vector code (a list of lines) with its two index loads replaced by the row's indices."""
+    loads = {f"const int32_t _presynaptic_idx = {pre_array}[_idx];",
+             f"const int32_t _postsynaptic_idx = {post_array}[_idx];"}
+    return ["const size_t _idx = _first + _k;", "const size_t _vectorisation_idx = _idx;",
+            "const int32_t _presynaptic_idx = _row_pre;", "const int32_t _postsynaptic_idx = _k;",
+            *(line for line in code_lines if line not in loads)]
 
 
 def dense_rows_check(n_synapses: str, pre_array: str, post_array: str, owner: str) -> str:
@@ -51,7 +56,7 @@ class DenseRowCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
     templater = CPPStandaloneCodeObject.templater.derive(
-        "decolle_brian.network", env_globals={"without_lines": without_lines, "dense_rows_check": dense_rows_check})
+        "decolle_brian.network", env_globals={"row_code": row_code, "dense_rows_check": dense_rows_check})
 
 
 def _dense_device() -> bool:

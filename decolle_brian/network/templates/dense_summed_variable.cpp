@@ -8,8 +8,6 @@
     {% set _target_var_array = get_array_name(_target_var) %}
     {% set _pre_array = get_array_name(variables['_synaptic_pre']) %}
     {% set _post_array = get_array_name(variables['_synaptic_post']) %}
-    {% set _pre_load = 'const int32_t _presynaptic_idx = ' ~ _pre_array ~ '[_idx];' %}
-    {% set _post_load = 'const int32_t _postsynaptic_idx = ' ~ _post_array ~ '[_idx];' %}
     {% set _onto_pre = _index_var.name == '_synaptic_pre' %}
     const int _n_pre = {{constant_or_scalar('N_pre', variables['N_pre'])}};
     const int _n_post = {{constant_or_scalar('N_post', variables['N_post'])}};
@@ -30,11 +28,7 @@
         #pragma GCC ivdep
         for (int _k = 0; _k < _n_post; _k++)
         {
-            const size_t _idx = _first + _k;
-            const size_t _vectorisation_idx = _idx;
-            const int32_t _presynaptic_idx = _row_pre;
-            const int32_t _postsynaptic_idx = _k;
-            {{ without_lines(vector_code, [_pre_load, _post_load])|autoindent }}
+            {{ row_code(vector_code, _pre_array, _post_array)|autoindent }}
             {% if _onto_pre %}
             _row_sum += _synaptic_var;
             {% else %}

@@ -10,8 +10,6 @@
     {% set _pre_array = get_array_name(variables['_synaptic_pre']) %}
     {% set _post_array = get_array_name(variables['_synaptic_post']) %}
     {% set _eventspace = get_array_name(variables[pathway.eventspace_name]) %}
-    {% set _pre_load = 'const int32_t _presynaptic_idx = ' ~ _pre_array ~ '[_idx];' %}
-    {% set _post_load = 'const int32_t _postsynaptic_idx = ' ~ _post_array ~ '[_idx];' %}
     const int _n_pre = {{constant_or_scalar('N_pre', variables['N_pre'])}};
     const int _n_post = {{constant_or_scalar('N_post', variables['N_post'])}};
     {{ dense_rows_check(N, _pre_array, _post_array, owner.name) }}
@@ -32,11 +30,7 @@
         {% endif %}
         for (int _k = 0; _k < _n_post; _k++)
         {
-            const size_t _idx = _first + _k;
-            const size_t _vectorisation_idx = _idx;
-            const int32_t _presynaptic_idx = _row_pre;
-            const int32_t _postsynaptic_idx = _k;
-            {{ without_lines(vector_code, [_pre_load, _post_load])|autoindent }}
+            {{ row_code(vector_code, _pre_array, _post_array)|autoindent }}
         }
     }
     }
