@@ -3,15 +3,18 @@
 1. ``environment``: what :func:`decolle_brian.cuda.cuda_status` finds (nvcc, GPUs, driver, brian2cuda, cuRAND).
 2. ``equivalence``: the core network of ``tests/test_equivalence.py`` (40 inputs, dense 30-20-12, 4 classes,
    200 steps, burn-in 20, event counts > 1, dropout masks) learns one sample on cpp_standalone and on
-   cuda_standalone, SGD and Adamax. Spikes must be identical, U and readouts within 1e-9, learned weights,
-   biases and Adamax state within 1e-6 relative, for cuda vs cpp and for cuda vs the NumPy reference.
-3. ``benchmark``: a dense network (default 1156-1000-1000-1000, 10 classes, the paper-era N-MNIST size)
-   learning on every step (Adamax, dropout 0.5) from Poisson input, one simulated second per run: compile
-   time, wall time per run (process start, CUDA context, array transfers included) and the simulation loop
-   time the binary measures itself, for cpp_standalone (1 thread and all cores) and cuda_standalone.
+   cuda_standalone: SGD and Adamax in the exact mode, SGD in the event mode. Spikes must be identical, U and
+   readouts within 1e-9, learned weights, biases and Adamax state within 1e-6 relative, cuda vs cpp, and (exact
+   mode) cuda vs the NumPy reference.
+3. ``benchmark``: networks learning on every step (Adamax, dropout 0.5) from Poisson input: the dense
+   2048-1000-1000 (10 classes) and the DvsGesture conv network of ``runs/dvsgesture.toml`` (2x32x32 -> conv
+   64-128-128 7x7, 11 classes). Compile time, wall time per run (process start, synapse creation, CUDA context,
+   array transfers included) and the simulation loop time the binary measures itself, in ms per 1-ms step,
+   for cuda_standalone and cpp_standalone (dense: 1 thread and all cores; conv: all cores).
 
 Every stage is written to ``gpu_check.json`` as soon as it ends (a killed run keeps what it did), with a log
 ``gpu_check.log``. Exit status 0: all equivalence checks passed; 1: one failed; 2: no GPU or no CUDA build.
+``--cpu-only`` runs every stage without the GPU half (a dry run of this script on any machine).
 
 On the device machine (Python 3.12 with numpy, sympy, scipy, jinja2, Cython, nvcc 13 and the nvidia-curand
 wheel already there), carry wheels of ``brian2==2.10.1`` and ``brian2cuda==1.0b1`` in ``.whl`` and run::
@@ -19,8 +22,7 @@ wheel already there), carry wheels of ``brian2==2.10.1`` and ``brian2cuda==1.0b1
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\
     export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && python3 benchmarks/gpu_check.py --out $OUT
 
-``--quick`` (SGD only, dense 1156-500-500) fits a few minutes; the full check about 6 minutes on 16 cores
-(nvcc compiles about 50 files per network at about 10 s each).
+``--quick``: SGD equivalence and the dense 1156-500-500 only.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ from decolle_brian import reference as ref  # noqa: E402
 from decolle_brian.devices import DeviceError, Simulator  # noqa: E402
 from decolle_brian.network.chunks import pack_chunk  # noqa: E402
 from decolle_brian.network.params import init_params  # noqa: E402
-from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec, NeuronParams  # noqa: E402
+from decolle_brian.network.spec import (  # noqa: E402
+    ConvLayerSpec,
+    DenseLayerSpec,
+    LearningSpec,
+    NetworkSpec,
+    NeuronParams,
+)
 
 EQ_T, EQ_BURNIN, EQ_INPUTS, EQ_SIZES, EQ_CLASSES = 200, 20, 40, (30, 20, 12), 4
 TOL_U, TOL_PARAMS = 1e-9, 1e-6
@@ -80,11 +88,11 @@ def _jsonable(value):
 
 
 # ---- 2. equivalence -------------------------------------------------------------------------------------------
-def eq_spec(optimizer: str) -> NetworkSpec:
+def eq_spec(optimizer: str, mode: str = "exact") -> NetworkSpec:
     return NetworkSpec(
         n_inputs=EQ_INPUTS, layers=tuple(DenseLayerSpec(n) for n in EQ_SIZES), n_classes=EQ_CLASSES,
         neuron=NeuronParams(), learning=LearningSpec(optimizer=optimizer, lr=3e-3 if optimizer == "sgd" else 1e-3,
-                                                     dropout=0.5, burnin=EQ_BURNIN))
+                                                     dropout=0.5, burnin=EQ_BURNIN), mode=mode)
 
 
 def eq_inputs(spec: NetworkSpec, masks_seed: int):
@@ -131,14 +139,15 @@ def _outputs(out) -> dict:
             "params": out.params}
 
 
-def equivalence(optimizer: str, work: Path, report: Report) -> dict:
-    spec = eq_spec(optimizer)
+def equivalence(optimizer: str, mode: str, work: Path, report: Report, gpu: bool = True) -> dict:
+    spec = eq_spec(optimizer, mode)
     params, counts, inputs = eq_inputs(spec, masks_seed=5 if optimizer == "sgd" else 6)
-    result: dict = {"optimizer": optimizer}
+    result: dict = {"optimizer": optimizer, "mode": mode}
+    label = f"{optimizer}-{mode}"
     runs = {}
-    for device in ("cpp_standalone", "cuda_standalone"):  # one standalone device per process: in turn
-        report.log(f"equivalence {optimizer}: building {device}")
-        r = run_device(spec, device, work / f"eq-{optimizer}-{device}", params, inputs)
+    for device in ("cpp_standalone", "cuda_standalone") if gpu else ("cpp_standalone",):
+        report.log(f"equivalence {label}: building {device}")
+        r = run_device(spec, device, work / f"eq-{label}-{device}", params, inputs)
         runs[device] = _outputs(r["out"])
         result[device] = {"build_s": r["build_s"], "run_s": r["run_s"],
                           "spikes_per_layer": [int(s.sum()) for s in runs[device]["spikes"]]}
@@ -157,15 +166,25 @@ def equivalence(optimizer: str, work: Path, report: Report) -> dict:
             state = expected["opt_state"][k - 1]
             ref_params[f"layer{k}.v_W"], ref_params[f"layer{k}.v_b"] = state["W"], state["b"]
     ref_out = {"spikes": expected["spikes"], "u": expected["u"], "y": expected["y"], "params": ref_params}
-    cpu, gpu = runs["cpp_standalone"], runs["cuda_standalone"]
-    result["learned"] = bool(not np.allclose(gpu["params"]["layer1.W"], params["layer1.W"]))
-    result["cuda_vs_cpp"] = compare(gpu, cpu, len(EQ_SIZES))
-    result["cuda_vs_reference"] = compare(gpu, ref_out, len(EQ_SIZES))
+    cpu = runs["cpp_standalone"]
     result["cpp_vs_reference"] = compare(cpu, ref_out, len(EQ_SIZES))
     result["weak"] = any(s == 0 for s in result["cpp_standalone"]["spikes_per_layer"])
-    result["passed"] = bool(result["cuda_vs_cpp"]["passed"] and result["cuda_vs_reference"]["passed"]
+    # the event mode learns with the weight in use at each event's arrival: the exact reference applies to the
+    # exact mode only (tests/test_event_driven.py checks the event semantics); event: cuda must equal cpp
+    exact = mode == "exact"
+    if not gpu:  # dry run: the CPU half only
+        result["learned"] = bool(not np.allclose(cpu["params"]["layer1.W"], params["layer1.W"]))
+        result["passed"] = bool((result["cpp_vs_reference"]["passed"] or not exact) and result["learned"]
+                                and not result["weak"])
+        report.log(f"equivalence {label} (cpp only): {'PASSED' if result['passed'] else 'FAILED'}")
+        return result
+    gpu_out = runs["cuda_standalone"]
+    result["learned"] = bool(not np.allclose(gpu_out["params"]["layer1.W"], params["layer1.W"]))
+    result["cuda_vs_cpp"] = compare(gpu_out, cpu, len(EQ_SIZES))
+    result["cuda_vs_reference"] = compare(gpu_out, ref_out, len(EQ_SIZES))
+    result["passed"] = bool(result["cuda_vs_cpp"]["passed"] and (result["cuda_vs_reference"]["passed"] or not exact)
                             and result["learned"] and not result["weak"])
-    report.log(f"equivalence {optimizer}: {'PASSED' if result['passed'] else 'FAILED'} "
+    report.log(f"equivalence {label}: {'PASSED' if result['passed'] else 'FAILED'} "
                f"(cuda vs cpp: spikes off {result['cuda_vs_cpp']['spike_mismatches']}, "
                f"max |du| {result['cuda_vs_cpp']['max_abs_u']:.2e}, "
                f"max rel param {max(result['cuda_vs_cpp']['max_rel_params'].values()):.2e})")
@@ -173,22 +192,52 @@ def equivalence(optimizer: str, work: Path, report: Report) -> dict:
 
 
 # ---- 3. benchmark ---------------------------------------------------------------------------------------------
-def benchmark(sizes: list[int], steps: int, repeats: int, devices: list[tuple[str, int]], work: Path,
-              report: Report, rate: float) -> dict:
-    spec = NetworkSpec(n_inputs=sizes[0], layers=tuple(DenseLayerSpec(n) for n in sizes[1:]), n_classes=10,
+def dense_spec(sizes: list[int]) -> NetworkSpec:
+    """Dense network ``sizes[0]`` inputs -> ``sizes[1:]``, 10 classes, Adamax on every step, dropout 0.5."""
+    return NetworkSpec(n_inputs=sizes[0], layers=tuple(DenseLayerSpec(n) for n in sizes[1:]), n_classes=10,
                        learning=LearningSpec(optimizer="adamax", lr=1e-3, dropout=0.5, burnin=0))
+
+
+def conv_spec() -> NetworkSpec:
+    """The DvsGesture network of ``runs/dvsgesture.toml``: 2x32x32 -> conv 64-128-128 7x7, pools 2, 1, 2."""
+    shape, layers = (2, 32, 32), []
+    for channels, pool in ((64, 2), (128, 1), (128, 2)):
+        layers.append(ConvLayerSpec(channels=channels, kernel=7, in_shape=shape, padding=3, pool=pool))
+        shape = layers[-1].out_shape
+    return NetworkSpec(n_inputs=2 * 32 * 32, input_shape=(2, 32, 32), layers=tuple(layers), n_classes=11,
+                       learning=LearningSpec(optimizer="adamax", lr=3.6e-4, dropout=0.5, burnin=0))
+
+
+def connections(spec: NetworkSpec) -> int:
+    """Synapses the forward pass touches per step (conv: taps inside the input, counted as the builder does)."""
+    total, size = 0, spec.n_inputs
+    for layer in spec.layers:
+        if isinstance(layer, ConvLayerSpec):
+            c_out, h, w = layer.full_shape
+            c_in, hi, wi = layer.in_shape
+            rows = [sum(0 <= y + a - layer.padding < hi for a in range(layer.kernel)) for y in range(h)]
+            cols = [sum(0 <= x + e - layer.padding < wi for e in range(layer.kernel)) for x in range(w)]
+            total += c_out * c_in * sum(rows) * sum(cols)
+        else:
+            total += size * layer.n
+        size = layer.n
+    return total
+
+
+def benchmark(spec: NetworkSpec, label: str, steps: int, repeats: int, devices: list[tuple[str, int]],
+              work: Path, report: Report, rate: float) -> dict:
     rng = np.random.default_rng(0)
     params = init_params(spec, rng)
-    counts = rng.poisson(rate, (steps, sizes[0])).astype(float)
-    inputs, _ = pack_chunk([(counts, 3)], steps, spec.n_classes, lr=1e-3, burnin=0, learn=True, dropout=0.5,
-                           layer_sizes=list(sizes[1:]), rng=rng)
-    synapses = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    result = {"sizes": sizes, "steps_per_run": steps, "synapses": synapses, "input_rate": rate, "runs": {}}
+    counts = rng.poisson(rate, (steps, spec.n_inputs)).astype(float)
+    inputs, _ = pack_chunk([(counts, 3)], steps, spec.n_classes, lr=spec.learning.lr, burnin=0, learn=True,
+                           dropout=spec.learning.dropout, layer_sizes=[layer.n for layer in spec.layers], rng=rng)
+    synapses = connections(spec)
+    result = {"network": label, "steps_per_run": steps, "synapses": synapses, "input_rate": rate, "runs": {}}
     for device, threads in devices:
         name = f"{device}-{threads}t" if device == "cpp_standalone" else device
-        report.log(f"benchmark {sizes}: building {name}")
+        report.log(f"benchmark {label}: building {name}")
         t0 = time.perf_counter()
-        sim = Simulator(spec, steps, device=device, build_dir=work / f"bench-{name}", threads=threads)
+        sim = Simulator(spec, steps, device=device, build_dir=work / f"bench-{label}-{name}", threads=threads)
         entry = {"build_s": time.perf_counter() - t0, "wall_s": [], "loop_s": []}
         current = {k: v.copy() for k, v in params.items()}
         for i in range(repeats + 1):  # the first run is a warm-up (page cache, CUDA context, JIT)
@@ -201,21 +250,22 @@ def benchmark(sizes: list[int], steps: int, repeats: int, devices: list[tuple[st
                 entry["wall_s"].append(wall)
                 entry["loop_s"].append(loop)
         entry["spikes_per_run"] = [int(n.sum()) for n in out.n_spikes]
-        simulated_s = steps * 1e-3
-        entry["wall_per_simulated_s"] = float(np.median(entry["wall_s"]) / simulated_s)
+        entry["wall_ms_per_step"] = float(np.median(entry["wall_s"]) / steps * 1e3)
         if all(v is not None for v in entry["loop_s"]):
-            entry["loop_per_simulated_s"] = float(np.median(entry["loop_s"]) / simulated_s)
+            entry["loop_ms_per_step"] = float(np.median(entry["loop_s"]) / steps * 1e3)
             entry["ns_per_synapse_step"] = float(np.median(entry["loop_s"]) / (steps * synapses) * 1e9)
         entry["finite"] = bool(all(np.all(np.isfinite(v)) for v in out.params.values()))
         result["runs"][name] = entry
-        report.log(f"  {name}: build {entry['build_s']:.1f} s, wall {entry['wall_per_simulated_s']:.3f} s and "
-                   f"loop {entry.get('loop_per_simulated_s', float('nan')):.3f} s per simulated second")
-    base = result["runs"].get("cpp_standalone-1t")
-    if base and "cuda_standalone" in result["runs"]:
-        gpu = result["runs"]["cuda_standalone"]
-        result["speedup_wall_vs_cpp_1t"] = base["wall_per_simulated_s"] / gpu["wall_per_simulated_s"]
-        if "loop_per_simulated_s" in gpu and "loop_per_simulated_s" in base:
-            result["speedup_loop_vs_cpp_1t"] = base["loop_per_simulated_s"] / gpu["loop_per_simulated_s"]
+        report.log(f"  {name}: build {entry['build_s']:.1f} s, wall {entry['wall_ms_per_step']:.3f} ms and "
+                   f"loop {entry.get('loop_ms_per_step', float('nan')):.3f} ms per step, "
+                   f"spikes {entry['spikes_per_run']}")
+        del sim
+    gpu = result["runs"].get("cuda_standalone")
+    for name, cpu in result["runs"].items():
+        if gpu and name != "cuda_standalone":
+            result[f"speedup_wall_vs_{name}"] = cpu["wall_ms_per_step"] / gpu["wall_ms_per_step"]
+            if "loop_ms_per_step" in gpu and "loop_ms_per_step" in cpu:
+                result[f"speedup_loop_vs_{name}"] = cpu["loop_ms_per_step"] / gpu["loop_ms_per_step"]
     return result
 
 
@@ -228,11 +278,17 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="SGD equivalence only; benchmark 1156-500-500")
     parser.add_argument("--skip-equivalence", action="store_true")
     parser.add_argument("--skip-benchmark", action="store_true")
-    parser.add_argument("--sizes", default=None, help="benchmark layer sizes, input first (e.g. 1156,1000,1000)")
+    parser.add_argument("--cases", default="sgd-exact,adamax-exact,sgd-event",
+                        help="equivalence cases OPTIMIZER-MODE, comma-separated (one process can run each)")
+    parser.add_argument("--sizes", default=None, help="dense benchmark sizes, input first (default 2048,1000,1000)")
     parser.add_argument("--steps", type=int, default=1000, help="benchmark steps per run (1 ms each)")
     parser.add_argument("--repeats", type=int, default=3, help="timed benchmark runs per device")
     parser.add_argument("--rate", type=float, default=0.05, help="benchmark input events per input and step")
-    parser.add_argument("--no-cpp-threads", action="store_true", help="skip the all-cores cpp_standalone run")
+    parser.add_argument("--conv-steps", type=int, default=50,
+                        help="steps per run of the conv (DvsGesture) benchmark; 0: skip it")
+    parser.add_argument("--conv-repeats", type=int, default=1, help="timed conv benchmark runs per device")
+    parser.add_argument("--cpu-only", action="store_true",
+                        help="dry run without a GPU: every stage on cpp_standalone only (checks this script)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -248,7 +304,8 @@ def main(argv=None) -> int:
     report.log(report.data["environment"]["summary"])
     report.save()
     try:
-        cuda.check_cuda_available(require_gpu=True)
+        if not args.cpu_only:
+            cuda.check_cuda_available(require_gpu=True)
     except DeviceError as err:
         report.data["error"] = str(err)
         report.log(f"cannot check: {err}")
@@ -258,30 +315,37 @@ def main(argv=None) -> int:
     failed = False
     if not args.skip_equivalence:
         report.data["equivalence"] = {}
-        for optimizer in ("sgd",) if args.quick else ("sgd", "adamax"):
+        cases = ["sgd-exact"] if args.quick else args.cases.split(",")
+        for optimizer, mode in (case.split("-") for case in cases):
             try:
-                result = equivalence(optimizer, work, report)
+                result = equivalence(optimizer, mode, work, report, gpu=not args.cpu_only)
             except Exception as err:  # keep going: the benchmark may still tell something
                 result = {"passed": False, "error": f"{type(err).__name__}: {err}",
                           "traceback": traceback.format_exc()}
-                report.log(f"equivalence {optimizer}: ERROR {err}")
+                report.log(f"equivalence {optimizer}-{mode}: ERROR {err}")
             failed |= not result["passed"]
-            report.data["equivalence"][optimizer] = result
+            report.data["equivalence"][f"{optimizer}-{mode}"] = result
             report.save()
 
     if not args.skip_benchmark:
-        sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
-                 else [1156, 500, 500] if args.quick else [1156, 1000, 1000, 1000])
-        devices = [("cpp_standalone", 1)]
-        if not args.no_cpp_threads and (os.cpu_count() or 1) > 1:
-            devices.append(("cpp_standalone", os.cpu_count()))
-        devices.append(("cuda_standalone", 1))
-        try:
-            report.data["benchmark"] = benchmark(sizes, args.steps, args.repeats, devices, work, report, args.rate)
-        except Exception as err:
-            report.data["benchmark"] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
-            report.log(f"benchmark: ERROR {err}")
-        report.save()
+        sizes = ([int(v) for v in args.sizes.split(",")] if args.sizes
+                 else [1156, 500, 500] if args.quick else [2048, 1000, 1000])
+        cpus = os.cpu_count() or 1
+        gpu = [] if args.cpu_only else [("cuda_standalone", 1)]
+        stages = [("dense-" + "-".join(map(str, sizes)), dense_spec(sizes), args.steps, args.repeats,
+                   [("cpp_standalone", 1)] + ([("cpp_standalone", cpus)] if cpus > 1 else []) + gpu)]
+        if not args.quick and args.conv_steps > 0:  # GPU first; one CPU thread would take minutes per run
+            stages.append(("conv-dvsgesture", conv_spec(), args.conv_steps, args.conv_repeats,
+                           gpu + [("cpp_standalone", cpus)]))
+        report.data["benchmark"] = {}
+        for label, spec, steps, repeats, devices in stages:
+            try:
+                result = benchmark(spec, label, steps, repeats, devices, work, report, args.rate)
+            except Exception as err:
+                result = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+                report.log(f"benchmark {label}: ERROR {err}")
+            report.data["benchmark"][label] = result
+            report.save()
 
     report.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     report.data["passed"] = not failed
