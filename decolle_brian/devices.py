@@ -267,7 +267,8 @@ class Simulator:
             if shape is not None and array.size != int(np.prod(shape)):
                 raise ValueError(f"'{name}' needs {int(np.prod(shape))} values, got {array.size}")
             _run_counter += 1
-            path = static / f"decolle_{os.getpid()}_{_run_counter}_{name}.dat"
+            # lower case: brian2cuda's binary lower-cases every argument value (to parse true/false), paths too
+            path = static / f"decolle_{os.getpid()}_{_run_counter}_{name.lower()}.dat"
             array.tofile(path)
             files.append(path)
             arguments.append(f"{name}={Path('static_arrays') / path.name}")

@@ -1,8 +1,10 @@
-"""One build folder used by several processes at once (two seeds of one experiment in two terminals)."""
+"""The standalone run layer: one build folder used by several processes at once (two seeds of one experiment in
+two terminals), and the files a run passes to the binary."""
 
 import multiprocessing
 import os
 import queue as queues
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,9 +37,14 @@ def _worker(build_dir, seed, queue):
     queue.put((seed, _run(build_dir, seed, repeats=20)))
 
 
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    """One build folder for this module's tests (the network compiles once)."""
+    return tmp_path_factory.mktemp("devices") / "build"
+
+
 @pytest.mark.standalone
-def test_concurrent_processes_share_a_build_folder(tmp_path):
-    build_dir = tmp_path / "build"
+def test_concurrent_processes_share_a_build_folder(build_dir):
     expected = {seed: _run(build_dir, seed) for seed in (1, 2)}  # one after the other (also builds)
     assert not np.array_equal(expected[1], expected[2])
     context = multiprocessing.get_context("spawn")  # fresh processes, as two terminals
@@ -68,3 +75,27 @@ def test_stale_results_folders_are_removed(tmp_path):
     devices._remove_stale_results(tmp_path)
     assert not (tmp_path / f"{devices.RESULTS_PREFIX}{dead.pid}").exists()
     assert (tmp_path / f"{devices.RESULTS_PREFIX}{os.getpid()}").exists()
+
+
+@pytest.mark.standalone
+def test_run_argument_files_survive_lower_casing(build_dir, monkeypatch):
+    """brian2cuda's binary lower-cases every NAME=VALUE value before use (to read true/false), file paths too:
+    a path with an upper-case letter (the readout weights G) is not found there and the array silently keeps
+    its old values. The files a run names must therefore exist under their lower-cased names."""
+    device = devices.get_device()
+    seen = []
+
+    def spy(*args, run_args=(), **kwargs):
+        for argument in run_args:
+            name, value = argument.split("=", 1)
+            if value.startswith("static_arrays"):
+                seen.append(name)
+                assert (Path(device.project_dir) / value.lower()).is_file(), argument
+        return original(*args, run_args=run_args, **kwargs)
+
+    Simulator(SPEC, STEPS, build_dir=build_dir)  # makes the standalone device current
+    device = devices.get_device()
+    original = device.run
+    monkeypatch.setattr(device, "run", spy)
+    _run(build_dir, seed=1)
+    assert "readout_synapses1.G" in seen  # the upper-case variable went through a file
