@@ -82,7 +82,6 @@ def test_run_argument_files_survive_lower_casing(build_dir, monkeypatch):
     """brian2cuda's binary lower-cases every NAME=VALUE value before use (to read true/false), file paths too:
     a path with an upper-case letter (the readout weights G) is not found there and the array silently keeps
     its old values. The files a run names must therefore exist under their lower-cased names."""
-    device = devices.get_device()
     seen = []
 
     def spy(*args, run_args=(), **kwargs):
