@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from brian2.devices.device import all_devices
 
 from decolle_brian import devices
 from decolle_brian.devices import Simulator
@@ -92,8 +93,7 @@ def test_run_argument_files_survive_lower_casing(build_dir, monkeypatch):
                 assert (Path(device.project_dir) / value.lower()).is_file(), argument
         return original(*args, run_args=run_args, **kwargs)
 
-    Simulator(SPEC, STEPS, build_dir=build_dir)  # makes the standalone device current
-    device = devices.get_device()
+    device = all_devices["cpp_standalone"]  # the device object every Simulator of this process runs on
     original = device.run
     monkeypatch.setattr(device, "run", spy)
     _run(build_dir, seed=1)
