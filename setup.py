@@ -30,7 +30,7 @@ setup(
     extras_require={
         "cuda": ["brian2cuda==1.0b1", "nvidia-curand"],  # nvidia-curand 10.x = CUDA 13 build
         "dask": ["dask[distributed]"],
-        "test": ["pytest", "ruff"],
+        "test": ["pytest", "pytest-xdist", "ruff"],  # xdist: the suite on every core
     },
     entry_points={"console_scripts": ["decolle-brian=decolle_brian.cli:main"]},
 )
