@@ -58,6 +58,7 @@ from decolle_brian.network.spec import (  # noqa: E402
 
 EQ_T, EQ_BURNIN, EQ_INPUTS, EQ_SIZES, EQ_CLASSES = 200, 20, 40, (30, 20, 12), 4
 TOL_U, TOL_PARAMS = 1e-9, 1e-6
+EQUIVALENCE_CASES = ("sgd-exact", "adamax-exact", "sgd-event")  # OPTIMIZER-MODE; gpu_check.sh runs each apart
 
 
 class Report:
@@ -209,17 +210,10 @@ def conv_spec() -> NetworkSpec:
 
 
 def connections(spec: NetworkSpec) -> int:
-    """Synapses the forward pass touches per step (conv: taps inside the input, counted as the builder does)."""
+    """Synapses the forward pass touches per step (conv: the taps inside the input, as the builder makes them)."""
     total, size = 0, spec.n_inputs
     for layer in spec.layers:
-        if isinstance(layer, ConvLayerSpec):
-            c_out, h, w = layer.full_shape
-            c_in, hi, wi = layer.in_shape
-            rows = [sum(0 <= y + a - layer.padding < hi for a in range(layer.kernel)) for y in range(h)]
-            cols = [sum(0 <= x + e - layer.padding < wi for e in range(layer.kernel)) for x in range(w)]
-            total += c_out * c_in * sum(rows) * sum(cols)
-        else:
-            total += size * layer.n
+        total += layer.n_synapses if isinstance(layer, ConvLayerSpec) else size * layer.n
         size = layer.n
     return total
 
@@ -278,8 +272,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="SGD equivalence only; benchmark 1156-500-500")
     parser.add_argument("--skip-equivalence", action="store_true")
     parser.add_argument("--skip-benchmark", action="store_true")
-    parser.add_argument("--cases", default="sgd-exact,adamax-exact,sgd-event",
+    parser.add_argument("--cases", default=",".join(EQUIVALENCE_CASES),
                         help="equivalence cases OPTIMIZER-MODE, comma-separated (one process can run each)")
+    parser.add_argument("--list-cases", action="store_true", help="print the default cases, one per line, and exit")
     parser.add_argument("--sizes", default=None, help="dense benchmark sizes, input first (default 2048,1000,1000)")
     parser.add_argument("--steps", type=int, default=1000, help="benchmark steps per run (1 ms each)")
     parser.add_argument("--repeats", type=int, default=3, help="timed benchmark runs per device")
@@ -290,6 +285,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu-only", action="store_true",
                         help="dry run without a GPU: every stage on cpp_standalone only (checks this script)")
     args = parser.parse_args(argv)
+    if args.list_cases:
+        print("\n".join(EQUIVALENCE_CASES))
+        return 0
 
     out = Path(args.out)
     report = Report(out)

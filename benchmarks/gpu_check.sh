@@ -16,15 +16,16 @@ dry=(); [ "${GPU_CHECK_CPU_ONLY:-0}" = 1 ] && dry=(--cpu-only)
 nvidia-smi -L || echo "nvidia-smi: no GPU listed"
 echo "cores: $(nproc)"
 
+cases=$(python3 "$check" --list-cases) || { echo "gpu_check.py cannot start"; exit 2; }
 pids=()
-for case in sgd-exact adamax-exact sgd-event; do
+for case in $cases; do
     python3 "$check" --skip-benchmark --cases "$case" "${dry[@]}" --out "$out/eq-$case" --work "$work/eq-$case" \
         2>&1 | sed -u "s/^/[$case] /" &
     pids+=($!)
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-for case in sgd-exact adamax-exact sgd-event; do
+for case in $cases; do
     python3 -c "import json, sys; sys.exit(0 if json.load(open(sys.argv[1])).get('passed') else 1)" \
         "$out/eq-$case/gpu_check.json" || status=1
 done

@@ -176,6 +176,16 @@ def test_connectivity_is_the_convolution():
         pre, post = conv_connectivity(layer, group)
         assert pre.dtype == post.dtype == np.int32 and len(pre) == len(expected)
         assert set(zip(pre.tolist(), post.tolist(), strict=True)) == expected
+    assert layer.n_synapses == len(expected)
+
+
+@pytest.mark.parametrize("kernel, padding", [(3, 0), (5, 2), (5, 4), (7, 1)])
+def test_n_synapses_counts_the_taps_inside_the_input(kernel, padding):
+    layer = ConvLayerSpec(channels=3, kernel=kernel, in_shape=(2, 8, 9), padding=padding, pool=1)
+    _, hf, wf = layer.full_shape
+    inside = sum(0 <= y + a - padding < 8 and 0 <= x + e - padding < 9
+                 for y in range(hf) for x in range(wf) for a in range(kernel) for e in range(kernel))
+    assert layer.n_synapses == 3 * 2 * inside == len(conv_connectivity(layer)[0])
 
 
 class TestAdamax:

@@ -272,7 +272,7 @@ def conv_connectivity(layer: ConvLayerSpec, group: int = CHANNEL_GROUP) -> tuple
     pad = layer.padding
     rows = [np.arange(max(0, pad - a), min(hf, h + pad - a)) for a in range(k)]  # y with 0 <= y + a - pad < h
     cols = [np.arange(max(0, pad - e), min(wf, w + pad - e)) for e in range(k)]
-    total = c_out * c_in * sum(map(len, rows)) * sum(map(len, cols))
+    total = layer.n_synapses
     pre, post = np.empty(total, dtype=np.int32), np.empty(total, dtype=np.int32)
     channel = np.arange(c_out, dtype=np.int64)
     start = 0

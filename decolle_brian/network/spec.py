@@ -136,6 +136,17 @@ class ConvLayerSpec:
         """Number of full-resolution units."""
         return math.prod(self.full_shape)
 
+    @property
+    def n_synapses(self) -> int:
+        """Number of conv synapses: one per output channel, kernel tap and output position whose input
+        ``(c, y + a - padding, x + e - padding)`` lies inside the input (taps on the padding do not exist)."""
+        c_out, c_in, k, _ = self.kernel_shape
+        _, h, w = self.in_shape
+        _, hf, wf = self.full_shape
+        rows = sum(len(range(max(0, self.padding - a), min(hf, h + self.padding - a))) for a in range(k))
+        cols = sum(len(range(max(0, self.padding - e), min(wf, w + self.padding - e))) for e in range(k))
+        return c_out * c_in * rows * cols
+
     def validate(self, prefix: str) -> None:
         for name in ("channels", "kernel", "pool"):
             value = getattr(self, name)
