@@ -199,6 +199,8 @@ def test_metric_figures_show_the_stored_metrics(run):
             np.testing.assert_array_equal(_one(fig, f"loss-L{k}-{split}").get_ydata(), [r[f"loss_L{k}"] for r in sel])
             np.testing.assert_allclose(_one(fig, f"acc-L{k}-{split}").get_ydata(),
                                        [100 * r[f"acc_L{k}"] for r in sel])
+        test = [r for r in rows if r["split"] == "test"]
+        np.testing.assert_allclose(_one(fig, f"err-L{k}-test").get_ydata(), [100 - 100 * r[f"acc_L{k}"] for r in test])
     fig = plot_confusion(summary)
     for k in (1, 2):
         np.testing.assert_array_equal(_one(fig, f"confusion-L{k}").get_array(), summary["confusion"][k - 1])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from decolle_brian.plotting.style import FULL_WIDTH, layer_colour, new_figure, paper_style
 
@@ -19,7 +19,10 @@ def _layers(rows: list[dict], prefix: str) -> list[int]:
 
 @paper_style
 def plot_learning_curves(rows: list[dict], n_classes: int | None = None, loss_name: str = "local loss") -> Figure:
-    """Local loss and accuracy of every layer over training (train: solid; test: dashed).
+    """Local loss and accuracy of every layer over training (train: solid; test: dashed), and the test error.
+
+    The third panel is the test error 100 - accuracy on a log axis: near 100 % accuracy the accuracy panel
+    (0-100 %, chance marked) cannot show the differences that matter (96.5 vs 98 % is 3.5 vs 2 % error).
 
     Parameters
     ----------
@@ -32,28 +35,38 @@ def plot_learning_curves(rows: list[dict], n_classes: int | None = None, loss_na
     if not layers:
         raise ValueError("metrics.csv has no accuracy columns (acc_L1, ...)")
     fig = new_figure(FULL_WIDTH, 2.6)
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss, ax_acc, ax_err = fig.subplots(1, 3)
     for k in layers:
         for split, ls, marker in (("train", "-", "o"), ("test", "--", "s")):
             sel = [r for r in rows if r["split"] == split and f"acc_L{k}" in r]
             if not sel:
                 continue
             epochs = [r["epoch"] for r in sel]
-            ax_loss.plot(epochs, [r[f"loss_L{k}"] for r in sel], ls=ls, marker=marker, ms=3, color=layer_colour(k),
-                         label=f"L{k} {split}", gid=f"loss-L{k}-{split}")
-            ax_acc.plot(epochs, [100.0 * r[f"acc_L{k}"] for r in sel], ls=ls, marker=marker, ms=3,
-                        color=layer_colour(k), label=f"L{k} {split}", gid=f"acc-L{k}-{split}")
+            accuracy = [100.0 * r[f"acc_L{k}"] for r in sel]
+            style = {"ls": ls, "marker": marker, "ms": 3, "color": layer_colour(k), "label": f"L{k} {split}"}
+            ax_loss.plot(epochs, [r[f"loss_L{k}"] for r in sel], gid=f"loss-L{k}-{split}", **style)
+            ax_acc.plot(epochs, accuracy, gid=f"acc-L{k}-{split}", **style)
+            if split == "test":
+                # an error of 0 cannot be drawn on a log axis: shown at 0.001 %
+                ax_err.plot(epochs, [max(100.0 - a, 1e-3) for a in accuracy], gid=f"err-L{k}-test", **style)
     if n_classes:
         ax_acc.axhline(100.0 / n_classes, color="0.5", ls=":", lw=0.8, label="chance")
     ax_loss.set_ylabel(f"{loss_name} (mean per step)")
     ax_acc.set_ylabel("accuracy, majority vote (%)")
     ax_acc.set_ylim(0, 100)
-    for ax in (ax_loss, ax_acc):
+    ax_err.set_ylabel("test error (%)")
+    ax_err.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 2, 3, 4 rather than 2 x 10^0
+    ax_err.yaxis.set_major_formatter(plain)
+    ax_err.yaxis.set_minor_formatter(plain)
+    for ax in (ax_loss, ax_acc, ax_err):
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    ax_acc.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    handles, labels = ax_acc.get_legend_handles_labels()
+    ax_err.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax_loss.set_title("local loss per layer")
     ax_acc.set_title("accuracy per layer")
+    ax_err.set_title("test error per layer")
     return fig
 
 
