@@ -267,11 +267,8 @@ def conv_connectivity(layer: ConvLayerSpec, group: int = CHANNEL_GROUP) -> tuple
     units touched together off power-of-two strides (channel planes are 2^n units apart in DvsGesture).
     """
     c_out, c_in, k, _ = layer.kernel_shape
-    _, h, w = layer.in_shape
     _, hf, wf = layer.full_shape
-    pad = layer.padding
-    rows = [np.arange(max(0, pad - a), min(hf, h + pad - a)) for a in range(k)]  # y with 0 <= y + a - pad < h
-    cols = [np.arange(max(0, pad - e), min(wf, w + pad - e)) for e in range(k)]
+    rows, cols = ([np.arange(r.start, r.stop) for r in ranges] for ranges in layer.tap_positions())
     total = layer.n_synapses
     pre, post = np.empty(total, dtype=np.int32), np.empty(total, dtype=np.int32)
     channel = np.arange(c_out, dtype=np.int64)

@@ -136,16 +136,28 @@ class ConvLayerSpec:
         """Number of full-resolution units."""
         return math.prod(self.full_shape)
 
-    @property
-    def n_synapses(self) -> int:
-        """Number of conv synapses: one per output channel, kernel tap and output position whose input
-        ``(c, y + a - padding, x + e - padding)`` lies inside the input (taps on the padding do not exist)."""
-        c_out, c_in, k, _ = self.kernel_shape
+    def tap_positions(self) -> tuple[list[range], list[range]]:
+        """Where each kernel tap reads inside the input (taps on the zero padding do not exist).
+
+        Returns
+        -------
+        rows, cols : list of range
+            ``rows[a]``: the output rows y with ``0 <= y + a - padding < H`` (input row inside), for each
+            kernel row a; ``cols[e]`` likewise for the kernel columns and the width W.
+        """
         _, h, w = self.in_shape
         _, hf, wf = self.full_shape
-        rows = sum(len(range(max(0, self.padding - a), min(hf, h + self.padding - a))) for a in range(k))
-        cols = sum(len(range(max(0, self.padding - e), min(wf, w + self.padding - e))) for e in range(k))
-        return c_out * c_in * rows * cols
+        pad = self.padding
+        rows = [range(max(0, pad - a), min(hf, h + pad - a)) for a in range(self.kernel)]
+        cols = [range(max(0, pad - e), min(wf, w + pad - e)) for e in range(self.kernel)]
+        return rows, cols
+
+    @property
+    def n_synapses(self) -> int:
+        """Number of conv synapses: one per output channel, input channel, and kernel tap at every output
+        position where it reads inside the input (``tap_positions``)."""
+        rows, cols = self.tap_positions()
+        return self.channels * self.in_shape[0] * sum(map(len, rows)) * sum(map(len, cols))
 
     def validate(self, prefix: str) -> None:
         for name in ("channels", "kernel", "pool"):
