@@ -114,9 +114,10 @@ class Simulator:
         self.loss_fn = loss_function(spec.learning.loss)
         self.standalone = device != "runtime"
         # A fresh device, and no live objects of an earlier network: Brian would otherwise rename this one's
-        # objects (network_1, ..._codeobject_1), change the generated code and force a full recompile.
-        gc.collect()
+        # objects (network_1, ..._codeobject_1), change the generated code and force a full recompile. The
+        # device holds the last network's code objects until reinit(), so collect after it, not before.
         brian2.devices.device.reinit()
+        gc.collect()
         brian2.devices.device.activate()
         _generation += 1
         self._generation = _generation

@@ -67,6 +67,18 @@ def test_concurrent_processes_share_a_build_folder(build_dir):
         np.testing.assert_array_equal(got[seed], expected[seed])
 
 
+@pytest.mark.standalone
+def test_a_second_simulator_in_one_process_reuses_the_binary(build_dir):
+    """Brian names new objects after the live ones: had the last network's objects outlived it, the next
+    network's would be renamed (..._codeobject_1), its code would differ and everything would recompile."""
+    Simulator(SPEC, STEPS, build_dir=build_dir)
+    binary = build_dir / "main"
+    built = binary.stat().st_mtime_ns
+    Simulator(SPEC, STEPS, build_dir=build_dir)
+    assert binary.stat().st_mtime_ns == built
+    assert not list((build_dir / "code_objects").glob("*_1.cpp"))
+
+
 def test_stale_results_folders_are_removed(tmp_path):
     dead = multiprocessing.get_context("spawn").Process(target=int)
     dead.start()
