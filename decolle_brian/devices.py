@@ -23,6 +23,7 @@ from pathlib import Path
 import brian2
 import numpy as np
 from brian2 import Network, get_device, prefs, set_device
+from brian2.devices.device import all_devices
 
 from decolle_brian.derivation import derive, loss_function
 from decolle_brian.network.builder import DT, BrianNetwork, Probes
@@ -113,10 +114,13 @@ class Simulator:
         self.rule = derive(spec.learning.loss, spec.learning.surrogate, **dict(spec.learning.surrogate_params))
         self.loss_fn = loss_function(spec.learning.loss)
         self.standalone = device != "runtime"
-        # A fresh device, and no live objects of an earlier network: Brian would otherwise rename this one's
-        # objects (network_1, ..._codeobject_1), change the generated code and force a full recompile. The
-        # device holds the last network's code objects until reinit(), so collect after it, not before.
-        brian2.devices.device.reinit()
+        # Fresh devices, and no live objects of an earlier network: Brian would otherwise rename this one's
+        # objects (network_1, ..._codeobject_1), change the generated code and force a full recompile. Every
+        # device, not only the current one: set_device below takes the device as it is, and one that is not
+        # current may still hold an earlier run (its results folder, its code objects). The devices hold the
+        # last network's objects until reinit(), so collect after it, not before.
+        for known in all_devices.values():
+            known.reinit()
         gc.collect()
         brian2.devices.device.activate()
         _generation += 1

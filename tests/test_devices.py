@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from brian2 import set_device
 from brian2.devices.device import all_devices
 
 from decolle_brian import devices
@@ -77,6 +78,15 @@ def test_a_second_simulator_in_one_process_reuses_the_binary(build_dir):
     Simulator(SPEC, STEPS, build_dir=build_dir)
     assert binary.stat().st_mtime_ns == built
     assert not list((build_dir / "code_objects").glob("*_1.cpp"))
+
+
+@pytest.mark.standalone
+def test_a_simulator_after_another_device_was_made_current(build_dir):
+    """A C++ run, then another device made current (as brian2cuda's set-up or a user's set_device does), then
+    a new C++ network: it must start from a fresh C++ device, not from the last run's results and objects."""
+    expected = _run(build_dir, 1)
+    set_device("runtime")
+    np.testing.assert_array_equal(_run(build_dir, 1), expected)
 
 
 def test_stale_results_folders_are_removed(tmp_path):
