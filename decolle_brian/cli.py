@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 2 bad usage or configuration; 3 data missing or malformed; 4 device unusable
 (compiler, CUDA, GPU); 5 run store problem (unwritable folder, corrupt or foreign checkpoint);
-128 + signal number when stopped by SIGINT (130) or SIGTERM (143) after writing a checkpoint.
+128 + signal number when stopped by SIGINT (130) or SIGTERM (143) after writing a checkpoint. Each error
+class of :mod:`decolle_brian.errors` carries its exit code (``exit_code``), so new errors need no new branch here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_USAGE, EXIT_DATA, EXIT_DEVICE, EXIT_STORE = 2, 3, 4, 5
+from decolle_brian.errors import DecolleError
 
 
 def _train(args) -> int:
@@ -134,34 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from decolle_brian.config import ConfigError  # noqa: PLC0415
-    from decolle_brian.data import DataError  # noqa: PLC0415
-    from decolle_brian.derivation import DerivationError  # noqa: PLC0415
-    from decolle_brian.devices import DeviceError  # noqa: PLC0415
-    from decolle_brian.experiment import Interrupted  # noqa: PLC0415
-    from decolle_brian.store import StoreError  # noqa: PLC0415
-
     try:
         return args.func(args)
     except _Usage as exc:
         parser.error(str(exc))
-    except (ConfigError, DerivationError) as exc:
-        print(f"decolle-brian: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except DataError as exc:
-        print(f"decolle-brian: data error: {exc}", file=sys.stderr)
-        return EXIT_DATA
-    except DeviceError as exc:
-        print(f"decolle-brian: device error: {exc}", file=sys.stderr)
-        return EXIT_DEVICE
-    except StoreError as exc:
-        print(f"decolle-brian: run store error: {exc}", file=sys.stderr)
-        return EXIT_STORE
-    except Interrupted as exc:
-        print(f"decolle-brian: {exc}", file=sys.stderr)
-        return exc.code
+    except DecolleError as exc:  # each error class carries its exit status (decolle_brian.errors)
+        prefix = f"{exc.label}: " if exc.label else ""
+        print(f"decolle-brian: {prefix}{exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from decolle_brian.derivation import LOSSES, MODES, OPTIMIZERS, SURROGATES
+from decolle_brian.errors import ConfigError
 from decolle_brian.network.spec import (
     ConvLayerSpec,
     DenseLayerSpec,
@@ -23,10 +24,6 @@ from decolle_brian.network.spec import (
     NeuronParams,
     SpecError,
 )
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be run; the message names the key and what it should be."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from brian2.parsing.sympytools import str_to_sympy, sympy_to_str
 from brian2.stateupdaters.exponential_euler import exponential_euler
 
 from decolle_brian.equations_io import load_model, statements
+from decolle_brian.errors import DerivationError
 
 #: Built-in losses (one-hot target; mean over classes as PyTorch's defaults).
 LOSSES = {
@@ -61,10 +62,6 @@ class ClassSum(sp.Function):
     """Sum of its argument over the readout classes (``y``, ``target`` inside are the summed class)."""
 
     nargs = 1
-
-
-class DerivationError(ValueError):
-    """A loss, surrogate or optimiser that cannot be turned into a plasticity rule."""
 
 
 def _where(cond, a, b):

@@ -26,16 +26,13 @@ from brian2 import Network, get_device, prefs, set_device
 from brian2.devices.device import all_devices
 
 from decolle_brian.derivation import derive, loss_function
+from decolle_brian.errors import DeviceError
 from decolle_brian.network.builder import DT, BrianNetwork, Probes
 from decolle_brian.network.chunks import ChunkInputs
 from decolle_brian.network.params import check_params
 from decolle_brian.network.spec import NetworkSpec, NeuronParams
 
 DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
-
-
-class DeviceError(RuntimeError):
-    """A device that cannot be used here; the message says why and what to do."""
 
 
 @dataclass

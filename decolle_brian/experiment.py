@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from decolle_brian.config import ConfigError, load_config, network_spec, to_toml
 from decolle_brian.data import load_dataset
 from decolle_brian.devices import Simulator
+from decolle_brian.errors import Interrupted
 from decolle_brian.network.params import expected_shapes, init_params
 from decolle_brian.recording import Recorder, RecordingPlan
 from decolle_brian.store import (
@@ -35,14 +36,6 @@ from decolle_brian.store import (
     write_metrics,
 )
 from decolle_brian.training import SampleResult, iter_chunks, summarize
-
-
-class Interrupted(RuntimeError):
-    """Training stopped by a signal after writing a checkpoint; ``code`` is the exit status to use."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass

@@ -30,12 +30,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from decolle_brian.errors import StoreError
+
 CHECKPOINT = "checkpoint.h5"
 FORMAT_VERSION = 1
-
-
-class StoreError(RuntimeError):
-    """A run folder or checkpoint that cannot be used; the message names the file."""
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

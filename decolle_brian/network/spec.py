@@ -13,10 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from decolle_brian.derivation import LOSSES, MODES, OPTIMIZERS, SURROGATES
-
-
-class SpecError(ValueError):
-    """An impossible network or learning parameter; the message names the field."""
+from decolle_brian.errors import SpecError
 
 
 def _check(cond: bool, field_name: str, message: str) -> None:
