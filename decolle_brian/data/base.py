@@ -15,13 +15,16 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from decolle_brian.errors import DataError
+
 from .cache import BinCache
 from .encoders import encode_image, encoder_output_shape, resolve_encoder
+from .samples import Binned, Sample
 
 #: Environment variable naming one or more data roots (``os.pathsep``-separated).
 ENV_VAR = "DECOLLE_DATA"
@@ -30,78 +33,6 @@ DT_US = 1000
 
 SPLITS = ("train", "test")
 ON_ERROR = ("raise", "skip")
-
-
-class DataError(ValueError):
-    """A data file or folder is missing, malformed or inconsistent.
-
-    The message names the offending file and says how to fix it.
-    """
-
-
-class Sample(NamedTuple):
-    """One sample: event counts per 1 ms step and the class index.
-
-    Attributes
-    ----------
-    counts : numpy.ndarray
-        ``float32`` array of shape ``(T, *input_shape)``; counts above 1 are kept.
-    label : int
-        Class index in ``range(n_classes)``.
-    """
-
-    counts: np.ndarray
-    label: int
-
-
-class Binned(NamedTuple):
-    """Sparse event counts of one recording, binned in 1 ms steps.
-
-    Attributes
-    ----------
-    t : numpy.ndarray
-        ``int32`` step index of each non-zero bin (sorted).
-    idx : numpy.ndarray
-        ``int32`` flat (C-order) index into ``input_shape`` of each non-zero bin.
-    n : numpy.ndarray
-        ``int32`` event count of each non-zero bin (> 0).
-    n_bins : int
-        Length of the recording in steps (one past the last step that may hold events).
-    """
-
-    t: np.ndarray
-    idx: np.ndarray
-    n: np.ndarray
-    n_bins: int
-
-    @property
-    def n_events(self) -> int:
-        """Total number of events."""
-        return int(self.n.sum())
-
-    def to_dense(self, start: int, n_steps: int, shape: Sequence[int]) -> np.ndarray:
-        """Dense ``float32`` counts of steps ``start .. start + n_steps - 1``.
-
-        Parameters
-        ----------
-        start : int
-            First step of the window.
-        n_steps : int
-            Window length T; steps past the end of the recording are zero.
-        shape : sequence of int
-            ``input_shape`` of the dataset.
-
-        Returns
-        -------
-        numpy.ndarray
-            Array of shape ``(n_steps, *shape)``.
-        """
-        size = int(np.prod(shape))
-        out = np.zeros((n_steps, size), dtype=np.float32)
-        lo, hi = np.searchsorted(self.t, [start, start + n_steps])
-        # (t, idx) pairs are unique, so plain fancy assignment is exact.
-        out[self.t[lo:hi] - start, self.idx[lo:hi]] = self.n[lo:hi]
-        return out.reshape((n_steps, *shape))
 
 
 def bin_events(

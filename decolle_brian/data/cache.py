@@ -17,12 +17,13 @@ import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .base import Binned
+from decolle_brian.errors import DataError
+
+from .samples import Binned
 
 #: Bump when the stored layout changes; old entries then miss.
 CACHE_FORMAT = 1
@@ -62,8 +63,6 @@ def default_cache_dir(data_root: str | Path | None = None) -> Path:
 
 
 def _stat(path: Path) -> dict[str, Any]:
-    from .base import DataError  # base imports this module
-
     try:
         st = path.stat()
     except OSError as err:
@@ -133,8 +132,6 @@ class BinCache:
         -------
         list of Binned or None
         """
-        from .base import Binned
-
         meta = self._meta(sources)
         path = self.path(sources)
         if not path.is_file():
