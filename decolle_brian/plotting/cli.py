@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-EXIT_USAGE, EXIT_STORE = 2, 5
+from decolle_brian.errors import ConfigError, StoreError
+from decolle_brian.sweep.folder import is_sweep_dir
+
+EXIT_USAGE, EXIT_STORE = ConfigError.exit_code, StoreError.exit_code
 
 
 def plot_command(args) -> int:
@@ -22,7 +25,7 @@ def plot_command(args) -> int:
     except ValueError as exc:
         print(f"decolle-brian plot: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if (path / "sweep.json").is_file():  # a sweep folder: its summary figures
+    if is_sweep_dir(path):  # a sweep folder: its summary figures
         from decolle_brian.sweep.plots import plot_command as plot_sweep_command  # noqa: PLC0415
 
         return plot_sweep_command(args)

@@ -1,24 +1,14 @@
 """Running a sweep: a local pool of worker processes, or a Dask cluster, with an atomic record of every point.
 
-A sweep folder ``<out>/<name>/<timestamp>/``::
-
-    sweep.json     the sweep as parsed (base configuration, axes, seeds) and its points: --resume needs nothing else
-    sweep.toml     a copy of the sweep file, for people
-    state.json     per point: status (pending, done, failed, interrupted), error, attempts, compiles, wall time
-    sweep.csv      one row per point: id, status, seed, swept values, per-layer test metrics, wall time, compiled
-    points/<id>/   the point's run folder <timestamp>/ (a normal run), worker.log, error.txt
-    figures/       metric vs parameter, heatmaps (see decolle_brian.sweep.plots)
-
-``state.json`` and ``sweep.csv`` are rewritten atomically after every point, so a sweep killed at any
-moment keeps every finished point; ``--resume`` skips them and reruns the others (an interrupted point
-continues from its checkpoint).
+The sweep folder's files and their format are :mod:`decolle_brian.sweep.folder`; :class:`SweepDir` keeps
+``state.json`` and ``sweep.csv`` up to date after every point, so a sweep killed at any moment keeps every
+finished point; ``--resume`` skips them and reruns the others (an interrupted point continues from its
+checkpoint).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import csv
-import io
 import json
 import multiprocessing
 import os
@@ -31,20 +21,31 @@ from pathlib import Path
 from brian2.utils.filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from decolle_brian.store import atomic_write_text, new_run_dir, write_json
+from decolle_brian.store import atomic_write_text, new_run_dir
 from decolle_brian.sweep.builds import default_build_root
+from decolle_brian.sweep.folder import (  # noqa: F401 - STATE_JSON, read_sweep_csv: the old import path
+    STATE_JSON,
+    SWEEP_CSV,
+    SWEEP_JSON,
+    SWEEP_TOML,
+    new_point_record,
+    read_state,
+    read_sweep_csv,
+    read_sweep_json,
+    table_row,
+    write_state,
+    write_sweep_csv,
+    write_sweep_json,
+)
 from decolle_brian.sweep.spec import SweepError, SweepSpec, load_sweep
 from decolle_brian.sweep.worker import STOP, finished_run, point_dir, pool_initializer, run_point, run_point_subprocess
 
-SWEEP_JSON, STATE_JSON, SWEEP_CSV = "sweep.json", "state.json", "sweep.csv"
-FORMAT_VERSION = 1
-METRIC_FIELDS = (("test_accuracy", "acc"), ("test_loss", "loss"), ("rate_hz", "rate_hz"))
 MAX_CRASHES = 2  # a point whose worker process dies this often in one session is recorded as failed
 
 
 # ---- the sweep folder ----------------------------------------------------------------------------------------
 class SweepDir:
-    """A sweep folder: its spec, points and state (see the module docstring)."""
+    """A sweep folder being run: its spec, points and their state (format: :mod:`decolle_brian.sweep.folder`)."""
 
     def __init__(self, path: Path, spec: SweepSpec, state: dict):
         self.path, self.spec, self.state = Path(path), spec, state
@@ -55,12 +56,10 @@ class SweepDir:
     def create(cls, spec: SweepSpec, out: str | Path, spec_text: str = "") -> SweepDir:
         path = new_run_dir(Path(out), spec.name)
         points = spec.points()
-        write_json(path / SWEEP_JSON, {"format_version": FORMAT_VERSION, "spec": spec.as_dict(),
-                                       "points": [{"id": p.id, "params": p.params, "seed": p.seed}
-                                                  for p in points]})
+        write_sweep_json(path, spec.as_dict(), [{"id": p.id, "params": p.params, "seed": p.seed} for p in points])
         if spec_text:
-            atomic_write_text(path / "sweep.toml", spec_text)
-        state = {p.id: _new_record() for p in points}
+            atomic_write_text(path / SWEEP_TOML, spec_text)
+        state = {p.id: new_point_record() for p in points}
         sweep = cls(path, spec, state)
         sweep.save()
         return sweep
@@ -68,31 +67,19 @@ class SweepDir:
     @classmethod
     def open(cls, path: str | Path) -> SweepDir:
         path = Path(path)
-        if not (path / SWEEP_JSON).is_file():
-            raise SweepError(f"{path} is not a sweep folder ({SWEEP_JSON} missing)")
-        stored = json.loads((path / SWEEP_JSON).read_text())
-        spec = SweepSpec.from_dict(stored["spec"])
-        state = json.loads((path / STATE_JSON).read_text())["points"] if (path / STATE_JSON).is_file() else {}
-        sweep = cls(path, spec, state)
+        stored = read_sweep_json(path)
+        sweep = cls(path, SweepSpec.from_dict(stored["spec"]), read_state(path))
         expected = [(p["id"], p["params"], p["seed"]) for p in stored["points"]]
         if [(p.id, p.params, p.seed) for p in sweep.points] != expected:
             raise SweepError(f"{path}/{SWEEP_JSON}: its points no longer expand the same way; start a new sweep")
         for p in sweep.points:
-            sweep.state.setdefault(p.id, _new_record())
+            sweep.state.setdefault(p.id, new_point_record())
         return sweep
 
     def save(self) -> None:
         """Write state.json and sweep.csv (each atomically)."""
-        write_json(self.path / STATE_JSON, {"format_version": FORMAT_VERSION, "points": self.state})
-        rows = self.rows()
-        columns: list[str] = []
-        for row in rows:
-            columns += [key for key in row if key not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-        atomic_write_text(self.path / SWEEP_CSV, buffer.getvalue())
+        write_state(self.path, self.state)
+        write_sweep_csv(self.path, self.rows())
 
     def record(self, result: dict) -> None:
         """Store one point's result and save."""
@@ -117,22 +104,7 @@ class SweepDir:
 
     def rows(self) -> list[dict]:
         """One row per point (what sweep.csv holds)."""
-        rows = []
-        for p in self.points:
-            rec = self.state[p.id]
-            row = {"point": p.id, "status": rec["status"], "seed": p.seed}
-            row.update({key: value for key, value in p.params.items() if key != "seed"})
-            summary = self.summary(p.id)
-            if summary is not None:
-                for field, short in METRIC_FIELDS:
-                    for k, value in enumerate(summary.get(field) or []):
-                        row[f"{short}_L{k + 1}"] = value
-                row["train_wall_s"] = summary.get("train_wall_s")
-                row["samples_per_s"] = summary.get("train_samples_per_s")
-            row.update({"wall_s": rec["wall_s"], "compiled": rec["compiled"], "structure": rec["structure"],
-                        "attempts": rec["attempts"], "run_dir": rec["run_dir"], "error": rec["error"]})
-            rows.append(row)
-        return rows
+        return [table_row(p.id, p.seed, p.params, self.state[p.id], self.summary(p.id)) for p in self.points]
 
     def counts(self) -> dict:
         statuses = [rec["status"] for rec in self.state.values()]
@@ -140,32 +112,6 @@ class SweepDir:
                 "pending": len(statuses) - statuses.count("done") - statuses.count("failed"),
                 "compiles": sum(rec["compiles"] for rec in self.state.values()),
                 "structures": len({rec["structure"] for rec in self.state.values() if rec["structure"]})}
-
-
-def _new_record() -> dict:
-    return {"status": "pending", "error": "", "attempts": 0, "compiles": 0, "compiled": False, "wall_s": None,
-            "structure": "", "run_dir": "", "host": "", "resumed": False, "finished": None}
-
-
-def _cell(value):
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def read_sweep_csv(sweep_dir: str | Path) -> list[dict]:
-    """Rows of ``sweep.csv`` with numbers, booleans and lists parsed back."""
-    with open(Path(sweep_dir) / SWEEP_CSV, newline="") as handle:
-        return [{key: _parse(text) for key, text in row.items()} for row in csv.DictReader(handle)]
-
-
-def _parse(text: str):
-    if text == "":
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 # ---- executors -----------------------------------------------------------------------------------------------

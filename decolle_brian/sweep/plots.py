@@ -22,16 +22,16 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from decolle_brian.sweep.execute import SWEEP_JSON, read_sweep_csv
-from decolle_brian.sweep.spec import METRICS
+from decolle_brian.sweep.folder import (  # noqa: F401 - is_sweep_dir: the old import path
+    FIGURES,
+    METRICS,
+    is_sweep_dir,
+    read_sweep_csv,
+    read_sweep_json,
+)
 
 DECAYS = {"neuron.alpha": "tau_mem", "neuron.beta": "tau_syn", "neuron.alpharp": "tau_ref"}
 MAX_LINES = 8
-
-
-def is_sweep_dir(path: str | Path) -> bool:
-    """Whether ``path`` is a sweep folder (it has ``sweep.json``)."""
-    return (Path(path) / SWEEP_JSON).is_file()
 
 
 def plot_command(args) -> int:
@@ -70,9 +70,9 @@ def plot_sweep(sweep_dir: str | Path, out: str | Path | None = None, formats=("p
         Default: the sweep's ``metric``.
     """
     sweep_dir = Path(sweep_dir)
-    stored = json.loads((sweep_dir / SWEEP_JSON).read_text())["spec"]
+    stored = read_sweep_json(sweep_dir)["spec"]
     metric = metric or stored["metric"]
-    out = Path(out) if out else sweep_dir / "figures"
+    out = Path(out) if out else sweep_dir / FIGURES
     out.mkdir(parents=True, exist_ok=True)
     rows = read_sweep_csv(sweep_dir)
     done = [r for r in rows if r["status"] == "done"]

@@ -44,15 +44,12 @@ from typing import Any
 import numpy as np
 
 from decolle_brian.config import SCHEMA, ConfigError, Field, precheck, resolve
+from decolle_brian.errors import SweepError
+from decolle_brian.sweep.folder import METRICS
 
 SECTIONS = ("sweep", "base", "grid", "zip", "random")
 SWEEP_KEYS = ("name", "base", "seeds", "repeats", "metric", "description", "build_dir")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
-METRICS = {"acc": "test accuracy", "loss": "test loss", "rate_hz": "test firing rate (Hz)"}
-
-
-class SweepError(ConfigError):
-    """A sweep that cannot run; the message names the sweep key at fault."""
 
 
 @dataclass(frozen=True)
