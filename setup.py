@@ -5,11 +5,21 @@ the code, not inside it) and are shipped as the sub-package ``decolle_brian.equa
 ``package_dir`` mapping, so a plain non-editable ``pip install .`` finds them.
 """
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+
+def _version() -> str:
+    """The one version, from decolle_brian/_version.py, read as text (importing the package needs its dependencies)."""
+    text = (Path(__file__).parent / "decolle_brian" / "_version.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"$', text, re.M).group(1)
+
 
 setup(
     name="decolle-brian",
-    version="0.1.0",
+    version=_version(),
     description="DECOLLE (Deep Continuous Local Learning) as Brian2 equations with derived plasticity",
     python_requires=">=3.12",
     packages=find_packages(include=["decolle_brian", "decolle_brian.*"]) + ["decolle_brian.equations"],
