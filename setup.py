@@ -40,7 +40,8 @@ setup(
     extras_require={
         "cuda": ["brian2cuda==1.0b1", "nvidia-curand"],  # nvidia-curand 10.x = CUDA 13 build
         "dask": ["dask[distributed]"],
-        "test": ["pytest", "pytest-xdist", "ruff"],  # xdist: the suite on every core
+        # xdist: the suite on every core; import-linter: the layer contracts of pyproject.toml, run by .ci/run
+        "test": ["pytest", "pytest-xdist", "ruff", "import-linter"],
     },
     entry_points={"console_scripts": ["decolle-brian=decolle_brian.cli:main"]},
 )

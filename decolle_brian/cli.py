@@ -63,6 +63,12 @@ def _info(args) -> int:
 
 
 def _plot(args) -> int:
+    from decolle_brian.sweep.folder import is_sweep_dir  # noqa: PLC0415
+
+    if is_sweep_dir(args.path):  # a sweep folder: its summary figures (the sweep layer draws them)
+        from decolle_brian.sweep.plots import plot_command as plot_sweep  # noqa: PLC0415
+
+        return plot_sweep(args)
     from decolle_brian.plotting.cli import plot_command  # noqa: PLC0415
 
     return plot_command(args)

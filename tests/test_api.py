@@ -122,3 +122,19 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     with db.RunData(runs[0].parent) as run:
         assert len(run.samples("train")) == 2  # train_every = 10 of 20 samples
         assert run.metrics and run.metrics[-1]["samples_seen"] == 20
+
+
+def test_plot_command_dispatches_a_sweep_folder_to_the_sweep_figures(tmp_path, capsys):
+    """`decolle-brian plot SWEEP_DIR` draws the sweep figures from the folder format alone (no runs needed)."""
+    from decolle_brian.sweep import folder
+
+    spec = {"name": "handmade", "metric": "acc", "axes": [{"key": "learning.lr", "kind": "grid"}]}
+    points = [{"id": f"p{k}", "params": {"learning.lr": lr, "seed": seed}, "seed": seed}
+              for k, (lr, seed) in enumerate([(0.1, 0), (0.1, 1), (1.0, 0), (1.0, 1)])]
+    folder.write_sweep_json(tmp_path, spec, points)
+    rows = [folder.table_row(p["id"], p["seed"], p["params"], {**folder.new_point_record(), "status": "done"},
+                             {"test_accuracy": [0.5 + 0.1 * k, 0.6 + 0.1 * k]}) for k, p in enumerate(points)]
+    folder.write_sweep_csv(tmp_path, rows)
+    assert folder.read_sweep_csv(tmp_path)[3]["acc_L2"] == pytest.approx(0.9)
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "acc_vs_learning-lr.png").is_file()

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from decolle_brian.errors import ConfigError, StoreError
-from decolle_brian.sweep.folder import is_sweep_dir
 
 EXIT_USAGE, EXIT_STORE = ConfigError.exit_code, StoreError.exit_code
 
@@ -25,10 +24,6 @@ def plot_command(args) -> int:
     except ValueError as exc:
         print(f"decolle-brian plot: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if is_sweep_dir(path):  # a sweep folder: its summary figures
-        from decolle_brian.sweep.plots import plot_command as plot_sweep_command  # noqa: PLC0415
-
-        return plot_sweep_command(args)
     if not (path / "config.toml").is_file():
         runs = sorted({p.parent for pattern in ("*/config.toml", "*/*/config.toml") for p in path.glob(pattern)})
         if not runs:
