@@ -9,9 +9,9 @@ and prefixes the message with :attr:`label`:
 error                 exit  meaning
 ====================  ====  ===========================================================================
 ConfigError           2     a configuration that cannot be run (names the key and what it should be)
-SpecError             2     an impossible network or learning parameter (names the field)
-SweepError            2     a sweep that cannot run (names the sweep key)
-DerivationError       2     a loss, surrogate or optimiser that cannot become a plasticity rule
+SpecError             2     a ConfigError: an impossible network or learning parameter (names the field)
+SweepError            2     a ConfigError: a sweep that cannot run (names the sweep key)
+DerivationError       2     a ConfigError: a loss, surrogate or optimiser that cannot become a rule
 DataError             3     a data file or folder missing, malformed or inconsistent (names the file)
 DeviceError           4     a device that cannot be used here (compiler, CUDA, GPU)
 StoreError            5     a run folder or checkpoint that cannot be used or written (names the file)
@@ -36,22 +36,16 @@ class ConfigError(DecolleError, ValueError):
     label = "configuration error"
 
 
-class SpecError(DecolleError, ValueError):
+class SpecError(ConfigError):
     """An impossible network or learning parameter; the message names the field."""
-
-    exit_code = 2
-    label = "configuration error"
 
 
 class SweepError(ConfigError):
     """A sweep that cannot run; the message names the sweep key at fault."""
 
 
-class DerivationError(DecolleError, ValueError):
+class DerivationError(ConfigError):
     """A loss, surrogate or optimiser that cannot be turned into a plasticity rule."""
-
-    exit_code = 2
-    label = "configuration error"
 
 
 class DataError(DecolleError, ValueError):

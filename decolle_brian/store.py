@@ -125,8 +125,8 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value)}")
 
 
-def write_metrics(run_dir: Path, rows: list[dict]) -> None:
-    """(Re)write metrics.csv from all rows (atomic; columns = union of keys in first-seen order)."""
+def write_csv_table(path: Path, rows: list[dict]) -> None:
+    """(Re)write a CSV table from all rows (atomic; columns = union of keys in first-seen order)."""
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
@@ -134,7 +134,12 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(run_dir / "metrics.csv", buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    """(Re)write metrics.csv from all rows (see :func:`write_csv_table`)."""
+    write_csv_table(Path(run_dir) / "metrics.csv", rows)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -17,12 +17,11 @@ of a finished sweep are drawn without the simulator (:mod:`decolle_brian.sweep.p
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
 from decolle_brian.errors import SweepError
-from decolle_brian.store import atomic_write_text, write_json
+from decolle_brian.store import write_csv_table, write_json
 
 SWEEP_JSON, SWEEP_TOML, STATE_JSON, SWEEP_CSV = "sweep.json", "sweep.toml", "state.json", "sweep.csv"
 POINTS, FIGURES = "points", "figures"
@@ -85,14 +84,7 @@ def table_row(point_id: str, seed: int, params: dict, record: dict, summary: dic
 
 def write_sweep_csv(sweep_dir: Path, rows: list[dict]) -> None:
     """Write ``sweep.csv`` (atomically); a cell holds text as is, anything else as JSON, ``None`` as empty."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-    atomic_write_text(Path(sweep_dir) / SWEEP_CSV, buffer.getvalue())
+    write_csv_table(Path(sweep_dir) / SWEEP_CSV, [{k: _cell(v) for k, v in row.items()} for row in rows])
 
 
 def read_sweep_csv(sweep_dir: str | Path) -> list[dict]:
