@@ -5,7 +5,7 @@ What a study script needs, importable from here::
     import decolle_brian as db
     run_dir = db.train(db.load_config("runs/digits.toml"))          # learn; a run folder
     with db.RunData(run_dir) as run:                                # read it back (no Brian2 needed)
-        db.save(db.plot_learning_curves(run.metrics), "curves")
+        db.save(db.plot_learning_curves(run.metrics), "figures", "learning_curves")
 
 The names are imported on first use (PEP 562 module ``__getattr__``): ``import decolle_brian`` and
 ``import decolle_brian.plotting`` import neither Brian2 nor sympy; ``db.Simulator`` imports the simulator.
