@@ -1,6 +1,6 @@
 """Independent NumPy reference of DECOLLE: the test oracle for the Brian2 simulation.
 
-Written from the model specification (DESIGN.md section 1) alone. It imports nothing from the rest of the
+Written from the model specification (docs/model.md) alone. It imports nothing from the rest of the
 package (only numpy and scipy), so a mistake elsewhere cannot leak into the oracle. The Brian2 networks
 are compared with :func:`run_sample` step for step: spikes identical, membrane potentials within 1e-9,
 weights within 1e-6 relative.

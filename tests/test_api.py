@@ -138,3 +138,17 @@ def test_plot_command_dispatches_a_sweep_folder_to_the_sweep_figures(tmp_path, c
     assert folder.read_sweep_csv(tmp_path)[3]["acc_L2"] == pytest.approx(0.9)
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "fig")]) == 0
     assert (tmp_path / "fig" / "acc_vs_learning-lr.png").is_file()
+
+
+# ---- the repository is self-contained --------------------------------------------------------------------------
+def test_no_citation_of_a_document_outside_the_repository():
+    """Code, tests, docs, equations and configurations cite docs/model.md, not design notes a clone lacks."""
+    root = README.parent
+    outside = ("DESIGN" + " §", "DESIGN" + ".md", "DESIGN" + " section")  # split: this file must not match itself
+    files = [root / "README.md", *[p for folder in ("decolle_brian", "tests", "docs", "equations", "runs", "analysis",
+                                                     "benchmarks") for p in (root / folder).rglob("*")
+                                   if p.suffix in (".py", ".md", ".toml", ".eq", ".cpp", ".sh")]]
+    assert len(files) > 50
+    cited = [f"{p.relative_to(root)}:{n}" for p in files for n, line in enumerate(p.read_text().splitlines(), 1)
+             if any(text in line for text in outside)]
+    assert cited == []

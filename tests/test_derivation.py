@@ -1,4 +1,4 @@
-"""The derived rule equals the closed-form three-factor rule of DESIGN §1, for every loss x surrogate.
+"""The derived rule equals the closed-form three-factor rule of docs/model.md, for every loss x surrogate.
 
 Closed form: dL/dW_ij = [sum_k G_ki m_i dL/dy_k] sigma'(U_i) P_j, db_i likewise without P_j, with
 dL/dy_k = clip(y_k - t_k, -1, 1)/C (SmoothL1), 2 (y_k - t_k)/C (MSE), softmax(y)_k - t_k (CE, sum t = 1).

@@ -178,7 +178,7 @@ def test_recorded_samples_and_layout(rec, run_dir):
 
 @pytestmark_standalone
 def test_traces_agree_with_the_model(rec, run_dir):
-    """Time axes line up: spikes where U > 0, delta = bp sigma'(U), input traces follow DESIGN §1."""
+    """Time axes line up: spikes where U > 0, delta = bp sigma'(U), input traces follow docs/model.md."""
     rule = derive("smoothl1", "fast_sigmoid")
     sigma = surrogate_function(rule.surrogate)
     config = load_config(run_dir / "config.toml")

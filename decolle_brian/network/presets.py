@@ -60,7 +60,7 @@ def nmnist_conv_spec(**learning) -> NetworkSpec:
 
     ``params_nmnist.yml``: Adamax betas (0, 0.95), ``lc_ampl = 0.5``, burn-in 60, chunks of 300 steps. Its
     ``learning_rate`` field reads 1e-9 next to ``random_tau: true`` and a data-driven init; we use 1e-3 as
-    DESIGN.md records for N-MNIST. Keyword arguments override :class:`LearningSpec` fields.
+    docs/model.md records for N-MNIST. Keyword arguments override :class:`LearningSpec` fields.
     """
     defaults = dict(loss="smoothl1", surrogate="fast_sigmoid", optimizer="adamax", lr=1e-3, beta2=0.95,
                     eps=1e-8, dropout=0.5, lc_ampl=0.5, burnin=60)
