@@ -42,6 +42,7 @@ def _eval(args) -> int:
 
 def _derive(args) -> int:
     from decolle_brian.derivation import derive  # noqa: PLC0415
+    from decolle_brian.emission import describe  # noqa: PLC0415
 
     params = {}
     for item in args.param or []:
@@ -51,7 +52,7 @@ def _derive(args) -> int:
         except ValueError:
             raise _Usage(f"--param {item!r}: expected name=number, e.g. slope=10") from None
     rule = derive(args.loss, args.surrogate, **params)
-    print(rule.describe(args.optimizer))
+    print(describe(rule, args.optimizer))
     return 0
 
 

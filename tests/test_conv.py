@@ -16,6 +16,7 @@ from brian2.core.variables import DynamicArrayVariable
 from decolle_brian import reference as ref
 from decolle_brian.derivation import derive
 from decolle_brian.devices import Simulator
+from decolle_brian.emission import conv_code
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.conv import conv_connectivity, full_probes
 from decolle_brian.network.params import init_params
@@ -229,13 +230,13 @@ def test_pool_remainder_and_ties_runtime():
 
 def test_conv_rule_is_derived():
     """The conv factors come out of the chain rule through the model files, for any surrogate."""
-    code = derive().conv_code("sgd")
-    assert code["kernel_gradient"] == "delta_post*p_in"          # dU/dw_pre * E_post, summed into the kernel
-    assert code["bias_gradient"] == "delta_pre"                  # dU/db * E, summed over the channel
-    assert code["full_neuron"] == "delta = delta_pool*int(win_pool == slot)"  # d max / d U_full
-    assert "10.0*abs(u)" in code["pool_neuron"]
-    boxcar = derive("mse", "boxcar").conv_code("adamax")
-    assert "0.5" in boxcar["pool_neuron"] and "v_w" in boxcar["shared"]
+    code = conv_code(derive(), "sgd")
+    assert code.kernel_gradient == "delta_post*p_in"          # dU/dw_pre * E_post, summed into the kernel
+    assert code.bias_gradient == "delta_pre"                  # dU/db * E, summed over the channel
+    assert code.full_neuron == "delta = delta_pool*int(win_pool == slot)"  # d max / d U_full
+    assert "10.0*abs(u)" in code.pool_neuron
+    boxcar = conv_code(derive("mse", "boxcar"), "adamax")
+    assert "0.5" in boxcar.pool_neuron and "v_w" in boxcar.shared.statements
 
 
 def test_conv_spec_checks():

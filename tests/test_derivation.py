@@ -5,12 +5,18 @@ dL/dy_k = clip(y_k - t_k, -1, 1)/C (SmoothL1), 2 (y_k - t_k)/C (MSE), softmax(y)
 The derivation never sees these formulas: it differentiates the model files and the loss expression.
 """
 
+import math
+import re
+
 import numpy as np
 import pytest
 import sympy as sp
 
+from decolle_brian import reference as ref
 from decolle_brian.derivation import (
     LOSSES,
+    MODES,
+    OPTIMIZERS,
     SURROGATES,
     TARGET,
     DerivationError,
@@ -18,8 +24,8 @@ from decolle_brian.derivation import (
     derive,
     loss_function,
     parse_surrogate,
-    to_brian,
 )
+from decolle_brian.emission import MODE_EMITTERS, OPTIMIZER_EMITTERS, Parameter, dense_code, to_brian
 
 U = sp.Symbol("u", real=True)
 C = sp.Symbol("n_classes", positive=True, integer=True)
@@ -106,9 +112,9 @@ def test_user_loss_and_surrogate_are_derived():
     rule = derive("(y - target)**4", "1/(1 + 4*abs(u))")
     assert _is_zero(rule.err - 4 * (Y - TARGET) ** 3 / C)
     assert _is_zero(rule.delta - sp.Symbol("bp", real=True) / (1 + 4 * sp.Abs(U)))
-    code = rule.code("sgd")
-    assert code["err"].startswith("err = ")
-    assert "fac_post*p_pre" in code["synapse"].replace(" ", "")
+    code = dense_code(rule, "sgd")
+    assert code.readout.err.startswith("err = ")
+    assert "fac_post*p_pre" in code.synapse.statements.replace(" ", "")
 
 
 def test_user_loss_with_class_sum_reduction():
@@ -152,11 +158,11 @@ def test_piecewise_becomes_brian_int_arithmetic():
 
 
 def test_adamax_code_uses_brian_functions_only():
-    code = derive().code("adamax")
-    assert "max(" not in code["synapse"].replace("clip(", "")
-    assert "v_w" in code["synapse"] and "eps" in code["synapse"]
+    code = dense_code(derive(), "adamax").synapse.statements
+    assert "max(" not in code.replace("clip(", "")
+    assert "v_w" in code and "eps" in code
     with pytest.raises(DerivationError, match="Unknown optimiser"):
-        derive().code("rmsprop")
+        dense_code(derive(), "rmsprop")
 
 
 def test_cli_derive_prints_math_and_code(capsys):
@@ -175,3 +181,46 @@ def test_proof_checker_rejects_wrong_forms():
     assert not _is_zero(rule.err - CLOSED_ERR["mse"])
     assert not _is_zero(rule.err - 1.01 * CLOSED_ERR["smoothl1"])
     assert not _is_zero(rule.delta / bp - CLOSED_SURROGATE["boxcar"].subs(U, U / 2))
+
+
+def test_every_optimiser_and_mode_has_an_emitter():
+    assert tuple(OPTIMIZER_EMITTERS) == OPTIMIZERS and tuple(MODE_EMITTERS) == MODES
+    with pytest.raises(DerivationError, match="Unknown mode 'lazy'"):
+        dense_code(derive(), "sgd", mode="lazy")
+
+
+def _run_statements(code: str, state: dict) -> None:
+    """Run emitted Brian statements (``x = e``, ``x += e``, ``x -= e``) on scalars (our own code, not user text)."""
+    functions = {"clip": lambda x, lo, hi: min(max(x, lo), hi), "abs": abs, "int": int, "inf": math.inf}
+    for line in code.splitlines():
+        target, op, expr = re.fullmatch(r"(\w+) ([-+]?=) (.*)", line).groups()
+        value = eval(expr, {"__builtins__": {}}, {**functions, **state})  # noqa: S307
+        state[target] = {"=": value, "+=": state[target] + value, "-=": state[target] - value}[op]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("when", ["", "int(sample_end > 0)"])
+def test_optimiser_step_is_the_reference_step(optimizer, when):
+    """The step emitter of each optimiser does the NumPy reference's step where lr > 0 (and the condition
+    holds), and nothing where lr = 0 or the condition is 0."""
+    emitter = OPTIMIZER_EMITTERS[optimizer]
+    step = emitter.step(Parameter("w", "g", "gradient", summed=True, when=when))
+    declared = [line.split(" : ")[0] for line in emitter.state_equations(Parameter("w", "g"))]
+    assert declared == (["v_w"] if optimizer == "adamax" else [])
+    state = {"w": 0.3, "v_w": 0.0, "beta2": 0.95, "eps": 1e-8, "sample_end": 1}
+    w, v = np.array([0.3]), np.array([0.0])
+    for g, lr in [(0.5, 0.1), (-2.0, 0.1), (1.0, 0.0), (0.01, 0.05)]:
+        before = dict(state)
+        state.update(g=g, lr=lr)
+        _run_statements(step, state)
+        if lr > 0:
+            ref.optimizer_step(w, np.array([g]), v, optimizer, lr, 0.95, 1e-8)
+        else:
+            assert (state["w"], state["v_w"]) == (before["w"], before["v_w"])
+        assert state["w"] == pytest.approx(w[0], rel=1e-12) and state["v_w"] == pytest.approx(v[0], rel=1e-12)
+    assert state["w"] != 0.3  # it learned
+    if when:
+        state.update(sample_end=0, lr=0.1)
+        before = dict(state)
+        _run_statements(step, state)
+        assert (state["w"], state["v_w"]) == (before["w"], before["v_w"])

@@ -23,6 +23,7 @@ from decolle_brian import reference as ref
 from decolle_brian.config import ConfigError, load_config, network_spec, resolve
 from decolle_brian.derivation import derive
 from decolle_brian.devices import Simulator
+from decolle_brian.emission import dense_code
 from decolle_brian.network import event
 from decolle_brian.network.builder import Probes
 from decolle_brian.network.chunks import pack_chunk
@@ -324,12 +325,13 @@ def test_derived_modes_reproduce_the_trace_update():
 
 def test_event_code_keys():
     rule = derive()
-    sgd, adamax = rule.code("sgd", mode="event"), rule.code("adamax", mode="event")
-    assert sgd["synapse_event"] == "w += acc0_post*dpc0_pre + acc1_post*dpc1_pre"
-    assert sgd["synapse_flush"] == "w -= acc0_post*pc0_pre + acc1_post*pc1_pre"
-    assert "acc0 += fx0 * (fac)" in sgd["neuron"] and "fac = lr * delta" in sgd["neuron"]
-    assert adamax["w_now"] == "w" and "gw -=" in adamax["synapse_event"] and "sample_end(t)" in adamax["neuron"]
-    assert sgd["err"] == rule.code("sgd")["err"]  # the readout is the exact mode's
+    sgd, adamax = dense_code(rule, "sgd", mode="event"), dense_code(rule, "adamax", mode="event")
+    assert sgd.synapse.on_event == "w += acc0_post*dpc0_pre + acc1_post*dpc1_pre"
+    assert sgd.synapse.on_flush == "w -= acc0_post*pc0_pre + acc1_post*pc1_pre"
+    assert "acc0 += fx0 * (fac)" in sgd.neuron.statements and "fac = lr * delta" in sgd.neuron.statements
+    assert (adamax.synapse.w_now == "w" and "gw -=" in adamax.synapse.on_event
+            and "sample_end(t)" in adamax.neuron.statements)
+    assert sgd.readout.err == dense_code(rule, "sgd").readout.err  # the readout is the exact mode's
 
 
 # ---- learning a task -------------------------------------------------------------------------------------------

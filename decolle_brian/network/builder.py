@@ -38,6 +38,7 @@ from brian2 import (
 from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.derivation import DerivedRule
+from decolle_brian.emission import dense_code
 from decolle_brian.equations_io import load_model
 from decolle_brian.network.dense_rows import use_dense_sums
 from decolle_brian.network.packed import COUNT_BITS, PackedInput
@@ -150,14 +151,14 @@ class DenseLayerBuilder:
         code = net.rule_code
         forward = Synapses(
             self.source, group,
-            model=load_model("forward")["equations"] + "\n" + code["synapse_equations"],
+            model=load_model("forward")["equations"] + "\n" + code.synapse.equations,
             name=f"forward{index}",
         )
         n_in = len(self.source)
         # explicit pre-major order: synapse k = (i = k // n, j = k % n), so w = W.T.ravel()
         forward.connect(i=np.repeat(np.arange(n_in), n), j=np.tile(np.arange(n), n_in))
         _reschedule(forward.summed_updaters["u_syn_post"], "groups", 2)
-        forward.run_regularly(code["synapse"], when="after_resets", order=ORDER["weights"],
+        forward.run_regularly(code.synapse.statements, when="after_resets", order=ORDER["weights"],
                               name=f"forward{index}_learn")
         prefix = f"layer{index}"
         net.bind(f"{prefix}.W", forward, "w", lambda a: a.T.ravel(), lambda v: v.reshape(n_in, n).T)
@@ -209,7 +210,7 @@ class BrianNetwork:
         self.probe_spec = Probes.of(probes)
         # layer builders may probe their own groups (conv: full resolution)
         self.probes = self.probe_spec.variables if self.probe_spec.conv_full else ()
-        self.rule_code = rule.code(spec.learning.optimizer, mode=spec.mode)
+        self.rule_code = dense_code(rule, spec.learning.optimizer, mode=spec.mode)
         self.bindings: dict[str, ParamBinding] = {}
         self.constant_bindings: list = []
         self.objects: list = []
@@ -344,7 +345,7 @@ class BrianNetwork:
         lif_equations, event_reset, event_kwargs = _eqs(("lif", "equations")), "", {}
         if self.event is not None:  # u_syn becomes a postsynaptic trace; events also set mode coefficients
             lif_equations, event_reset, event_kwargs = self.event.lif_parts(lif_equations)
-        extra = (lif_equations + "\n" + self.rule_code["neuron_equations"] + "\n"
+        extra = (lif_equations + "\n" + self.rule_code.neuron.equations + "\n"
                  "tau_ref : second (shared, constant)\n"
                  "decay_ref : 1 (shared, constant)  # exp(-dt/tau_ref), used by the refractory jump\n"
                  "w_rp : 1 (shared, constant)  # refractory jump size\n" + self.mask_equations(name, n))
@@ -358,7 +359,8 @@ class BrianNetwork:
         group.run_regularly(lif["after_decay"], when="groups", order=1, name=f"{name}_after_decay")
         group.run_regularly("lr = eta(t)\n" + self.mask_step(group), when="start", order=1,
                             name=f"{name}_step_inputs")
-        group.run_regularly(self.rule_code["neuron"], when="after_resets", order=ORDER["learn"], name=f"{name}_learn")
+        group.run_regularly(self.rule_code.neuron.statements, when="after_resets", order=ORDER["learn"],
+                            name=f"{name}_learn")
         self.bind(f"{name}.b", group, "b", lambda a: a, lambda v: v)
         if self.spec.learning.optimizer == "adamax":
             self.bind(f"{name}.v_b", group, "v_b", lambda a: a, lambda v: v)
@@ -370,13 +372,13 @@ class BrianNetwork:
     def build_readout(self, index: int, layer: LayerObjects) -> None:
         """Fixed random readout of a layer, its local error (derived) and the error back-projection."""
         n_classes, group, code = self.spec.n_classes, layer.group, self.rule_code
-        reductions = code["reductions"]
+        reductions = code.readout.reductions
         declared = "".join(f"\n{name} : 1  # class sum needed by the derived error" for name, _ in reductions)
         readout = NeuronGroup(n_classes, load_model("readout")["equations"] + declared, name=f"readout{index}",
                               namespace=self.namespace)
         readout.run_regularly("target = targets(t, i)", when="start", order=1, name=f"readout{index}_target")
         ro_model = (load_model("readout_synapse")["equations"]
-                    + f"\nbp_pre = {code['backprojection']} : 1 (summed)")
+                    + f"\nbp_pre = {code.readout.backprojection} : 1 (summed)")
         ro_syn = Synapses(group, readout, model=ro_model, name=f"readout_synapses{index}")
         n = len(group)
         ro_syn.connect(i=np.repeat(np.arange(n), n_classes), j=np.tile(np.arange(n_classes), n))
@@ -390,7 +392,7 @@ class BrianNetwork:
             red_syn.connect()
             _reschedule(red_syn.summed_updaters[f"{name}_post"], "after_resets", ORDER["reductions"] + k)
             layer.reduction_synapses.append(red_syn)
-        readout.run_regularly(code["err"], when="after_resets", order=ORDER["err"], name=f"readout{index}_err")
+        readout.run_regularly(code.readout.err, when="after_resets", order=ORDER["err"], name=f"readout{index}_err")
         counter = NeuronGroup(1, "n_spikes : 1", name=f"layer{index}_counter")
         counter_syn = Synapses(group, counter, "n_spikes_post = s_pre : 1 (summed)", name=f"counter{index}")
         counter_syn.connect()

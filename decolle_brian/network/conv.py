@@ -2,7 +2,7 @@ r"""Convolutional DECOLLE layers in Brian2: one shared kernel, max-pool on U bef
 
 Brian2 has no weight sharing. A conv layer (:class:`~decolle_brian.network.spec.ConvLayerSpec`) is built
 from these objects (the model text comes from ``equations/``, the plasticity from
-:meth:`decolle_brian.derivation.DerivedRule.conv_code`; ``docs/conv.md`` explains the construction)::
+:func:`decolle_brian.emission.conv_code`; ``docs/conv.md`` explains the construction)::
 
     layer<l>_kernel   NeuronGroup, one neuron per kernel element K[o, c, a, e]    shared_param.eq (w, gw)
     layer<l>_bias     NeuronGroup, one neuron per output channel b[o]          shared_param.eq (w, gw)
@@ -34,6 +34,7 @@ import numpy as np
 from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, get_device, linked_var
 from brian2.utils.stringtools import word_substitute
 
+from decolle_brian.emission import ConvCode, conv_code
 from decolle_brian.equations_io import load_model
 from decolle_brian.network.builder import (
     LAYER_BUILDERS,
@@ -87,13 +88,13 @@ class ConvLayerBuilder:
 
     def build(self) -> ConvLayerObjects:
         net, layer, name = self.net, self.layer, f"layer{self.index}"
-        code = net.rule.conv_code(net.spec.learning.optimizer)
+        code = conv_code(net.rule, net.spec.learning.optimizer)
         kernel = self._shared_group(layer.kernel_shape, f"{name}_kernel", code, "K")
         bias = self._shared_group((layer.channels,), f"{name}_bias", code, "b")
         full = self._full_group(name, code, bias)
         pooled = self._pooled_group(name, code, full)
         forward = self._conv_synapses(code, kernel, full)
-        bias_syn = Synapses(full, bias, f"gw_post = {code['bias_gradient']} : 1 (summed)",
+        bias_syn = Synapses(full, bias, f"gw_post = {code.bias_gradient} : 1 (summed)",
                             name=f"{name}_bias_gradient")
         bias_syn.connect(j="oc_pre")  # each full unit -> the bias of its channel
         _reschedule(bias_syn.summed_updaters["gw_post"], "after_resets", CONV_ORDER["gradients"])
@@ -103,10 +104,10 @@ class ConvLayerBuilder:
                                 bias_synapses=bias_syn, full_monitors=monitors)
 
     # ---- parts -------------------------------------------------------------------------------------------------
-    def _shared_group(self, shape: tuple, name: str, code: dict, key: str) -> NeuronGroup:
+    def _shared_group(self, shape: tuple, name: str, code: ConvCode, key: str) -> NeuronGroup:
         """Shared learned parameters (kernel elements or channel biases) with their optimiser step."""
         net, n = self.net, int(np.prod(shape))
-        eqs = load_model("shared_param")["equations"] + "\n" + code["shared_equations"]
+        eqs = load_model("shared_param")["equations"] + "\n" + code.shared.equations
         if key == "K":
             eqs += ("\nko : integer (constant)  # output channel o of K[o, c, a, e]"
                     "\nkc : integer (constant)  # input channel c"
@@ -120,14 +121,14 @@ class ConvLayerBuilder:
             group.ka = f"(i // {kw}) % {kh}"
             group.ke = f"i % {kw}"
         group.run_regularly("lr = eta(t)", when="start", order=1, name=f"{name}_step_inputs")
-        group.run_regularly(code["shared"], when="after_resets", order=CONV_ORDER["step"], name=f"{name}_learn")
+        group.run_regularly(code.shared.statements, when="after_resets", order=CONV_ORDER["step"], name=f"{name}_learn")
         prefix = f"layer{self.index}"
         net.bind(f"{prefix}.{key}", group, "w", lambda a: np.asarray(a).ravel(), lambda v: v.reshape(shape))
         if net.spec.learning.optimizer == "adamax":
             net.bind(f"{prefix}.v_{key}", group, "v_w", lambda a: np.asarray(a).ravel(), lambda v: v.reshape(shape))
         return group
 
-    def _full_group(self, name: str, code: dict, bias: NeuronGroup) -> NeuronGroup:
+    def _full_group(self, name: str, code: ConvCode, bias: NeuronGroup) -> NeuronGroup:
         """Full-resolution LIF units: lif.eq with the channel's shared bias; their own spikes drive R."""
         net, layer = self.net, self.layer
         c_out, hf, wf = layer.full_shape
@@ -160,14 +161,14 @@ class ConvLayerBuilder:
                             name=f"{name}_full_sample_reset")
         group.run_regularly(lif["after_decay"], when="groups", order=1, name=f"{name}_full_after_decay")
         group.run_regularly(unit["store"], when="groups", order=CONV_ORDER["store"], name=f"{name}_full_store")
-        group.run_regularly(code["full_neuron"], when="after_resets", order=CONV_ORDER["route"],
+        group.run_regularly(code.full_neuron, when="after_resets", order=CONV_ORDER["route"],
                             name=f"{name}_full_learn")
         net.bind_constant(group, "tau_ref", lambda p: _tau(p.alpharp))
         net.bind_constant(group, "decay_ref", lambda p: p.alpharp)
         net.bind_constant(group, "w_rp", lambda p: p.wrp)
         return group
 
-    def _pooled_group(self, name: str, code: dict, full: NeuronGroup) -> NeuronGroup:
+    def _pooled_group(self, name: str, code: ConvCode, full: NeuronGroup) -> NeuronGroup:
         """Pooled units (the layer's output): max of U over the window, spike, traces for the next layer."""
         net, layer = self.net, self.layer
         _, hf, wf = layer.full_shape
@@ -193,17 +194,17 @@ class ConvLayerBuilder:
         mask_step = net.mask_step(group)
         if mask_step:
             group.run_regularly(mask_step, when="start", order=1, name=f"{name}_step_inputs")
-        group.run_regularly(code["pool_neuron"], when="after_resets", order=ORDER["learn"], name=f"{name}_learn")
+        group.run_regularly(code.pool_neuron, when="after_resets", order=ORDER["learn"], name=f"{name}_learn")
         full.win_pool = linked_var(group, "win", index="pool_idx")
         full.delta_pool = linked_var(group, "delta", index="pool_idx")
         return group
 
-    def _conv_synapses(self, code: dict, kernel: NeuronGroup, full: NeuronGroup) -> Synapses:
+    def _conv_synapses(self, code: ConvCode, kernel: NeuronGroup, full: NeuronGroup) -> Synapses:
         """One synapse per kernel element and output position whose tap lies inside the input."""
         layer = self.layer
         _, h, w = layer.in_shape
         pad = layer.padding
-        model = load_model("conv_forward")["equations"] + f"\ngw_pre = {code['kernel_gradient']} : 1 (summed)"
+        model = load_model("conv_forward")["equations"] + f"\ngw_pre = {code.kernel_gradient} : 1 (summed)"
         syn = Synapses(kernel, full, model=model, name=f"forward{self.index}")
         syn.p_in = linked_var(self.source, "p", index="in_idx")
         pre, post = conv_connectivity(layer)

@@ -5,7 +5,7 @@ The exact mode touches every synapse at every step twice (forward sum, weight st
 - Forward (``equations/forward_event.eq``): trace.eq's linear filters sit on the postsynaptic side; an event
   of count c of presynaptic neuron j adds :math:`(1 - \beta) c W_{ij}` to neuron i's copy of Q. For constant
   weights this is :math:`\sum_j W_{ij} P_j[t]` exactly. Inputs emit events (``equations/input_event.eq``).
-- Learning (the derived lazy rule, :meth:`decolle_brian.derivation.DerivedRule.event_code`): per presynaptic
+- Learning (the derived lazy rule, :func:`decolle_brian.emission.event_code`): per presynaptic
   neuron the coefficients of its trace's modes, per postsynaptic neuron one accumulator per mode; a synapse is
   brought up to date only when its presynaptic neuron has an event, and at a flush.
 - Flushes (every synapse up to date, frame restarted) run at every sample end and every ``K`` steps, with K
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import astuple
 
 import numpy as np
 from brian2 import BrianLogger, NeuronGroup, StateMonitor, Synapses, TimedArray
@@ -90,7 +91,7 @@ class EventMode:
         self.code = net.rule_code
         # only the inputs some code reads (a standalone run refuses values for an unused TimedArray)
         used = [name for name in FRAME_INPUTS
-                if name == "flush_step" or any(f"{name}(t)" in str(text) for text in self.code.values())]
+                if name == "flush_step" or f"{name}(t)" in str(astuple(self.code))]
         self.arrays = {name: TimedArray(np.zeros(net.chunk_steps), dt=DT, name=name) for name in used}
         net.namespace.update(self.arrays)
         self.pending: dict[int, list] = {}  # layer -> monitors of the pending sums of recorded synapses
@@ -101,7 +102,7 @@ class EventMode:
         net, model = self.net, load_model("input_event")
         group = net.trace_group(net.spec.n_inputs, "input",
                                 extra=self._pre_equations(model["equations"]) + net.counts.equations(),
-                                threshold=model["threshold"], reset=self.code["pre_event"],
+                                threshold=model["threshold"], reset=self.code.frame.pre_event,
                                 events={"flush": "flush_step(t) > 0"})
         net.counts.attach(group)
         # the count of the step, then trace.eq's jump (the threshold and the synapses read the same count)
@@ -117,22 +118,22 @@ class EventMode:
         if len(kept) != len(lines) - 1:
             raise ValueError("lif.eq must declare 'u_syn : 1' once (mode 'event' replaces it by a trace)")
         equations = "\n".join(kept) + "\n" + load_model("forward_event")["post"]
-        return (self._pre_equations(equations), self.code["pre_event"],
+        return (self._pre_equations(equations), self.code.frame.pre_event,
                 {"events": {"flush": "flush_step(t) > 0"}})
 
     def _pre_equations(self, equations: str) -> str:
-        return (equations + "\n" + self.code["pre_equations"] + "\n"
+        return (equations + "\n" + self.code.frame.pre_equations + "\n"
                 "decay_mem : 1 (shared, constant)  # exp(-dt/tau_mem), the decay of a trace mode\n")
 
     def add_frame(self, group: NeuronGroup, post: bool) -> None:
         """Frame factors and sample reset ('start'), frame restart ('end') of one group."""
         # scalar statements first (Brian runs them once per step); a new sample: P = 0, so every mode is 0
-        start = self.code["pre_frame"].splitlines()
+        start = self.code.frame.pre_frame.splitlines()
         start += [f"{v} = {v} * (1 - new_sample(t))" for v in group.variables if re.fullmatch(r"pc\d+", v)]
-        end = self.code["pre_anchor"]
+        end = self.code.frame.pre_anchor
         if post:
             start += [f"{v} = {v} * (1 - new_sample(t))" for v in ("q_syn", "u_syn")]
-            end += "\n" + self.code["post_anchor"]
+            end += "\n" + self.code.frame.post_anchor
         group.run_regularly("\n".join(start), when="start", order=0, name=f"{group.name}_frame")
         group.run_regularly(end, when="end", order=0, name=f"{group.name}_anchor")
         self.net.bind_constant(group, "decay_mem", lambda p: p.alpha)
@@ -151,7 +152,7 @@ class EventMode:
         BrianLogger.suppress_name("cannot_check_statemonitor_indices")
         if net.spec.learning.optimizer != "sgd":
             return  # Adamax: the pending sum is a gradient (gw); the weight in use is w
-        n_modes = len(self.code["mode_decays"])
+        n_modes = len(self.code.frame.mode_decays)
         source = net.input if layer == 1 else net.layers[layer - 2].group
         monitors = []
         for group, names, indices, side in ((source, "pc", pre, "pre"), (net.layers[layer - 1].group, "acc", post,
@@ -167,7 +168,7 @@ class EventMode:
         """Recorded weights (steps, synapses) per layer with the pending sums of :meth:`probe_pending` applied."""
         result = list(stored)
         for layer, ((pre_mon, pre_inv), (post_mon, post_inv)) in self.pending.items():
-            n_modes = len(self.code["mode_decays"])
+            n_modes = len(self.code.frame.mode_decays)
             pending = sum(getattr(pre_mon, f"pc{m}")[:].T[:, pre_inv] * getattr(post_mon, f"acc{m}")[:].T[:, post_inv]
                           for m in range(n_modes))
             result[layer - 1] = stored[layer - 1] - np.asarray(pending)
@@ -193,10 +194,10 @@ class EventDenseLayerBuilder:
         code, model = net.rule_code, load_model("forward_event")
         # an input event carries its count; a spike of a layer neuron counts 1 (lif.eq's reset)
         count = "n_events_pre" if "n_events" in self.source.variables else "1"
-        on_event = word_substitute(model["on_event"], {"n_events": count, "w_now": f"({code['w_now']})"})
+        on_event = word_substitute(model["on_event"], {"n_events": count, "w_now": f"({code.synapse.w_now})"})
         forward = Synapses(
-            self.source, group, model=model["equations"] + "\n" + code["synapse_equations"],
-            on_pre={"pre": code["synapse_event"] + "\n" + on_event, "flush": code["synapse_flush"]},
+            self.source, group, model=model["equations"] + "\n" + code.synapse.equations,
+            on_pre={"pre": code.synapse.on_event + "\n" + on_event, "flush": code.synapse.on_flush},
             on_event={"pre": "spike", "flush": "flush"}, namespace=net.namespace, name=f"forward{index}",
         )
         n_in = len(self.source)
