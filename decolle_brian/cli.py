@@ -139,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     from decolle_brian.derivation import DerivationError  # noqa: PLC0415
     from decolle_brian.devices import DeviceError  # noqa: PLC0415
     from decolle_brian.experiment import Interrupted  # noqa: PLC0415
+    from decolle_brian.logs import console_logging  # noqa: PLC0415
     from decolle_brian.store import StoreError  # noqa: PLC0415
 
     try:
-        return args.func(args)
+        with console_logging():  # the package's messages as plain lines on stdout
+            return args.func(args)
     except _Usage as exc:
         parser.error(str(exc))
     except (ConfigError, DerivationError) as exc:
