@@ -142,8 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from decolle_brian.logs import console_logging  # noqa: PLC0415
+
     try:
-        return args.func(args)
+        with console_logging():  # the package's messages as plain lines on stdout
+            return args.func(args)
     except _Usage as exc:
         parser.error(str(exc))
     except DecolleError as exc:  # each error class carries its exit status (decolle_brian.errors)
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decolle-brian: {prefix}{exc}", file=sys.stderr)
         return exc.exit_code
     return 0
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

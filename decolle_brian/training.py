@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from decolle_brian.devices import Simulator
 from decolle_brian.network.chunks import Slot, pack_chunk, plan_chunks
@@ -171,9 +172,13 @@ def train_epoch(sim: Simulator, dataset, order: Sequence[int], params: dict[str,
     return params, results
 
 
-def evaluate_dataset(sim: Simulator, dataset, params: dict[str, np.ndarray]) -> Evaluation:
-    """Per-layer test metrics of ``params`` on the whole ``dataset`` (no learning, no dropout)."""
+def evaluate_dataset(sim: Simulator, dataset, params: dict[str, np.ndarray], *, progress: bool = False,
+                     desc: str = "eval") -> Evaluation:
+    """Per-layer test metrics (majority vote) of ``params`` on the whole ``dataset`` (no learning, no
+    dropout); with ``progress``, a tqdm bar named ``desc``."""
     results: list[SampleResult] = []
-    for _, _, chunk_results in iter_chunks(sim, dataset, np.arange(len(dataset)), params, learn=False):
-        results += chunk_results
+    with tqdm(total=len(dataset), desc=desc, unit="sample", disable=not progress, leave=False) as bar:
+        for _, _, chunk_results in iter_chunks(sim, dataset, np.arange(len(dataset)), params, learn=False):
+            results += chunk_results
+            bar.update(len(chunk_results))
     return summarize(results, sim)

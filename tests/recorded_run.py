@@ -53,5 +53,5 @@ def recorded_run(tmp_path_factory) -> Path:
     """Train the tiny recorded run (once per test session) and return its run folder."""
     if "run" not in _cache:
         root = tmp_path_factory.mktemp("recorded")
-        _cache["run"] = train(load_config(write_config(root)), root / "out", log=lambda *a: None)
+        _cache["run"] = train(load_config(write_config(root)), root / "out")
     return _cache["run"]

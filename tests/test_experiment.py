@@ -61,7 +61,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference_run(tiny, tmp_path_factory):
     """The uninterrupted run every other run is compared with."""
-    return train(load_config(tiny), tmp_path_factory.mktemp("out"), log=lambda *a: None)
+    return train(load_config(tiny), tmp_path_factory.mktemp("out"))
 
 
 def _metrics(run_dir):
@@ -87,13 +87,13 @@ def test_run_store_layout(reference_run):
 
 
 def test_same_seed_same_metrics(tiny, reference_run, tmp_path):
-    run = train(load_config(tiny), tmp_path, log=lambda *a: None)
+    run = train(load_config(tiny), tmp_path)
     _assert_same_run(run, reference_run)
 
 
 def test_augmentation_is_part_of_the_run(tiny, reference_run, tmp_path):
     # the reference run translates its training samples (data.augment_shift = 1): without, it learns otherwise
-    run = train(load_config(tiny, ["data.augment_shift=0"]), tmp_path, log=lambda *a: None)
+    run = train(load_config(tiny, ["data.augment_shift=0"]), tmp_path)
     params, _ = read_checkpoint(run)
     expected, _ = read_checkpoint(reference_run)
     assert not np.array_equal(params["layer1.W"], expected["layer1.W"])
@@ -101,11 +101,11 @@ def test_augmentation_is_part_of_the_run(tiny, reference_run, tmp_path):
 
 def test_resume_after_stop_is_exact(tiny, reference_run, tmp_path):
     with pytest.raises(Interrupted):
-        train(load_config(tiny), tmp_path, log=lambda *a: None, stop_after_samples=20)
+        train(load_config(tiny), tmp_path, stop_after_samples=20)
     (run,) = (tmp_path / "tiny").iterdir()
     _, state = read_checkpoint(run)
     assert state["epoch"] == 0 and 20 <= state["position"] < 96
-    train(None, resume=run, log=lambda *a: None)
+    train(None, resume=run)
     _assert_same_run(run, reference_run)
 
 

@@ -106,7 +106,7 @@ def test_cap_refuses_before_the_run(tmp_path, capsys):
     started = time.time()
     config, _ = _experiment(tmp_path, "recording.max_mb=0.01")
     with pytest.raises(ConfigError, match=r"about \d+\.\d MB .*training samples .*recording.max_mb = 0.01"):
-        train(config, tmp_path / "out", log=lambda *a: None)
+        train(config, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert main(["train", str(tmp_path / "tinyrec.toml"), "--set", "recording.neurons='all'",
                  "--set", "recording.train_every=1", "--set", "recording.max_mb=0.5",
@@ -251,9 +251,9 @@ def test_resume_records_each_sample_once(run_dir, tmp_path):
     """Interrupted and resumed: the recordings equal those of the uninterrupted run."""
     config = load_config(write_config(tmp_path, TINY_RECORDED))
     with pytest.raises(Interrupted):
-        train(config, tmp_path / "out", log=lambda *a: None, stop_after_samples=30)
+        train(config, tmp_path / "out", stop_after_samples=30)
     (resumed,) = (tmp_path / "out" / "tinyrec").iterdir()
-    train(None, resume=resumed, log=lambda *a: None)
+    train(None, resume=resumed)
     with open_recordings(resumed) as got, open_recordings(run_dir) as expected:
         assert [r["name"] for r in got.index()] == [r["name"] for r in expected.index()]
         for row in expected.index()[::5]:
@@ -268,6 +268,7 @@ def test_every_steps_subsamples_traces_not_events(tmp_path):
     """Synthetic chunk outputs: traces at steps 0, k, 2k, ...; spikes and input at every step; the weight
     change at a recorded step is that step's change (from the full-resolution weights)."""
     from decolle_brian.devices import ChunkOutputs  # noqa: PLC0415
+    from decolle_brian.loop import TrainingState  # noqa: PLC0415
     from decolle_brian.network.chunks import ChunkInputs, Slot  # noqa: PLC0415
     from decolle_brian.recording import Recorder  # noqa: PLC0415
 
@@ -290,7 +291,7 @@ def test_every_steps_subsamples_traces_not_events(tmp_path):
                          eta=np.full(steps, 0.1), new_sample=np.zeros(steps), masks=None)
     config = {"learning": {"optimizer": "sgd"}, "seed": 0, "recording": {}}
     recorder = Recorder(plan, tmp_path, derive(), config)
-    recorder.train_observer({"samples_seen": 0, "epoch": 0})([11], [Slot(start, n, 1)], inputs, outputs, {})
+    recorder.train_observer(TrainingState())([11], [Slot(start, n, 1)], inputs, outputs, {})
     recorder.close()
     with open_recordings(tmp_path) as f:
         meta, a = f.sample("train-000000000")

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from decolle_brian.data.plot import plot_sample
 from decolle_brian.plotting.data import SampleData
 from decolle_brian.plotting.style import FULL_WIDTH, layer_colour, new_figure, paper_style
 
@@ -46,6 +45,8 @@ def plot_raster(sample: SampleData, max_inputs: int | None = None) -> Figure:
     fig = new_figure(FULL_WIDTH, 0.9 + 1.1 * sum(heights))
     axes = fig.subplots(len(heights), 1, sharex=True, height_ratios=heights)
     n_steps = counts.shape[0]
+    from decolle_brian.data.plot import plot_sample  # noqa: PLC0415 - the data package loads tonic and scipy
+
     plot_sample(counts, ax=axes[0], kind="raster", dt_ms=sample.dt_ms, title="")
     for coll in axes[0].collections:
         coll.set_gid("raster-input")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from decolle_brian.recording import FILENAME, RecordingFile
+from decolle_brian.recording.file import FILENAME, RecordingFile
 from decolle_brian.store import StoreError, read_metrics
 
 

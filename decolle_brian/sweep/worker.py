@@ -90,6 +90,7 @@ def run_point(task: dict) -> dict:
 
 def _run(task: dict, pdir: Path, result: dict) -> None:
     from decolle_brian.experiment import Experiment, train  # noqa: PLC0415
+    from decolle_brian.logs import console_logging  # noqa: PLC0415
     from decolle_brian.sweep.builds import fresh_brian_names, structure_build  # noqa: PLC0415
 
     done = finished_run(pdir)
@@ -108,19 +109,16 @@ def _run(task: dict, pdir: Path, result: dict) -> None:
     experiment = Experiment.from_config(config)  # data-dependent checks fail here, before any compile
     result["structure"] = experiment.spec.structure_key()
 
-    def log(*args):
-        print(*args, flush=True)
-
     slot = None
     try:
-        with structure_build(experiment, task["build_root"]) as slot:
+        with structure_build(experiment, task["build_root"]) as slot, console_logging():  # lines in worker.log
             del experiment
             fresh_brian_names()
             if resume is not None:
                 result["resumed"] = True
-                run_dir = train(None, resume=resume, log=log)
+                run_dir = train(None, resume=resume)
             else:
-                run_dir = train(config, pdir.parent, log=log)
+                run_dir = train(config, pdir.parent)
     finally:
         result["compiled"] = bool(slot and slot.compiled)  # counted even when the run then failed
     _describe(result, run_dir, pdir.parent.parent)
