@@ -30,6 +30,7 @@ import numpy as np
 import sympy as sp
 
 from decolle_brian.config import ConfigError
+from decolle_brian.derivation import parse_surrogate
 from decolle_brian.network.builder import Probes
 from decolle_brian.training import iter_chunks, majority_vote
 
@@ -501,9 +502,13 @@ def _plain(value):
 
 # ---- the recorder: hooks of the training loop ----------------------------------------------------------------------
 def surrogate_function(expr: sp.Expr) -> Callable[[np.ndarray], np.ndarray]:
-    """NumPy function sigma'(u) of a derived rule's surrogate (``rule.surrogate``) or its text."""
+    """NumPy function sigma'(u) of a derived rule's surrogate (``rule.surrogate``) or its text.
+
+    Text is read with the safe grammar of :mod:`decolle_brian.expressions` (an expression of ``u``, as
+    ``learning.surrogate``), never evaluated.
+    """
     if isinstance(expr, str):
-        expr = sp.sympify(expr, locals={"u": sp.Symbol("u", real=True)})
+        expr = parse_surrogate(expr)[1]
     (symbol,) = [s for s in expr.free_symbols if s.name == "u"] or [sp.Symbol("u", real=True)]
     function = sp.lambdify(symbol, expr, modules="numpy")
 
