@@ -18,10 +18,12 @@ the end of training.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import sympy as sp
 from decolle_brian.config import ConfigError
 from decolle_brian.derivation import parse_surrogate
 from decolle_brian.network.builder import Probes
+from decolle_brian.store import writing
 from decolle_brian.training import iter_chunks, majority_vote
 
 FILENAME = "recordings.h5"
@@ -332,6 +335,15 @@ _INDEX = (("name", h5py.string_dtype()), ("split", h5py.string_dtype()), ("epoch
 _SNAP_INDEX = (("samples_seen", np.int64), ("epoch", np.int64), ("tag", h5py.string_dtype()))
 
 
+def _writes(method):
+    """A RecordingFile method whose OS failures (h5py's included) become a StoreError naming the file."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with writing(self.path):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class RecordingFile:
     """``recordings.h5``: the layout of docs/recording.md, written sample by sample, read back as arrays.
 
@@ -344,7 +356,8 @@ class RecordingFile:
 
     def __init__(self, path: str | Path, mode: str = "r"):
         self.path = Path(path)
-        self.f = h5py.File(self.path, mode)
+        with writing(self.path) if mode == "w" else nullcontext():  # "a": the caller handles an unreadable file
+            self.f = h5py.File(self.path, mode)
         version = self.f.attrs.get("format_version")
         if mode != "w" and version != FORMAT_VERSION:
             self.f.close()
@@ -356,14 +369,17 @@ class RecordingFile:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @_writes
     def close(self) -> None:
         if self.f.id.valid:
             self.f.close()
 
+    @_writes
     def flush(self) -> None:
         self.f.flush()
 
     # ---- writing -------------------------------------------------------------------------------------------
+    @_writes
     def init_layout(self, attrs: dict, neurons: dict[int, np.ndarray], synapses: dict[int, np.ndarray]) -> None:
         """Top-level attributes, recorded neuron and synapse indices, empty sample and snapshot indexes."""
         f = self.f
@@ -381,6 +397,7 @@ class RecordingFile:
         for name, dtype in _SNAP_INDEX:
             f.create_dataset(f"weights/{name}", shape=(0,), maxshape=(None,), dtype=dtype)
 
+    @_writes
     def add_sample(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         """Append one sample: ``meta`` has the index fields (and ``predictions``), ``arrays`` maps paths
         like ``"L1/u"`` or ``"input"`` to arrays."""
@@ -391,6 +408,7 @@ class RecordingFile:
             _dataset(group, path, np.asarray(array))
         _append(self.f["index"], {name: meta[name] for name, _ in _INDEX})
 
+    @_writes
     def add_snapshot(self, samples_seen: int, epoch: int, tag: str, arrays: dict[str, np.ndarray]) -> None:
         """Append one weight snapshot: ``arrays`` maps ``"L1/W"`` etc. to one snapshot's array."""
         weights = self.f["weights"]
@@ -409,7 +427,9 @@ class RecordingFile:
         _append(weights, {"samples_seen": samples_seen, "epoch": epoch, "tag": tag})
 
     def truncate(self, samples_seen: int, epochs_done: int) -> int:
-        """Drop what was recorded after a checkpoint (it is recorded again on resume); returns the count."""
+        """Drop what was recorded after a checkpoint (it is recorded again on resume); returns the count.
+
+        Its OSError means an unreadable file, which the :class:`Recorder` moves aside (no StoreError here)."""
         index = self.index()
         keep = [(r["split"] == "train" and r["samples_seen"] < samples_seen)
                 or (r["split"] == "test" and r["epoch"] <= epochs_done) for r in index]
@@ -549,7 +569,8 @@ class Recorder:
                     log(f"recordings: dropped {dropped} entries made after the checkpoint (recorded again)")
             except (OSError, KeyError, ValueError) as exc:
                 moved = path.with_name(f"{FILENAME}.unreadable-{int(time.time())}")
-                path.rename(moved)
+                with writing(moved):
+                    path.rename(moved)
                 log(f"recordings: {path} could not be reopened ({exc}); moved to {moved.name}, starting a new file")
                 self.file = None
         if self.file is None:

@@ -10,6 +10,7 @@ Nothing here compiles: every refusal happens before the network is built.
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -21,9 +22,12 @@ import sympy as sp
 import tomli_w
 from brian2.core.functions import DEFAULT_FUNCTIONS
 from brian2.parsing.sympytools import str_to_sympy
+from matplotlib.figure import Figure
 
 from decolle_brian.cli import main
 from decolle_brian.config import load_config, to_toml
+from decolle_brian.data.base import Binned
+from decolle_brian.data.cache import BinCache
 from decolle_brian.derivation import (
     LOSSES,
     N_CLASSES,
@@ -40,8 +44,19 @@ from decolle_brian.derivation import (
 from decolle_brian.experiment import Experiment
 from decolle_brian.expressions import FUNCTIONS, MAX_CHARS, ExpressionError, parse
 from decolle_brian.network.params import init_params
-from decolle_brian.recording import surrogate_function
-from decolle_brian.store import CHECKPOINT, atomic_write_text, new_run_dir, write_checkpoint, write_meta
+from decolle_brian.plotting import save
+from decolle_brian.recording import RecordingFile, surrogate_function
+from decolle_brian.store import (
+    CHECKPOINT,
+    StoreError,
+    atomic_write_text,
+    new_run_dir,
+    read_checkpoint,
+    write_checkpoint,
+    write_json,
+    write_meta,
+    write_metrics,
+)
 
 U = sp.Symbol("u", real=True)
 
@@ -337,3 +352,108 @@ def test_max_min_clip_become_brian_code(loss, surrogate):
             value = lowered.subs(named).replace(lambda e: isinstance(e, sp.Function) and e.func.__name__ == "int_",
                                                 lambda e: sp.Piecewise((1, e.args[0]), (0, True)))
             assert float(value) == pytest.approx(exact, abs=1e-9)
+
+
+# ---- every write of a run: an OS refusal is a run-store error (exit 5) naming the path -------------------------
+def _blocked(path: Path) -> Path:
+    """A non-empty folder where a file should go: the OS refuses to open or replace it (even for root)."""
+    path.mkdir()
+    (path / "blocker").write_text("x")
+    return path
+
+
+@pytest.mark.parametrize("write, name", [
+    (lambda d: write_metrics(d, [{"epoch": 1, "acc_L1": 0.5}]), "metrics.csv"),
+    (lambda d: write_json(d / "summary.json", {"test_accuracy": [0.5]}), "summary.json"),
+    (lambda d: write_json(d / "eval_test.json", {"accuracy": [0.5]}), "eval_test.json"),
+    (lambda d: write_meta(d, seed=0), "meta.json"),
+    (lambda d: atomic_write_text(d / "config.toml", "name = 'x'\n"), "config.toml"),
+    (lambda d: write_checkpoint(d, {"layer1.W": np.zeros((2, 2))}, {"epoch": 0}), CHECKPOINT),
+    (lambda d: RecordingFile(d / "recordings.h5", "w"), "recordings.h5"),
+    (lambda d: save(Figure(), d, "learning_curves", ("png",)), "learning_curves.png"),
+])
+def test_refused_write_is_a_store_error_naming_the_path(write, name, tmp_path):
+    _blocked(tmp_path / name)
+    with pytest.raises(StoreError, match=rf"Cannot write {tmp_path / name}: Is a directory"):
+        write(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary file left behind
+
+
+WITHOUT_OVERRIDES = (["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+                     if os.geteuid() == 0 else [])
+
+
+def test_checkpoint_in_a_read_only_folder_keeps_the_last_one(run_folder, tmp_path):
+    """The OS refuses the write (permission bits, root's overrides dropped): StoreError, old checkpoint intact."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / CHECKPOINT).write_bytes((run_folder / CHECKPOINT).read_bytes())
+    run.chmod(0o555)
+    script = ("import numpy as np, sys; from decolle_brian.store import StoreError, write_checkpoint\n"
+              "try:\n    write_checkpoint(sys.argv[1], {'layer1.W': np.ones((2, 2))}, {'epoch': 9})\n"
+              "except StoreError as exc:\n    print(exc); sys.exit(5)\n")
+    try:
+        result = subprocess.run([*WITHOUT_OVERRIDES, sys.executable, "-c", script, str(run)], capture_output=True,
+                                text=True, timeout=120)
+    finally:
+        run.chmod(0o755)
+    if result.returncode == 0 and not WITHOUT_OVERRIDES:
+        pytest.skip("permission bits do not stop writes here")
+    assert result.returncode == 5, result.stderr
+    assert f"Cannot write {run / CHECKPOINT}: Permission denied" in result.stdout
+    assert (run / CHECKPOINT).read_bytes() == (run_folder / CHECKPOINT).read_bytes()
+    params, state = read_checkpoint(run)
+    assert state["epoch"] == 0 and "layer1.W" in params
+
+
+def test_unwritable_cache_warns_and_goes_on(tmp_path):
+    cache = BinCache("nmnist", {}, _blocked(tmp_path / "cache") / "blocker")  # a file where the folder should be
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"12345")
+    binned = Binned(np.zeros(1, np.int32), np.zeros(1, np.int32), np.ones(1, np.int32), 1)
+    with pytest.warns(UserWarning, match="cannot write the data cache"):
+        assert cache.store([src], [binned]) is None
+
+
+# ---- data checked before the run folder exists ---------------------------------------------------------------
+@pytest.fixture
+def nmnist_copy(shared_data, tmp_path):
+    """Two real recordings per split and digit 0-2, plus 5,000 random bytes (a multiple of 5: past the size screen)."""
+    root = tmp_path / "nmnist"
+    for split in ("Train", "Test"):
+        for digit in range(3):
+            for src in sorted((shared_data / "nmnist" / split / str(digit)).glob("*.bin"))[:2]:
+                (root / split / str(digit)).mkdir(parents=True, exist_ok=True)
+                (root / split / str(digit) / src.name).write_bytes(src.read_bytes())
+    bad = root / "Train" / "1" / "99999.bin"
+    bad.write_bytes(np.random.default_rng(5).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    return root, bad
+
+
+def _nmnist_config(tmp_path: Path, root: Path, **params) -> Path:
+    raw = tomllib.loads(config_text(tmp_path / "build"))
+    raw["data"] = {"dataset": "nmnist", "root": str(root),
+                   "params": {"n_steps": 20, "cache_dir": str(tmp_path / "cache"), **params}}
+    path = tmp_path / "nmnist.toml"
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
+@pytest.mark.data
+def test_corrupt_recording_fails_before_the_run_folder(nmnist_copy, tmp_path, capsys):
+    root, bad = nmnist_copy
+    code = main(["train", str(_nmnist_config(tmp_path, root)), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert f"data error: {bad}:" in err and "outside the 34x34 N-MNIST sensor" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "build").exists()  # no run folder, no compile
+
+
+@pytest.mark.data
+def test_skip_policy_names_what_it_skipped(nmnist_copy, tmp_path):
+    root, bad = nmnist_copy
+    config = load_config(_nmnist_config(tmp_path, root, on_error="skip"))
+    with pytest.warns(UserWarning, match=rf"nmnist train: dropped 1 samples from 1 bad files .*{bad.name}"):
+        experiment = Experiment.from_config(config)
+    assert len(experiment.train_set) == 6 and len(experiment.test_set) == 6
+    assert [path for path, _ in experiment.train_set.skipped] == [str(bad)]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from decolle_brian.store import writing
 from decolle_brian.sweep.execute import SWEEP_JSON, read_sweep_csv
 from decolle_brian.sweep.spec import METRICS
 
@@ -204,7 +205,8 @@ def _save(fig: Figure, stem: Path, formats) -> list[Path]:
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
-        fig.savefig(path, dpi=110)
+        with writing(path):
+            fig.savefig(path, dpi=110)
         paths.append(path)
     return paths
 
