@@ -163,10 +163,11 @@ class _Builder:
         )
 
     def build(self, node: ast.AST):
-        method = getattr(self, f"_{type(node).__name__}", None)
-        if method is None:
+        builders = {ast.Constant: self._Constant, ast.Name: self._Name, ast.BinOp: self._BinOp,
+                    ast.UnaryOp: self._UnaryOp, ast.Compare: self._Compare, ast.Call: self._Call}
+        if type(node) not in builders:  # the grammar: these node types and nothing else
             self.refuse(node, _REFUSED.get(type(node), f"{type(node).__name__} is not part of the grammar"))
-        return method(node)
+        return builders[type(node)](node)
 
     def number(self, node: ast.AST, role: str) -> sp.Expr:
         value = self.build(node)
