@@ -57,6 +57,7 @@ from decolle_brian.store import (
     write_meta,
     write_metrics,
 )
+from decolle_brian.sweep import SweepDir, load_sweep
 
 U = sp.Symbol("u", real=True)
 
@@ -241,6 +242,23 @@ def test_sweep_subprocess_refuses_import(canary, tmp_path):
                              str(tmp_path / "sweeps")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     refused(result.returncode, result.stderr, fragment, canary)
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_resumed_sweep_with_edited_spec_refuses_payload(canary, tmp_path, capsys):
+    """A sweep folder whose stored sweep.json was edited to carry a payload: refused before any point runs."""
+    text, fragment = payload("import", "loss", canary)
+    (tmp_path / "base.toml").write_text(config_text())
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(tomli_w.dumps({"sweep": {"name": "shared", "base": "base.toml", "build_dir": "build"},
+                                   "grid": {"learning.loss": ["mse", "ce"]}}))
+    sweep = SweepDir.create(load_sweep(spec), tmp_path / "sweeps")
+    stored = json.loads((sweep.path / "sweep.json").read_text())
+    stored["spec"]["axes"][0]["values"][1] = text
+    (sweep.path / "sweep.json").write_text(json.dumps(stored))
+    before = {p.name: p.read_bytes() for p in sweep.path.iterdir()}
+    refused(main(["sweep", "--resume", str(sweep.path)]), capsys.readouterr().err, fragment, canary)
+    assert {p.name: p.read_bytes() for p in sweep.path.iterdir()} == before
+    assert not (tmp_path / "build").exists()
 
 
 # ---- the parser itself ----------------------------------------------------------------------------------------
