@@ -16,8 +16,9 @@ sympy derivative of an expression read from the ``.eq`` files:
 - weight gradient (synapse ij): :math:`E_i\,\partial U_i/\partial W_{ij}`;
   bias gradient :math:`E_i\,\partial U_i/\partial b_i`
 
-Losses are written in a small language over the readout ``y`` and ``target`` of one class, with class
-reductions ``sum(...)`` and ``mean(...)``; an expression with a bare ``y`` outside any reduction is an
+Losses are written in a small language over the readout ``y`` and ``target`` of one class (the safe
+grammar of :mod:`decolle_brian.expressions`: text is parsed, never evaluated), with class reductions
+``sum(...)`` and ``mean(...)``; an expression with a bare ``y`` outside any reduction is an
 element-wise loss, averaged over the classes (PyTorch's default reduction). Reductions become extra
 summed variables over the readout units when :mod:`decolle_brian.emission` writes the rule as Brian2 code.
 """
@@ -34,6 +35,8 @@ from brian2.stateupdaters.exponential_euler import exponential_euler
 
 from decolle_brian.equations_io import load_model, statements
 from decolle_brian.errors import DerivationError
+from decolle_brian.expressions import FUNCTIONS, ExpressionError, Function
+from decolle_brian.expressions import parse as parse_expression
 
 #: Built-in losses (one-hot target; mean over classes as PyTorch's defaults).
 LOSSES = {
@@ -67,33 +70,20 @@ class ClassSum(sp.Function):
     nargs = 1
 
 
-def _where(cond, a, b):
-    return sp.Piecewise((a, cond), (b, True))
+#: Functions of a loss: the mathematical ones and the class reductions over the readout units.
+LOSS_FUNCTIONS = {
+    **FUNCTIONS,
+    "sum": Function(ClassSum),
+    "mean": Function(lambda e: ClassSum(e) / N_CLASSES),
+}
 
 
-def _clip(x, lo, hi):
-    return sp.Max(lo, sp.Min(hi, x))
-
-
-def _parse(text: str, allowed: dict[str, sp.Basic], what: str) -> sp.Expr:
-    functions = {
-        "sum": ClassSum, "mean": lambda e: ClassSum(e) / N_CLASSES, "where": _where, "clip": _clip,
-        "abs": sp.Abs, "exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "tanh": sp.tanh, "sign": sp.sign,
-        "max": sp.Max, "min": sp.Min,
-    }
+def _parse(text: str, allowed: dict[str, sp.Basic], what: str, functions=FUNCTIONS) -> sp.Expr:
+    """Parse user text with the safe grammar of :mod:`decolle_brian.expressions` (never evaluated)."""
     try:
-        expr = sp.parse_expr(text, local_dict={**functions, **allowed}, evaluate=True)
-    except Exception as exc:  # sympy raises many kinds for bad syntax
-        raise DerivationError(f"Cannot parse the {what} expression '{text}': {exc}") from None
-    if not isinstance(expr, sp.Expr):
-        raise DerivationError(f"The {what} expression '{text}' is not a numeric expression")
-    unknown = sorted(str(s) for s in expr.free_symbols if s not in set(allowed.values()))
-    if unknown:
-        raise DerivationError(
-            f"The {what} expression '{text}' uses unknown name(s) {unknown}; "
-            f"allowed: {sorted(allowed)} and functions {sorted(functions)}"
-        )
-    return expr
+        return parse_expression(text, allowed, functions, what)
+    except ExpressionError as exc:
+        raise DerivationError(str(exc)) from None
 
 
 def parse_loss(loss: str) -> tuple[str, sp.Expr]:
@@ -101,7 +91,7 @@ def parse_loss(loss: str) -> tuple[str, sp.Expr]:
     text = LOSSES.get(loss, loss)
     if loss not in LOSSES and not any(c in loss for c in "()+-*/") and loss.isidentifier() and loss != "y":
         raise DerivationError(f"Unknown loss '{loss}'; built-in: {sorted(LOSSES)}, or an expression of y, target")
-    expr = _parse(text, {"y": Y, "target": TARGET, "n_classes": N_CLASSES}, "loss")
+    expr = _parse(text, {"y": Y, "target": TARGET, "n_classes": N_CLASSES}, "loss", LOSS_FUNCTIONS)
     if Y not in expr.free_symbols:
         raise DerivationError(f"The loss '{loss}' does not depend on the readout y; nothing to learn")
     if _has_bare(expr, Y) or _has_bare(expr, TARGET):
@@ -296,6 +286,9 @@ def derive(loss: str = "smoothl1", surrogate: str = "fast_sigmoid", **surrogate_
     # number the reductions that are used red0, red1, ... in computing order
     renamed = {sym: sp.Symbol(f"red{n}", real=True) for n, sym in enumerate(s for s in reds.summands if s in used)}
     err = err.subs(renamed)
+    if err.has(sp.DiracDelta):
+        raise DerivationError(f"The loss '{loss}' has a Dirac delta in its derivative ({err}): a step (sign, "
+                              "a jump) gives no learning signal; use a continuous loss")
     reductions = [(renamed[sym], reds.summands[sym].subs(renamed)) for sym in reds.summands if sym in used]
 
     # dy/dS_i through the readout equations; y_syn is summed over the readout synapses

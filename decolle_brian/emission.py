@@ -502,8 +502,13 @@ def describe(rule: DerivedRule, optimizer: str = "sgd") -> str:
 
 # ---- sympy -> Brian ----------------------------------------------------------------------------------------------
 def to_brian(expr: sp.Expr) -> str:
-    """Brian2 code for a sympy expression (Piecewise becomes int(condition) arithmetic)."""
-    expr = sp.piecewise_fold(expr)
+    """Brian2 code for a sympy expression (Piecewise becomes int(condition) arithmetic).
+
+    Brian2 has no Max, Min or Heaviside (from ``max``, ``clip`` of a user's expression or a derivative):
+    they are written with ``abs`` and ``sign``, ``Max(a, b) = (a + b + |a - b|)/2``,
+    ``Heaviside(x) = (1 + sign(x))/2`` (1/2 at 0, sympy's value).
+    """
+    expr = sp.piecewise_fold(_without_max_min_step(expr))
 
     def lower(e):
         if isinstance(e, sp.Piecewise):
@@ -518,6 +523,22 @@ def to_brian(expr: sp.Expr) -> str:
         return e.func(*[lower(a) for a in e.args])
 
     return sympy_to_str(lower(expr))
+
+
+def _without_max_min_step(expr: sp.Expr) -> sp.Expr:
+    def pairwise(sign):
+        def fold(first, *rest):
+            for other in rest:
+                first = (first + other + sign * sp.Abs(first - other)) / 2
+            return first
+        return fold
+
+    def step(x, at_zero=sp.S.Half):
+        return (1 + sp.sign(x)) / 2 + (at_zero - sp.S.Half) * (1 - sp.Abs(sp.sign(x)))
+
+    if not expr.has(sp.Max, sp.Min, sp.Heaviside):
+        return expr  # the built-in rules: unchanged
+    return expr.replace(sp.Max, pairwise(1)).replace(sp.Min, pairwise(-1)).replace(sp.Heaviside, step)
 
 
 def _indicator(cond) -> sp.Expr:

@@ -48,6 +48,10 @@ class DerivationError(ConfigError):
     """A loss, surrogate or optimiser that cannot be turned into a plasticity rule."""
 
 
+class ExpressionError(DerivationError):
+    """A loss or surrogate text outside the grammar of :mod:`decolle_brian.expressions` (quoted in the message)."""
+
+
 class DataError(DecolleError, ValueError):
     """A data file or folder is missing, malformed or inconsistent.
 
@@ -83,5 +87,5 @@ class Interrupted(DecolleError, RuntimeError):
         self.code = self.exit_code = code
 
 
-__all__ = ["ConfigError", "DataError", "DecolleError", "DerivationError", "DeviceError", "Interrupted",
-           "SpecError", "StoreError", "SweepError"]
+__all__ = ["ConfigError", "DataError", "DecolleError", "DerivationError", "DeviceError", "ExpressionError",
+           "Interrupted", "SpecError", "StoreError", "SweepError"]

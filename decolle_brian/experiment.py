@@ -21,7 +21,7 @@ import numpy as np
 
 from decolle_brian.callbacks import CheckpointWriter, MetricsWriter, ProgressBar, accuracy_line
 from decolle_brian.config import ConfigError, load_config, network_spec, to_toml
-from decolle_brian.data import load_dataset
+from decolle_brian.data import DataError, load_dataset
 from decolle_brian.devices import Simulator
 from decolle_brian.errors import Interrupted
 from decolle_brian.loop import Callback, TrainingLoop, TrainingState
@@ -54,7 +54,10 @@ class Experiment:
     chunk_steps: int
 
     @classmethod
-    def from_config(cls, config: dict, data_root: str | None = None) -> Experiment:
+    def from_config(cls, config: dict, data_root: str | None = None,
+                    check: tuple[str, ...] = ("train", "test")) -> Experiment:
+        """Open the data and build the network spec; every recording of the splits in ``check`` is read and
+        validated now (once: the cache remembers it), so a corrupt file fails before a run folder exists."""
         data = config["data"]
         root = data_root or data["root"] or None
         params = dict(data["params"])
@@ -62,6 +65,12 @@ class Experiment:
                                  **_limit(data["train_samples"], data["dataset"]))
         test_set = load_dataset(data["dataset"], "test", root, **params,
                                 **_limit(data["test_samples"], data["dataset"]))
+        for dataset in (train_set, test_set):
+            if dataset.split in check and hasattr(dataset, "prepare"):  # event files (not encoded images)
+                dataset.prepare(progress=config["training"]["progress"])
+                if len(dataset) == 0:
+                    raise DataError(f"{dataset.name} {dataset.split}: every recording in {dataset.source} was "
+                                    "skipped as bad (data.params.on_error = 'skip'); nothing to run on")
         shape = tuple(train_set.input_shape)
         spec = network_spec(config, int(np.prod(shape)), train_set.n_classes, shape)
         if data["augment_shift"] and len(shape) < 2:
@@ -198,7 +207,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | None = None, device: str 
     if not (run_dir / "config.toml").is_file():
         raise StoreError(f"{run_dir} is not a run folder (config.toml missing)")
     config = load_config(run_dir / "config.toml")
-    experiment = Experiment.from_config(config, data_root)
+    experiment = Experiment.from_config(config, data_root, check=(split,))
     params, _ = read_checkpoint(run_dir, expected_shapes(experiment.spec), experiment.spec.structure_key())
     dataset = experiment.test_set if split == "test" else experiment.train_set
     result = evaluate_dataset(experiment.simulator(device), dataset, params, progress=config["training"]["progress"],

@@ -23,7 +23,8 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,22 +37,42 @@ CHECKPOINT = "checkpoint.h5"
 FORMAT_VERSION = 1
 
 
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an OS refusal of a write to ``path`` into a :class:`StoreError` naming the path and the reason.
+
+    Permission denied, disk full, a read-only file system (and h5py's errors, OSError subclasses) end a run
+    with the run-store exit code and a message, not a traceback; what was written before is untouched
+    (files are replaced atomically).
+    """
+    try:
+        yield
+    except OSError as exc:
+        reason = f"{os.strerror(exc.errno)} (errno {exc.errno})" if exc.errno else str(exc)  # h5py: a long text
+        raise StoreError(f"Cannot write {path}: {reason}. Files written before are untouched (the last checkpoint "
+                         "still resumes); free space or make the folder writable, then run again") from None
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through ``write(tmp_path)``, fsync, then rename over ``path``."""
+    """Write ``path`` through ``write(tmp_path)``, fsync, then rename over ``path``.
+
+    Raises :class:`StoreError` naming ``path`` when the OS refuses any step; ``path`` is then unchanged.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    with writing(path):
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -249,6 +249,31 @@ def test_wrong_header_or_version(tmp_path):
             DVSGesture("train", tmp_path, cache=False, on_error="skip")
 
 
+def test_bad_header_names_the_file_once(tmp_path):
+    p = write_aedat(tmp_path / "user03_led.aedat", [polarity_packet([(1, 1, 1, 1)])], header=[b"#!AER-DAT2.0"])
+    write_labels(tmp_path / "user03_led_labels.csv", [(1, 0, 10)])
+    with pytest.raises(DataError) as info:
+        DVSGesture("train", tmp_path, cache=False)
+    assert str(info.value).count(str(p)) == 1, str(info.value)
+    assert str(info.value).startswith(f"{p}: not an AEDAT 3.1 file")
+    with pytest.warns(UserWarning) as caught, pytest.raises(DataError, match="no usable samples"):
+        DVSGesture("train", tmp_path, cache=False, on_error="skip")
+    (warning,) = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert warning.count(str(p)) == 1, warning
+
+
+def test_empty_aedat_is_reported_as_empty(tmp_path):
+    p = tmp_path / "user03_led.aedat"
+    p.write_bytes(b"")
+    with pytest.raises(DataError, match=r"user03_led\.aedat: empty file \(0 bytes\)") as info:
+        read_aedat31(p)
+    assert "first line" not in str(info.value)
+    write_labels(tmp_path / "user03_led_labels.csv", [(1, 0, 10)])
+    with pytest.raises(DataError, match=r"user03_led\.aedat: empty file \(0 bytes\).*on_error='skip'") as info:
+        DVSGesture("train", tmp_path, cache=False)
+    assert str(info.value).count(str(p)) == 1
+
+
 def test_truncated_packet_and_events_outside_sensor(tmp_path):
     p = write_aedat(tmp_path / "a.aedat", [polarity_packet([(1, 1, 1, 1), (2, 2, 0, 2)])])
     p.write_bytes(p.read_bytes()[:-3])

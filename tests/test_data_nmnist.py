@@ -73,16 +73,16 @@ def test_read_small_files_exactly(small_root, tmp_path):
 
 def test_hand_decoding_matches_tonic(small_root):
     """Decode the 40-bit format by hand (with a timestamp overflow event) and compare."""
-    path = small_root / "Train" / "7" / "00002.bin"
+    path = write_bin(small_root / "Train" / "7" / "00002.bin", [(10, 12, 0, 5000), (10, 12, 0, 5999)])
     raw = bytearray(path.read_bytes())
     raw += bytes([0, 240, 0, 0, 0])  # overflow marker: later timestamps + 2**13
     raw += bytes([4, 5, 0x80, 0x00, 0x07])  # ON at ts 7 -> 8199
     path.write_bytes(bytes(raw))
     ev = read_events(path)
     b = np.frombuffer(bytes(raw), np.uint8).reshape(-1, 5).astype(np.int64)
-    assert np.array_equal(ev["x"], b[[0, 1, 2, 4], 0])
-    assert np.array_equal(ev["p"], [0, 0, 1, 1])
-    assert np.array_equal(ev["t"], [5000, 5999, 305_000, 7 + 2**13])
+    assert np.array_equal(ev["x"], b[[0, 1, 3], 0])
+    assert np.array_equal(ev["p"], [0, 0, 1])
+    assert np.array_equal(ev["t"], [5000, 5999, 7 + 2**13])
 
 
 def test_counts_above_one_are_kept(tmp_path):
@@ -119,6 +119,37 @@ def test_empty_file_and_events_outside_sensor(tmp_path):
         ds[0]
     with pytest.warns(UserWarning, match="dropped 1 samples"):
         assert ds.prepare(progress=False) == 1
+
+
+def test_timestamps_going_backwards(tmp_path):
+    path = write_bin(tmp_path / "n" / "Train" / "0" / "a.bin", [(1, 1, 0, 500), (2, 2, 1, 900), (3, 3, 1, 100)])
+    with pytest.raises(DataError, match=r"a\.bin: timestamps go backwards at event 2 \(100 us after 900 us"):
+        read_events(path)
+
+
+def test_prepare_finds_a_random_file_once(small_root, tmp_path):
+    """5,000 random bytes pass the size screen; prepare reads and rejects them, and reads nothing cached twice."""
+    bad = small_root / "Train" / "7" / "random.bin"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    ds = NMNIST("train", small_root, cache_dir=tmp_path / "c")  # the scan only screens sizes
+    with pytest.raises(DataError, match=r"random\.bin: .*(outside the 34x34|backwards).*on_error='skip'"):
+        ds.prepare(progress=False)
+    skipping = NMNIST("train", small_root, cache_dir=tmp_path / "c", on_error="skip")
+    with pytest.warns(UserWarning, match=r"dropped 1 samples from 1 bad files.*random\.bin"):
+        assert skipping.prepare(progress=False) == 1
+    assert len(skipping) == 2 and str(bad) not in {str(src[0]) for src, _ in skipping._items}
+
+    read = []
+
+    def reading(sources):
+        read.append(sources[0].name)
+        raise DataError(f"{sources[0]}: bad")
+
+    again = NMNIST("train", small_root, cache_dir=tmp_path / "c", on_error="skip")
+    again._read_group = reading
+    with pytest.warns(UserWarning, match="random"):
+        again.prepare(progress=False)
+    assert read == ["random.bin"]  # the good files are in the cache: only the bad one is read again
 
 
 def test_folder_without_data(tmp_path):

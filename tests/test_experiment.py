@@ -187,6 +187,61 @@ def test_unwritable_output(tiny, tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
 
 
+# root ignores permission bits: run the command without the capabilities that override them
+WITHOUT_OVERRIDES = (["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+                     if os.geteuid() == 0 else [])
+
+
+def _read_only(folder: Path) -> None:
+    """Make ``folder`` refuse new files for real (checked), or skip saying why it cannot be done here."""
+    folder.chmod(0o555)
+    probe = subprocess.run([*WITHOUT_OVERRIDES, "touch", str(folder / "probe")], capture_output=True, text=True)
+    if probe.returncode == 0 or (folder / "probe").exists():
+        folder.chmod(0o755)
+        pytest.skip(f"cannot make a folder unwritable here (setpriv: {probe.stderr.strip() or 'writes still work'})")
+
+
+def test_unwritable_run_folder_exits_5_and_the_checkpoint_resumes(tiny, reference_run, tmp_path):
+    """The run folder turns read-only between two checkpoints: exit 5 naming the file and the reason, the last
+    checkpoint unchanged; once writable again the run resumes and ends exactly as the uninterrupted one."""
+    with pytest.raises(Interrupted):
+        train(load_config(tiny), tmp_path, log=lambda *a: None, stop_after_samples=8)
+    (run,) = (tmp_path / "tiny").iterdir()
+    before = (run / CHECKPOINT).read_bytes()
+    _read_only(run)
+    try:
+        result = subprocess.run([*WITHOUT_OVERRIDES, sys.executable, "-m", "decolle_brian.cli", "train", "--resume",
+                                 str(run)], capture_output=True, text=True, timeout=600)
+    finally:
+        run.chmod(0o755)
+    assert result.returncode == 5, result.stderr
+    assert f"run store error: Cannot write {run / CHECKPOINT}: Permission denied" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (run / CHECKPOINT).read_bytes() == before
+    read_checkpoint(run)
+    assert main(["train", "--resume", str(run)]) == 0
+    _assert_same_run(run, reference_run)
+
+
+def test_refused_metrics_write_exits_5_and_resumes(tiny, reference_run, tmp_path, capsys):
+    """metrics.csv cannot be replaced (a folder took its name): exit 5 naming it; the checkpoint resumes."""
+    with pytest.raises(Interrupted):
+        train(load_config(tiny), tmp_path, log=lambda *a: None, stop_after_samples=8)
+    (run,) = (tmp_path / "tiny").iterdir()
+    (run / "metrics.csv").unlink()
+    (run / "metrics.csv").mkdir()
+    (run / "metrics.csv" / "blocker").write_text("x")
+    assert main(["train", "--resume", str(run)]) == 5
+    err = capsys.readouterr().err
+    assert f"Cannot write {run / 'metrics.csv'}: Is a directory" in err
+    _, state = read_checkpoint(run)  # the checkpoint written before the failed metrics write
+    assert state["epoch"] == 0 and state["position"] == 96
+    (run / "metrics.csv" / "blocker").unlink()
+    (run / "metrics.csv").rmdir()
+    assert main(["train", "--resume", str(run)]) == 0
+    _assert_same_run(run, reference_run)
+
+
 def test_resume_from_corrupt_checkpoint_changes_nothing(reference_run, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

@@ -340,16 +340,21 @@ class RecordingDataset(EventDataset):
         return 0
 
     # -- scan helpers --------------------------------------------------------------------------
-    def _bad_file(self, path: Path | str, reason: str) -> None:
-        """Apply the ``on_error`` policy to a file found bad while scanning."""
+    def _bad_file(self, path: Path | str, reason: str | DataError) -> None:
+        """Apply the ``on_error`` policy to a file found bad while scanning.
+
+        ``reason`` is what is wrong with ``path``, or a :class:`DataError` whose message names the file itself.
+        ``skipped`` keeps ``(path, message naming the file)``.
+        """
+        message = str(reason) if isinstance(reason, DataError) else f"{path}: {reason}"
         if self.on_error == "raise":
-            raise DataError(f"{path}: {reason} (or pass on_error='skip' to skip bad files)")
-        self.skipped.append((str(path), reason))
+            raise DataError(f"{message} (or pass on_error='skip' to skip bad files)")
+        self.skipped.append((str(path), message))
 
     def _finish_scan(self, labels: list[int], what: str) -> None:
         """Store labels, apply ``max_samples`` and warn about skipped files."""
         if self.skipped:
-            first = "; ".join(f"{p}: {r}" for p, r in self.skipped[:3])
+            first = "; ".join(message for _, message in self.skipped[:3])
             warnings.warn(
                 f"{self.name}: skipped {len(self.skipped)} bad {what} (on_error='skip'); first: {first}",
                 stacklevel=3,
@@ -409,7 +414,12 @@ class RecordingDataset(EventDataset):
         return Sample(rec.to_dense(start, self.n_steps, self.input_shape), int(self._labels[i]))
 
     def prepare(self, progress: bool = True) -> int:
-        """Read and cache every sample once; apply ``on_error`` to files that fail.
+        """Check every recording once, before it is used: read, validate and bin it into the cache.
+
+        A recording already in the cache is not read again (it was validated when it was binned, and its
+        cache key changes with the file), so only the first scan of a data set costs reading its files; with
+        the cache off every call reads them all. A bad file raises :class:`DataError` naming it, or with
+        ``on_error="skip"`` is dropped and named in a warning.
 
         Parameters
         ----------
@@ -422,20 +432,26 @@ class RecordingDataset(EventDataset):
             Number of samples dropped (only with ``on_error="skip"``).
         """
         bad: set[tuple[Path, ...]] = set()
-        groups = list(dict.fromkeys(src for src, _ in self._items))
-        for sources in tqdm(groups, desc=f"{self.name} {self.split}", disable=not progress, unit="file"):
+        messages: list[str] = []
+        cache = self.cache
+        groups = [src for src in dict.fromkeys(src for src, _ in self._items) if cache is None or not cache.has(src)]
+        for sources in tqdm(groups, desc=f"checking {self.name} {self.split}", disable=not progress or not groups,
+                            unit="file"):
             try:
                 self._group(sources)
             except DataError as err:
                 if self.on_error == "raise":
-                    raise
+                    raise DataError(f"{err} (or pass on_error='skip' to skip bad files)") from err
                 bad.add(sources)
+                messages.append(str(err))
                 self.skipped.append((str(sources[0]), str(err)))
         if not bad:
             return 0
         keep = [j for j, (src, _) in enumerate(self._items) if src not in bad]
         dropped = len(self._items) - len(keep)
-        warnings.warn(f"{self.name}: dropped {dropped} samples from {len(bad)} bad files", stacklevel=2)
+        named = "; ".join(messages)
+        warnings.warn(f"{self.name} {self.split}: dropped {dropped} samples from {len(bad)} bad files "
+                      f"(on_error='skip'): {named}", stacklevel=2)
         self._items = [self._items[j] for j in keep]
         self._orig_index = self._orig_index[keep]
         self._labels = self._labels[keep]

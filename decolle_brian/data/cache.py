@@ -121,6 +121,10 @@ class BinCache:
         digest = hashlib.sha256(self._meta(sources).encode()).hexdigest()[:24]
         return self.directory / f"{Path(sources[0]).stem}-{digest}.npz"
 
+    def has(self, sources: Sequence[Path]) -> bool:
+        """Whether ``sources`` (as they are now on disk) have an entry, without reading it."""
+        return self.path(sources).is_file()
+
     def load(self, sources: Sequence[Path]) -> list[Binned] | None:
         """Binned samples of ``sources``, or ``None`` on a miss (absent, stale or unreadable).
 
@@ -146,8 +150,11 @@ class BinCache:
             warnings.warn(f"ignoring unreadable cache file {path} ({err}); it will be rebuilt", stacklevel=2)
             return None
 
-    def store(self, sources: Sequence[Path], group: Sequence[Binned]) -> Path:
+    def store(self, sources: Sequence[Path], group: Sequence[Binned]) -> Path | None:
         """Write the binned samples of ``sources`` atomically.
+
+        The cache only saves time: when the OS refuses the write (permissions, disk full) this warns and
+        returns ``None``, and the recording is used without being cached.
 
         Parameters
         ----------
@@ -156,8 +163,8 @@ class BinCache:
 
         Returns
         -------
-        Path
-            The cache file.
+        Path or None
+            The cache file (``None``: not written).
         """
         path = self.path(sources)
         arrays: dict[str, np.ndarray] = {
@@ -166,12 +173,22 @@ class BinCache:
         }
         for k, b in enumerate(group):
             arrays[f"t{k}"], arrays[f"idx{k}"], arrays[f"n{k}"] = b.t, b.idx, b.n
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".npz")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".npz")
+        except OSError as err:
+            warnings.warn(f"cannot write the data cache {self.directory} ({err.strerror or err}); recordings are "
+                          f"read without caching (set {ENV_CACHE} to a writable folder)", stacklevel=2)
+            return None
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **arrays)
             os.replace(tmp, path)
+        except OSError as err:
+            Path(tmp).unlink(missing_ok=True)
+            warnings.warn(f"cannot write the data cache file {path} ({err.strerror or err}); the recording is "
+                          "used without caching", stacklevel=2)
+            return None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -92,12 +92,15 @@ def read_aedat_header(path: str | Path) -> tuple[list[str], int]:
     Raises
     ------
     DataError
-        Not AEDAT 3.1, or no ``#!END-HEADER`` line.
+        An empty file, not AEDAT 3.1, or no ``#!END-HEADER`` line.
     """
     path = Path(path)
     lines: list[str] = []
     with open(path, "rb") as fh:
         first = fh.readline(256)
+        if not first:
+            raise DataError(f"{path}: empty file (0 bytes), not an AEDAT 3.1 recording; the download or copy did "
+                            "not finish -- replace it with the original one")
         version = first.rstrip(b"\r\n").decode("latin-1")
         if version != "#!AER-DAT3.1":
             shown = version if version.startswith("#!AER-DAT") else repr(first[:20])
@@ -418,8 +421,8 @@ class DVSGesture(RecordingDataset):
             try:
                 read_aedat_header(aedat)
                 rows = read_labels(csv)
-            except DataError as err:
-                self._bad_file(aedat, str(err))
+            except DataError as err:  # its message names the file (the .aedat or its labels)
+                self._bad_file(aedat, err)
                 continue
             for k, row in enumerate(rows):
                 self._items.append(((aedat, csv), k))

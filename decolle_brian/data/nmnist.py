@@ -64,7 +64,7 @@ def read_events(path: str | Path) -> np.ndarray:
     Raises
     ------
     DataError
-        Empty or truncated file, or events outside the 34x34 sensor.
+        Empty or truncated file, events outside the 34x34 sensor, or timestamps out of order.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -82,6 +82,13 @@ def read_events(path: str | Path) -> np.ndarray:
         raise DataError(
             f"{path}: {int(bad.sum())} events outside the 34x34 N-MNIST sensor (first: x={ev['x'][j]}, "
             f"y={ev['y'][j]}); the file is corrupt or not N-MNIST, replace it"
+        )
+    backwards = np.flatnonzero(np.diff(ev["t"]) < 0)
+    if backwards.size:  # a recording is written in time order (checked on every real N-MNIST file)
+        j = int(backwards[0]) + 1
+        raise DataError(
+            f"{path}: timestamps go backwards at event {j} ({ev['t'][j]} us after {ev['t'][j - 1]} us, "
+            f"{backwards.size} times in all); the file is corrupt, replace it"
         )
     return ev
 

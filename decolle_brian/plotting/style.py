@@ -9,6 +9,8 @@ from pathlib import Path
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
+from decolle_brian.store import writing
+
 #: widths (inches) of a two-column paper page and of one column
 FULL_WIDTH, COLUMN_WIDTH = 7.0, 3.4
 FORMATS = ("png", "pdf", "svg")
@@ -53,11 +55,13 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
 def save(fig: Figure, out_dir: str | Path, name: str, formats: Sequence[str] = ("png",)) -> list[Path]:
     """Write ``fig`` as ``out_dir/name.<format>`` for every format; returns the paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     with mpl.rc_context(PAPER):
         for fmt in formats:
             path = out_dir / f"{name}.{fmt}"
-            fig.savefig(path, format=fmt, metadata={"Software": "decolle-brian"} if fmt == "png" else None)
+            with writing(path):
+                fig.savefig(path, format=fmt, metadata={"Software": "decolle-brian"} if fmt == "png" else None)
             paths.append(path)
     return paths

@@ -5,11 +5,15 @@ Imports only h5py and NumPy: reading a run's recordings (plotting, analysis) nev
 
 from __future__ import annotations
 
+import functools
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from decolle_brian.store import writing
 
 FILENAME = "recordings.h5"
 FORMAT_VERSION = 1
@@ -49,6 +53,15 @@ _INDEX = (("name", h5py.string_dtype()), ("split", h5py.string_dtype()), ("epoch
 _SNAP_INDEX = (("samples_seen", np.int64), ("epoch", np.int64), ("tag", h5py.string_dtype()))
 
 
+def _writes(method):
+    """A RecordingFile method whose OS failures (h5py's included) become a StoreError naming the file."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with writing(self.path):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class RecordingFile:
     """``recordings.h5``: the layout of docs/recording.md, written sample by sample, read back as arrays.
 
@@ -61,7 +74,8 @@ class RecordingFile:
 
     def __init__(self, path: str | Path, mode: str = "r"):
         self.path = Path(path)
-        self.f = h5py.File(self.path, mode)
+        with writing(self.path) if mode == "w" else nullcontext():  # "a": the caller handles an unreadable file
+            self.f = h5py.File(self.path, mode)
         version = self.f.attrs.get("format_version")
         if mode != "w" and version != FORMAT_VERSION:
             self.f.close()
@@ -73,14 +87,17 @@ class RecordingFile:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @_writes
     def close(self) -> None:
         if self.f.id.valid:
             self.f.close()
 
+    @_writes
     def flush(self) -> None:
         self.f.flush()
 
     # ---- writing -------------------------------------------------------------------------------------------
+    @_writes
     def init_layout(self, attrs: dict, neurons: dict[int, np.ndarray], synapses: dict[int, np.ndarray]) -> None:
         """Top-level attributes, recorded neuron and synapse indices, empty sample and snapshot indexes."""
         f = self.f
@@ -98,6 +115,7 @@ class RecordingFile:
         for name, dtype in _SNAP_INDEX:
             f.create_dataset(f"weights/{name}", shape=(0,), maxshape=(None,), dtype=dtype)
 
+    @_writes
     def add_sample(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         """Append one sample: ``meta`` has the index fields (and ``predictions``), ``arrays`` maps paths
         like ``"L1/u"`` or ``"input"`` to arrays."""
@@ -108,6 +126,7 @@ class RecordingFile:
             _dataset(group, path, np.asarray(array))
         _append(self.f["index"], {name: meta[name] for name, _ in _INDEX})
 
+    @_writes
     def add_snapshot(self, samples_seen: int, epoch: int, tag: str, arrays: dict[str, np.ndarray]) -> None:
         """Append one weight snapshot: ``arrays`` maps ``"L1/W"`` etc. to one snapshot's array."""
         weights = self.f["weights"]
@@ -126,7 +145,9 @@ class RecordingFile:
         _append(weights, {"samples_seen": samples_seen, "epoch": epoch, "tag": tag})
 
     def truncate(self, samples_seen: int, epochs_done: int) -> int:
-        """Drop what was recorded after a checkpoint (it is recorded again on resume); returns the count."""
+        """Drop what was recorded after a checkpoint (it is recorded again on resume); returns the count.
+
+        Its OSError means an unreadable file, which the :class:`Recorder` moves aside (no StoreError here)."""
         index = self.index()
         keep = [(r["split"] == "train" and r["samples_seen"] < samples_seen)
                 or (r["split"] == "test" and r["epoch"] <= epochs_done) for r in index]

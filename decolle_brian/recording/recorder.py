@@ -22,17 +22,24 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+from decolle_brian.derivation import parse_surrogate
 from decolle_brian.loop import Callback, EpochReport, TrainingLoop, TrainingState
 from decolle_brian.recording.file import FILENAME, RecordingFile
 from decolle_brian.recording.plan import HIST_BINS, SNAPSHOT_VARIABLES, TRACE_VARIABLES, RecordingPlan
+from decolle_brian.store import writing
 from decolle_brian.training import iter_chunks, majority_vote
 
 logger = logging.getLogger(__name__)
 
+
 def surrogate_function(expr: sp.Expr) -> Callable[[np.ndarray], np.ndarray]:
-    """NumPy function sigma'(u) of a derived rule's surrogate (``rule.surrogate``) or its text."""
+    """NumPy function sigma'(u) of a derived rule's surrogate (``rule.surrogate``) or its text.
+
+    Text is read with the safe grammar of :mod:`decolle_brian.expressions` (an expression of ``u``, as
+    ``learning.surrogate``), never evaluated.
+    """
     if isinstance(expr, str):
-        expr = sp.sympify(expr, locals={"u": sp.Symbol("u", real=True)})
+        expr = parse_surrogate(expr)[1]
     (symbol,) = [s for s in expr.free_symbols if s.name == "u"] or [sp.Symbol("u", real=True)]
     function = sp.lambdify(symbol, expr, modules="numpy")
 
@@ -79,7 +86,8 @@ class Recorder(Callback):
                                 dropped)
             except (OSError, KeyError, ValueError) as exc:
                 moved = path.with_name(f"{FILENAME}.unreadable-{int(time.time())}")
-                path.rename(moved)
+                with writing(moved):
+                    path.rename(moved)
                 logger.warning("recordings: %s could not be reopened (%s); moved to %s, starting a new file",
                                path, exc, moved.name)
                 self.file = None

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from decolle_brian.store import writing
 from decolle_brian.sweep.folder import (  # noqa: F401 - is_sweep_dir: the old import path
     FIGURES,
     METRICS,
@@ -204,7 +205,8 @@ def _save(fig: Figure, stem: Path, formats) -> list[Path]:
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
-        fig.savefig(path, dpi=110)
+        with writing(path):
+            fig.savefig(path, dpi=110)
         paths.append(path)
     return paths
 
