@@ -57,10 +57,17 @@ _run_counter = 0  # names the files of one run's arrays
 _generation = 0  # incremented whenever Brian's global standalone device is re-initialised
 
 
-def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag: str = "") -> Path:
-    """Per-structure build folder, so that equal structures reuse one compiled binary."""
+def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag: str = "",
+                      threads: int = 1) -> Path:
+    """Per-structure build folder, so that equal structures reuse one compiled binary.
+
+    The OpenMP thread count is compiled in: a build with ``threads > 1`` is another binary and gets its own
+    folder (``-omp<threads>``); sharing one would recompile at every switch and let a process with one count
+    run, or overwrite, the other's binary.
+    """
     root = Path(os.environ.get("DECOLLE_BUILD_DIR", Path(tempfile.gettempdir()) / "decolle-brian-build"))
-    return root / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}"
+    omp = f"-omp{threads}" if threads > 1 else ""
+    return root / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}{omp}"
 
 
 RESULTS_PREFIX = "results-"
@@ -127,7 +134,7 @@ class Simulator:
         self._generation = _generation
         if self.standalone:
             self.build_dir = Path(build_dir) if build_dir else default_build_dir(
-                spec, device, chunk_steps, Probes.of(probes).tag())
+                spec, device, chunk_steps, Probes.of(probes).tag(), threads if device == "cpp_standalone" else 1)
             self.build_dir.mkdir(parents=True, exist_ok=True)
             if device == "cuda_standalone":
                 from decolle_brian.cuda import activate_cuda  # noqa: PLC0415 - optional extra

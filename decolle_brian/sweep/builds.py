@@ -93,8 +93,7 @@ def fresh_brian_names() -> None:
 def structure_key(experiment) -> str:
     """Build folder name of an experiment's network (see the module docstring)."""
     dev = experiment.config["device"]
-    name = default_build_dir(experiment.spec, dev["name"], experiment.chunk_steps).name
-    return name + (f"-omp{dev['threads']}" if dev["threads"] > 1 else "")
+    return default_build_dir(experiment.spec, dev["name"], experiment.chunk_steps, threads=dev["threads"]).name
 
 
 @contextmanager
@@ -127,7 +126,7 @@ def structure_build(experiment, build_root: str | Path) -> Iterator[BuildSlot]:
     workers = root / f"{key}.workers"
     workers.mkdir(exist_ok=True)
     slot_lock, private_root = _claim_slot(workers)
-    private = private_root / default_build_dir(experiment.spec, dev["name"], experiment.chunk_steps).name
+    private = private_root / key  # the folder the run's own Simulator finds under $DECOLLE_BUILD_DIR
     slot = BuildSlot(key, master, private)
     previous_env = os.environ.get("DECOLLE_BUILD_DIR")
     try:
