@@ -65,9 +65,32 @@ def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag
     folder (``-omp<threads>``); sharing one would recompile at every switch and let a process with one count
     run, or overwrite, the other's binary.
     """
-    root = Path(os.environ.get("DECOLLE_BUILD_DIR", Path(tempfile.gettempdir()) / "decolle-brian-build"))
     omp = f"-omp{threads}" if threads > 1 else ""
-    return root / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}{omp}"
+    return build_root() / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}{omp}"
+
+
+def build_root() -> Path:
+    """Where the per-structure build folders go: ``$DECOLLE_BUILD_DIR`` or ``<temp>/decolle-brian-build``."""
+    return Path(os.environ.get("DECOLLE_BUILD_DIR", Path(tempfile.gettempdir()) / "decolle-brian-build"))
+
+
+def check_toolchain(device_name: str) -> None:
+    """Raise :class:`DeviceError` when the C++ standalone device cannot compile here: before anything is built.
+
+    Brian's generated makefile runs ``make`` and compiles with ``$(CXX)``: the ``CXX`` environment variable
+    when set, else make's default ``g++``. Other devices are checked where they are set up.
+    """
+    if device_name != "cpp_standalone":
+        return
+    if shutil.which("make") is None:
+        raise DeviceError("The cpp_standalone device needs 'make', which was not found on PATH: install it "
+                          "(e.g. apt install build-essential) or use device.name = \"runtime\"")
+    compiler = os.environ.get("CXX", "").split()
+    name, origin = (compiler[0], f"CXX={os.environ['CXX']!r}") if compiler else ("g++", "make's default g++")
+    if shutil.which(name) is None:
+        raise DeviceError(f"The cpp_standalone device compiles with {origin}, which was not found: install a C++ "
+                          "compiler (e.g. apt install g++), point CXX at one (e.g. CXX=clang++), or use "
+                          "device.name = \"runtime\"")
 
 
 RESULTS_PREFIX = "results-"
@@ -117,6 +140,7 @@ class Simulator:
             raise DeviceError(f"Unknown device '{device}'; choose one of {list(DEVICES)}")
         if not isinstance(threads, int) or threads < 1:
             raise DeviceError(f"threads must be a positive integer, got {threads!r}")
+        check_toolchain(device)
         self.spec, self.chunk_steps, self.device_name = spec, chunk_steps, device
         self.rule = derive(spec.learning.loss, spec.learning.surrogate, **dict(spec.learning.surrogate_params))
         self.loss_fn = loss_function(spec.learning.loss)

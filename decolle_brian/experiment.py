@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from decolle_brian.config import ConfigError, load_config, network_spec, to_toml
 from decolle_brian.data import load_dataset
-from decolle_brian.devices import Simulator
+from decolle_brian.devices import Simulator, check_toolchain
 from decolle_brian.network.params import expected_shapes, init_params
 from decolle_brian.recording import Recorder, RecordingPlan
 from decolle_brian.store import (
@@ -190,6 +190,7 @@ def train(config: dict, out_root: str | Path = "runs/out", *, resume: str | Path
         rows = read_metrics(run_dir)[: state["n_metric_rows"]]
         log(f"Resuming {run_dir} at epoch {state['epoch'] + 1}, sample {state['position']}")
     else:
+        check_toolchain(device or config["device"]["name"])  # an unusable device fails before the run folder
         run_dir = new_run_dir(Path(out_root), config["name"])
         atomic_write_text(run_dir / "config.toml", to_toml(config))
         write_meta(run_dir, device=device or config["device"]["name"], seed=config["seed"], structure_key=structure,

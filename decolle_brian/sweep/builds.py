@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from brian2.utils.filelock import FileLock, Timeout
 
-from decolle_brian.devices import Simulator, default_build_dir
+from decolle_brian.devices import Simulator, build_root, default_build_dir
 
 BINARY = "main"
 SEEDED = "seeded.json"
@@ -42,8 +41,7 @@ SEEDED = "seeded.json"
 def default_build_root() -> Path:
     """``$DECOLLE_BUILD_DIR/sweep`` or ``<temp>/decolle-brian-build/sweep`` (kept apart from plain runs,
     which build without these locks)."""
-    root = os.environ.get("DECOLLE_BUILD_DIR", str(Path(tempfile.gettempdir()) / "decolle-brian-build"))
-    return Path(root) / "sweep"
+    return build_root() / "sweep"
 
 
 @dataclass
