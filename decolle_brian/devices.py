@@ -54,10 +54,40 @@ _run_counter = 0  # names the files of one run's arrays
 _generation = 0  # incremented whenever Brian's global standalone device is re-initialised
 
 
-def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag: str = "") -> Path:
-    """Per-structure build folder, so that equal structures reuse one compiled binary."""
-    root = Path(os.environ.get("DECOLLE_BUILD_DIR", Path(tempfile.gettempdir()) / "decolle-brian-build"))
-    return root / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}"
+def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag: str = "",
+                      threads: int = 1) -> Path:
+    """Per-structure build folder, so that equal structures reuse one compiled binary.
+
+    The OpenMP thread count is compiled in: a build with ``threads > 1`` is another binary and gets its own
+    folder (``-omp<threads>``); sharing one would recompile at every switch and let a process with one count
+    run, or overwrite, the other's binary.
+    """
+    omp = f"-omp{threads}" if threads > 1 else ""
+    return build_root() / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}{omp}"
+
+
+def build_root() -> Path:
+    """Where the per-structure build folders go: ``$DECOLLE_BUILD_DIR`` or ``<temp>/decolle-brian-build``."""
+    return Path(os.environ.get("DECOLLE_BUILD_DIR", Path(tempfile.gettempdir()) / "decolle-brian-build"))
+
+
+def check_toolchain(device_name: str) -> None:
+    """Raise :class:`DeviceError` when the C++ standalone device cannot compile here: before anything is built.
+
+    Brian's generated makefile runs ``make`` and compiles with ``$(CXX)``: the ``CXX`` environment variable
+    when set, else make's default ``g++``. Other devices are checked where they are set up.
+    """
+    if device_name != "cpp_standalone":
+        return
+    if shutil.which("make") is None:
+        raise DeviceError("The cpp_standalone device needs 'make', which was not found on PATH: install it "
+                          "(e.g. apt install build-essential) or use device.name = \"runtime\"")
+    compiler = os.environ.get("CXX", "").split()
+    name, origin = (compiler[0], f"CXX={os.environ['CXX']!r}") if compiler else ("g++", "make's default g++")
+    if shutil.which(name) is None:
+        raise DeviceError(f"The cpp_standalone device compiles with {origin}, which was not found: install a C++ "
+                          "compiler (e.g. apt install g++), point CXX at one (e.g. CXX=clang++), or use "
+                          "device.name = \"runtime\"")
 
 
 RESULTS_PREFIX = "results-"
@@ -107,6 +137,7 @@ class Simulator:
             raise DeviceError(f"Unknown device '{device}'; choose one of {list(DEVICES)}")
         if not isinstance(threads, int) or threads < 1:
             raise DeviceError(f"threads must be a positive integer, got {threads!r}")
+        check_toolchain(device)
         self.spec, self.chunk_steps, self.device_name = spec, chunk_steps, device
         self.rule = derive(spec.learning.loss, spec.learning.surrogate, **dict(spec.learning.surrogate_params))
         self.loss_fn = loss_function(spec.learning.loss)
@@ -124,7 +155,7 @@ class Simulator:
         self._generation = _generation
         if self.standalone:
             self.build_dir = Path(build_dir) if build_dir else default_build_dir(
-                spec, device, chunk_steps, Probes.of(probes).tag())
+                spec, device, chunk_steps, Probes.of(probes).tag(), threads if device == "cpp_standalone" else 1)
             self.build_dir.mkdir(parents=True, exist_ok=True)
             if device == "cuda_standalone":
                 from decolle_brian.cuda import activate_cuda  # noqa: PLC0415 - optional extra

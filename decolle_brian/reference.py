@@ -46,6 +46,7 @@ __all__ = [
     "ConvLayer",
     "LOSSES",
     "SURROGATES",
+    "SURROGATE_DEFAULTS",
     "OPTIMIZERS",
     "surrogate_grad",
     "loss_value",
@@ -64,6 +65,12 @@ __all__ = [
 
 LOSSES = ("smoothl1", "mse", "ce")
 SURROGATES = ("fast_sigmoid", "boxcar", "sigmoid")
+#: Default shape parameters of the surrogates, those of the PyTorch DECOLLE code (decolle-public,
+#: decolle/base_model.py): ``FastSigmoid`` divides by ``(10 |u| + 1)^2`` (slope 10), ``SmoothStep`` passes the
+#: gradient for ``-0.5 < u <= 0.5`` (width 1), ``SigmoidStep`` multiplies by ``sig(u) (1 - sig(u))`` (slope 1).
+#: The oracle's own table (it imports nothing of the package); tests/test_reference.py checks that the
+#: derivation's defaults are the same numbers.
+SURROGATE_DEFAULTS = {"fast_sigmoid": {"slope": 10.0}, "boxcar": {"width": 1.0}, "sigmoid": {"slope": 1.0}}
 OPTIMIZERS = ("sgd", "adamax")
 
 
@@ -192,7 +199,7 @@ class ConvLayer:
 
 
 def surrogate_grad(
-    u: np.ndarray, surrogate: str = "fast_sigmoid", slope: float = 10.0, width: float = 1.0
+    u: np.ndarray, surrogate: str = "fast_sigmoid", slope: float | None = None, width: float | None = None
 ) -> np.ndarray:
     """Surrogate derivative ``sigma'(u)`` of the Heaviside spike function.
 
@@ -201,11 +208,12 @@ def surrogate_grad(
     u : ndarray
         Membrane potential.
     surrogate : {"fast_sigmoid", "boxcar", "sigmoid"}
-        ``fast_sigmoid``: ``1 / (slope |u| + 1)^2`` (the reference default, slope 10);
+        ``fast_sigmoid``: ``1 / (slope |u| + 1)^2``;
         ``boxcar``: ``1 if -width/2 < u <= width/2 else 0``;
         ``sigmoid``: ``slope * sig(slope u) * (1 - sig(slope u))``.
-    slope, width : float
-        Shape parameters (``width`` only for the boxcar).
+    slope, width : float, optional
+        Shape parameters (``width`` only for the boxcar); None: the surrogate's default in
+        :data:`SURROGATE_DEFAULTS` (fast_sigmoid slope 10, boxcar width 1, sigmoid slope 1).
 
     Returns
     -------
@@ -213,6 +221,9 @@ def surrogate_grad(
         ``sigma'(u)``, same shape as ``u``.
     """
     u = np.asarray(u, dtype=float)
+    defaults = SURROGATE_DEFAULTS.get(surrogate, {})
+    slope = defaults.get("slope") if slope is None else slope
+    width = defaults.get("width") if width is None else width
     if surrogate == "fast_sigmoid":
         return 1.0 / (slope * np.abs(u) + 1.0) ** 2
     if surrogate == "boxcar":
@@ -443,8 +454,8 @@ def run_sample(
     learn: bool = False,
     loss: str = "smoothl1",
     surrogate: str = "fast_sigmoid",
-    slope: float = 10.0,
-    width: float = 1.0,
+    slope: float | None = None,
+    width: float | None = None,
     optimizer: str = "sgd",
     lr: float = 1e-3,
     beta2: float = 0.95,
@@ -477,8 +488,8 @@ def run_sample(
         Step the optimiser after every step ``t >= burnin`` (needs a label).
     loss : {"smoothl1", "mse", "ce"}
     surrogate : {"fast_sigmoid", "boxcar", "sigmoid"}
-    slope, width : float
-        Surrogate parameters.
+    slope, width : float, optional
+        Surrogate parameters; None: the surrogate's default (:data:`SURROGATE_DEFAULTS`).
     optimizer : {"sgd", "adamax"}
     lr, beta2, eps : float
         Optimiser parameters (Adamax with beta1 = 0).

@@ -1,9 +1,10 @@
 """The standalone run layer: one build folder used by several processes at once (two seeds of one experiment in
-two terminals), and the files a run passes to the binary."""
+two terminals: built by both at once, then run by both at once), and the files a run passes to the binary."""
 
 import multiprocessing
 import os
 import queue as queues
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,10 @@ STEPS = 400  # long enough that the two processes' runs overlap
 
 def _run(build_dir, seed, repeats=1):
     """Learn one chunk from seed-dependent inputs; returns the learned weights."""
-    sim = Simulator(SPEC, STEPS, build_dir=build_dir)
+    return _learn(Simulator(SPEC, STEPS, build_dir=build_dir), seed, repeats)
+
+
+def _learn(sim, seed, repeats=1):
     rng = np.random.default_rng(seed)
     params = init_params(SPEC, np.random.default_rng(0))
     counts = rng.poisson(0.4, (STEPS, SPEC.n_inputs)).astype(float)
@@ -39,10 +43,57 @@ def _worker(build_dir, seed, queue):
     queue.put((seed, _run(build_dir, seed, repeats=20)))
 
 
+def _build_worker(build_dir, seed, barrier, queue):
+    """Build (or find built) the network when the other worker does, then learn; report when it built."""
+    barrier.wait(timeout=120)  # imports done: both start building now
+    started = time.time()
+    sim = Simulator(SPEC, STEPS, build_dir=build_dir)
+    queue.put((seed, started, time.time(), _learn(sim, seed)))
+
+
+def _collect(workers, queue, n):
+    got = []
+    while len(got) < n:
+        try:
+            got.append(queue.get(timeout=5))
+        except queues.Empty:  # a worker that died gives nothing: fail instead of waiting
+            assert all(w.is_alive() or w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    return got
+
+
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory):
-    """One build folder for this module's tests (the network compiles once)."""
+    """One build folder for this module's tests (the network compiles once, in the first test)."""
     return tmp_path_factory.mktemp("devices") / "build"
+
+
+@pytest.mark.standalone
+def test_simultaneous_builds_of_an_empty_folder_compile_once(build_dir):
+    """Two processes build one structure in an empty folder at the same time: the lock lets one compile while
+    the other waits, which then finds the build up to date and compiles nothing; both learn correctly."""
+    assert not build_dir.exists()
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_build_worker, args=(build_dir, seed, barrier, queue)) for seed in (1, 2)]
+    for w in workers:
+        w.start()
+    got = sorted(_collect(workers, queue, 2), key=lambda r: r[2])  # (seed, started, built, weights) by build end
+    (_, _, first_end, _), (_, second_start, second_end, _) = got
+    compiled = [build_dir / "main", *build_dir.rglob("*.o")]
+    last_write = max(p.stat().st_mtime for p in compiled)
+    # the binary appeared after the second process had started building: it built at the same time ...
+    assert second_start < (build_dir / "main").stat().st_mtime
+    # ... yet every object file and the binary were written by the time the first finished: the second
+    # compiled nothing (it waited for the lock, then make found everything up to date)
+    assert last_write <= first_end + 0.05, f"written {last_write - first_end:.2f} s after the first build ended"
+    assert second_end >= first_end
+    expected = {seed: _run(build_dir, seed) for seed in (1, 2)}  # one after the other, in this process
+    assert not np.array_equal(expected[1], expected[2])
+    for seed, _, _, weights in got:
+        np.testing.assert_array_equal(weights, expected[seed])
 
 
 @pytest.mark.standalone
@@ -54,16 +105,7 @@ def test_concurrent_processes_share_a_build_folder(build_dir):
     workers = [context.Process(target=_worker, args=(build_dir, seed, queue)) for seed in (1, 2)]
     for w in workers:
         w.start()
-    got = {}
-    while len(got) < len(workers):
-        try:
-            seed, weights = queue.get(timeout=5)
-            got[seed] = weights
-        except queues.Empty:  # a worker that died gives nothing: fail instead of waiting
-            assert all(w.is_alive() or w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
-    for w in workers:
-        w.join(timeout=60)
-        assert w.exitcode == 0
+    got = dict(_collect(workers, queue, len(workers)))
     for seed in (1, 2):  # each process read its own results, never the other's
         np.testing.assert_array_equal(got[seed], expected[seed])
 

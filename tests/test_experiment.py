@@ -1,10 +1,14 @@
-"""Experiments end to end: determinism, exact resume (after a stop, SIGTERM, SIGKILL), bad input.
+"""Experiments end to end: determinism, exact resume (after a stop, SIGINT, SIGTERM, SIGKILL), bad input,
+what a run stores (meta.json, summary.json) and what eval and info report.
 
-One tiny configuration (digits, 96 training samples, a 24-neuron layer) compiled once per structure; the
-C++ build folder is shared between the runs and the CLI subprocesses, so later builds only regenerate code.
+One tiny configuration (digits, 96 training samples, a 24-neuron Adamax layer, 120-step chunks): the network
+structure of tests/test_sweep.py's configuration too, so the two modules compile one network between them in
+the per-structure build folder (``$DECOLLE_BUILD_DIR``), shared by the runs and the CLI subprocesses.
 """
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,11 +18,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import PROJECT_ROOT
 
 from decolle_brian.cli import main
 from decolle_brian.config import load_config
-from decolle_brian.experiment import Interrupted, train
-from decolle_brian.store import CHECKPOINT, read_checkpoint, read_metrics
+from decolle_brian.experiment import Experiment, Interrupted, train
+from decolle_brian.store import CHECKPOINT, FORMAT_VERSION, package_versions, read_checkpoint, read_metrics
 
 pytestmark = pytest.mark.standalone
 
@@ -46,7 +51,6 @@ checkpoint_every = 8
 progress = false
 [device]
 name = "cpp_standalone"
-build_dir = "{build}"
 """
 
 
@@ -54,7 +58,7 @@ build_dir = "{build}"
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     path = root / "tiny.toml"
-    path.write_text(TINY.format(build=root / "build"))
+    path.write_text(TINY)
     return path
 
 
@@ -126,20 +130,22 @@ def _wait_for_checkpoint(out: Path, proc, timeout=240):
     pytest.fail("no checkpoint appeared")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
 def test_signal_then_resume_is_exact(sig, tiny, reference_run, tmp_path):
     proc = _cli("train", str(tiny), "--out", str(tmp_path))
+    # the first checkpoint is written after 8 of the 2 x 96 training samples: training has started, and at
+    # least 46 chunks of 4 samples (46 runs of the binary) and two test passes remain when the signal is sent
     run = _wait_for_checkpoint(tmp_path, proc)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    if sig == signal.SIGTERM:
-        if proc.returncode == 0:
-            pytest.skip("the run finished before the signal arrived")
-        assert proc.returncode == 128 + signal.SIGTERM, err
-        assert "--resume" in err
-    else:
+    if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
-    read_checkpoint(run)  # readable: never torn
+    else:  # exit 0 (the handler ignored the signal, or it killed nothing) fails here
+        assert proc.returncode == 128 + sig, f"exit {proc.returncode}, expected {128 + sig}: {err[-2000:]}"
+        assert f"Stopped by {sig.name}" in err and "--resume" in err
+        assert not (run / "summary.json").exists()  # stopped, not finished
+    _, state = read_checkpoint(run)  # readable: never torn
+    assert state["epoch"] < 2  # the checkpoint of a stopped run, not of the finished one
     resumed = subprocess.run([sys.executable, "-m", "decolle_brian.cli", "train", "--resume", str(run)],
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
@@ -266,10 +272,47 @@ def test_resume_from_foreign_checkpoint(reference_run, tiny, tmp_path, capsys):
     assert (run / CHECKPOINT).read_bytes() == before
 
 
-def test_eval_command(reference_run, capsys):
+def test_unusable_device_exits_4_before_compiling(tiny, tmp_path, capsys, monkeypatch):
+    """No C++ compiler (here: CXX names none): exit 4, the message names CXX and the fix, nothing written."""
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    started = time.time()
+    assert main(["train", str(tiny), "--out", str(tmp_path / "out")]) == 4
+    err = capsys.readouterr().err
+    assert "device error" in err and "CXX=" in err and "runtime" in err
+    assert time.time() - started < 10  # nothing was compiled
+    assert not (tmp_path / "out").exists()  # no run folder
+
+
+def test_meta_json_says_what_ran(reference_run, tiny):
+    meta = json.loads((reference_run / "meta.json").read_text())
+    experiment = Experiment.from_config(load_config(tiny))
+    assert meta["device"] == "cpp_standalone" and meta["seed"] == 3
+    assert meta["structure_key"] == experiment.spec.structure_key()
+    assert meta["dataset"] == experiment.train_set.describe()
+    assert meta["format_version"] == FORMAT_VERSION
+    installed = package_versions()
+    assert {"python", "decolle-brian", "brian2", "numpy"} <= set(meta["versions"])
+    assert meta["versions"] == installed
+    head = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=False).stdout.strip() if shutil.which("git") else ""
+    if head:  # a git checkout (a fresh clone in CI): the commit it ran, "-dirty" with uncommitted changes
+        assert meta["git_commit"] in (head, head + "-dirty")
+    else:
+        assert meta["git_commit"] == "unknown"
+
+
+def test_eval_command_reproduces_the_final_test(reference_run, capsys):
+    """eval of the stored checkpoint gives the run's final test numbers: same parameters, same test set."""
     assert main(["eval", str(reference_run)]) == 0
     assert "test accuracy per layer" in capsys.readouterr().out
-    assert (reference_run / "eval_test.json").is_file()
+    evaluation = json.loads((reference_run / "eval_test.json").read_text())
+    summary = json.loads((reference_run / "summary.json").read_text())
+    assert evaluation["split"] == "test" and evaluation["n_samples"] == 40
+    assert evaluation["accuracy"] == summary["test_accuracy"]
+    assert evaluation["loss"] == summary["test_loss"]
+    assert evaluation["confusion"] == summary["confusion"]
+    final_test = [row for row in read_metrics(reference_run) if row["split"] == "test"][-1]
+    assert evaluation["accuracy"] == [final_test["acc_L1"]]
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "derive", "info", "plot", "sweep"])
@@ -285,8 +328,21 @@ def test_checkpoint_has_no_pickle(reference_run):
         assert isinstance(f.attrs["state"], str)
 
 
-def test_info_runs():
+def test_info_reports_versions_devices_and_data(shared_data, capsys, monkeypatch):
+    monkeypatch.chdir(PROJECT_ROOT)  # ../shared/data is also searched relative to the working directory
     assert main(["info"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    versions = next(line for line in lines if line.startswith("versions: "))
+    for name, version in package_versions().items():
+        assert f"{name} {version}" in versions, name
+    assert any(line.startswith("devices: ") and "cpp_standalone" in line and "runtime" in line for line in lines)
+    compiler = next(line for line in lines if line.startswith("C++ compiler: "))
+    found = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    assert (found in compiler) if found else ("none found" in compiler)
+    assert any(line.startswith("CUDA: ") for line in lines)
+    assert "data: digits (embedded, scikit-learn): always available" in lines
+    for name in ("mnist", "nmnist"):  # the real data of ../shared/data
+        assert f"data: {name}: {shared_data.resolve() / name}" in lines, name
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -261,6 +261,8 @@ def test_surrogates_by_hand():
     np.testing.assert_array_equal(surrogate_grad(np.array([-1.0, 1.0]), "boxcar", width=2.0), [0, 1])
     assert surrogate_grad(np.array([0.0]), "sigmoid", slope=4.0)[0] == pytest.approx(1.0)
     assert surrogate_grad(np.array([1e4]), "sigmoid")[0] == 0.0  # no overflow
+    # default slope 1 (PyTorch DECOLLE's SigmoidStep: sig(u) (1 - sig(u))): 1/4 at u = 0
+    assert surrogate_grad(np.array([0.0]), "sigmoid")[0] == pytest.approx(0.25)
     with pytest.raises(ValueError):
         surrogate_grad(u, "nope")
 
@@ -694,3 +696,12 @@ def test_adamax_state_created_for_missing_keys():
         run_sample(
             layers, np.ones((4, 3)), 0, n_classes=2, learn=True, optimizer="adamax", opt_state=[{}, {}]
         )
+
+
+def test_surrogate_defaults_are_the_derivations():
+    """One default per surrogate parameter: the oracle keeps its own table, with the derivation's numbers."""
+    from decolle_brian.derivation import SURROGATES as DERIVED  # noqa: PLC0415 - the oracle imports nothing of it
+
+    assert set(ref.SURROGATE_DEFAULTS) == set(DERIVED) == set(ref.SURROGATES)
+    for name, (_, params) in DERIVED.items():
+        assert ref.SURROGATE_DEFAULTS[name] == params, name

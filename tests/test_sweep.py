@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import import_or_skip
 
 from decolle_brian.cli import main
 from decolle_brian.sweep import SweepDir, SweepError, load_sweep, read_sweep_csv, run_sweep
@@ -83,6 +84,12 @@ def _spec(root: Path, name: str, text: str) -> Path:
     path = root / f"{name}.toml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="module")
+def dask_distributed():
+    """dask.distributed, imported before the (costly) local sweep: a skip locally, a failure under CI."""
+    return import_or_skip("dask.distributed", "the Dask sweep test needs the dask extra (pip install -e .[dask])")
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +207,7 @@ def test_parameters_reuse_one_compiled_network(local_sweep):
 
 @pytest.mark.standalone
 @pytest.mark.dask
-def test_dask_local_cluster_gives_the_same_points(root, local_sweep):
-    pytest.importorskip("dask.distributed")
+def test_dask_local_cluster_gives_the_same_points(dask_distributed, root, local_sweep):
     started = time.time()
     path = run_sweep(root / "grid.toml", root / "out-dask", workers=2, dask_local=True, progress=False,
                      log=_quiet, plots=False)

@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from brian2.utils.filelock import FileLock, Timeout
 
-from decolle_brian.devices import Simulator, default_build_dir
+from decolle_brian.devices import Simulator, build_root, default_build_dir
 
 BINARY = "main"
 SEEDED = "seeded.json"
@@ -42,8 +41,7 @@ SEEDED = "seeded.json"
 def default_build_root() -> Path:
     """``$DECOLLE_BUILD_DIR/sweep`` or ``<temp>/decolle-brian-build/sweep`` (kept apart from plain runs,
     which build without these locks)."""
-    root = os.environ.get("DECOLLE_BUILD_DIR", str(Path(tempfile.gettempdir()) / "decolle-brian-build"))
-    return Path(root) / "sweep"
+    return build_root() / "sweep"
 
 
 @dataclass
@@ -93,8 +91,7 @@ def fresh_brian_names() -> None:
 def structure_key(experiment) -> str:
     """Build folder name of an experiment's network (see the module docstring)."""
     dev = experiment.config["device"]
-    name = default_build_dir(experiment.spec, dev["name"], experiment.chunk_steps).name
-    return name + (f"-omp{dev['threads']}" if dev["threads"] > 1 else "")
+    return default_build_dir(experiment.spec, dev["name"], experiment.chunk_steps, threads=dev["threads"]).name
 
 
 @contextmanager
@@ -127,7 +124,7 @@ def structure_build(experiment, build_root: str | Path) -> Iterator[BuildSlot]:
     workers = root / f"{key}.workers"
     workers.mkdir(exist_ok=True)
     slot_lock, private_root = _claim_slot(workers)
-    private = private_root / default_build_dir(experiment.spec, dev["name"], experiment.chunk_steps).name
+    private = private_root / key  # the folder the run's own Simulator finds under $DECOLLE_BUILD_DIR
     slot = BuildSlot(key, master, private)
     previous_env = os.environ.get("DECOLLE_BUILD_DIR")
     try:
