@@ -208,7 +208,7 @@ class RecordingTable(Table):
     weights: Literal["auto", "all", "subset"] = Field("auto", description="weight matrices in snapshots: 'all', "
                                                       "'subset' (recorded neurons x recorded presynaptic neurons) "
                                                       "or 'auto' (all up to 262144 weights per layer)")
-    max_mb: float = Field(512, ge=0, description="refuse (before compiling) recordings whose estimated size exceeds "
+    max_mb: float = Field(512.0, ge=0, description="refuse (before compiling) recordings whose estimated size exceeds "
                           "this (MB)")
 
 

@@ -99,9 +99,10 @@ def error_lines(exc: ValidationError, model: type[BaseModel] | None, prefix: str
     for error in exc.errors():
         kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
         key, annotation = _walk(model, tuple(error["loc"]))
-        if "key" in ctx:  # a validator that names its key itself
-            key = str(ctx["key"])
-        elif prefix:
+        if kind == "keyed":  # a validator's own message, naming its key itself
+            lines.setdefault(str(ctx["key"]), str(ctx["message"]))
+            continue
+        if prefix:
             key = f"{prefix}.{key}" if key and not key.startswith("[") else f"{prefix}{key}"
         if kind == "extra_forbidden":
             parent, _, leaf = key.rpartition(".")
