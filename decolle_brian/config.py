@@ -415,14 +415,20 @@ def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple
         spec.validate()
     except SpecError as exc:
         raise ConfigError(str(exc)) from None
-    # the derivation checks loss and surrogate expressions: a bad one fails here, not in the compiler
+    _check_rule(learning["loss"], learning["surrogate"], tuple(sorted(learning["surrogate_params"].items())))
+    return spec
+
+
+@functools.cache
+def _check_rule(loss: str, surrogate: str, surrogate_params: tuple) -> None:
+    """Derive the rule once per (loss, surrogate, parameters): a bad expression fails here, not in the compiler
+    (cached: a sweep checks every point's configuration)."""
     from decolle_brian.derivation import DerivationError, derive  # noqa: PLC0415 - sympy only when needed
 
     try:
-        derive(learning["loss"], learning["surrogate"], **learning["surrogate_params"])
+        derive(loss, surrogate, **dict(surrogate_params))
     except DerivationError as exc:
         raise ConfigError(f"learning: {exc}") from None
-    return spec
 
 
 def to_toml(config: dict) -> str:
