@@ -40,6 +40,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import expit
 
+from decolle_brian.names import OPTIMIZERS
+
 __all__ = [
     "Constants",
     "DenseLayer",
@@ -64,7 +66,6 @@ __all__ = [
 
 LOSSES = ("smoothl1", "mse", "ce")
 SURROGATES = ("fast_sigmoid", "boxcar", "sigmoid")
-OPTIMIZERS = ("sgd", "adamax")
 
 
 @dataclass(frozen=True)
