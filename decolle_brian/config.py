@@ -14,6 +14,7 @@ decays only) is what a run stores and what ``--resume`` reads back.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -157,15 +158,6 @@ class NeuronSection(NeuronTable):
         return self
 
 
-class LearningSection(LearningTable):
-    """``[learning]``: the rule (loss, surrogate, optimiser), its constants and the learning-rate schedule."""
-
-    surrogate_params: dict[str, int | float] = Field(default_factory=dict, description="surrogate parameters "
-                                                     "(slope, width, or the names of an expression's parameters)")
-    lr_drop_factor: float = Field(2.0, ge=1, description="divide lr by this every lr_drop_interval epochs")
-    lr_drop_interval: int = Field(20, ge=1, description="epochs between lr drops")
-
-
 class TrainingTable(Table):
     """``[training]``: epochs, chunking, evaluation and checkpoints."""
 
@@ -220,7 +212,7 @@ class Config(Table):
     data: DataTable = Field(default_factory=DataTable, description="the data set")
     network: NetworkTable = Field(default_factory=NetworkTable, description="layers and mode")
     neuron: NeuronSection = Field(default_factory=NeuronSection, description="neuron constants")
-    learning: LearningSection = Field(default_factory=LearningSection, description="learning rule")
+    learning: LearningTable = Field(default_factory=LearningTable, description="learning rule and lr schedule")
     training: TrainingTable = Field(default_factory=TrainingTable, description="training loop")
     device: DeviceTable = Field(default_factory=DeviceTable, description="Brian2 device")
     recording: RecordingTable = Field(default_factory=RecordingTable, description="recordings")
@@ -367,6 +359,10 @@ def json_schema() -> dict:
 
 
 # ---- the network of a configuration ----------------------------------------------------------------------------
+# the [learning] keys a spec carries (the rest is the training loop's learning-rate schedule)
+_SPEC_LEARNING_KEYS = [f.name for f in dataclasses.fields(LearningSpec) if f.name != "surrogate_params"]
+
+
 def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple | None = None) -> NetworkSpec:
     """The :class:`NetworkSpec` of a resolved configuration (SpecError -> ConfigError naming the key)."""
     learning = config["learning"]
@@ -407,7 +403,7 @@ def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple
         spec = NetworkSpec(
             n_inputs=n_inputs, layers=tuple(layers), n_classes=n_classes,
             neuron=NeuronParams(**{k: config["neuron"][k] for k in NeuronTable.model_fields}),
-            learning=LearningSpec(**{k: learning[k] for k in LearningTable.model_fields if k != "surrogate_params"},
+            learning=LearningSpec(**{k: learning[k] for k in _SPEC_LEARNING_KEYS},
                                   surrogate_params=tuple(sorted(learning["surrogate_params"].items()))),
             input_shape=tuple(input_shape) if input_shape is not None else None,
             mode=config["network"]["mode"],

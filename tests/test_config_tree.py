@@ -254,3 +254,93 @@ def test_config_and_spec_import_neither_sympy_nor_brian2():
             "print(sorted(m for m in ('sympy', 'brian2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---- a run folder written before the typed tree still loads identically ---------------------------------------
+STORED_BEFORE = """\
+name = "digits"
+seed = 0
+
+[data]
+dataset = "digits"
+root = ""
+train_samples = 0
+test_samples = 0
+augment_shift = 0
+
+[data.params]
+encoder = "poisson"
+n_steps = 20
+
+[network]
+layers = [
+    256,
+    256,
+]
+mode = "event"
+
+[neuron]
+alpha = 0.97
+beta = 0.92
+alpharp = 0.65
+wrp = 1.0
+
+[learning]
+loss = "smoothl1"
+surrogate = "fast_sigmoid"
+optimizer = "sgd"
+lr = 1.0
+lr_drop_factor = 1.5
+lr_drop_interval = 1
+beta2 = 0.95
+eps = 1e-08
+dropout = 0.5
+lc_ampl = 0.5
+burnin = 10
+
+[learning.surrogate_params]
+slope = 10
+
+[training]
+epochs = 6
+chunk_samples = 32
+eval_every = 1
+checkpoint_every = 256
+progress = true
+
+[device]
+name = "cpp_standalone"
+threads = 1
+build_dir = ""
+runtime_target = "cython"
+
+[recording]
+variables = []
+layers = []
+neurons = [
+    0,
+    3,
+]
+synapses = 4
+train_every = 0
+test_samples = "first_of_class"
+every_steps = 1
+weights_every = 0
+weights = "auto"
+max_mb = 100.0
+"""
+
+
+def test_stored_config_from_the_previous_writer_loads_identically(tmp_path):
+    """config.toml as the previous resolver wrote it (digits with overrides, an integer surrogate parameter, the
+    then default runtime_target): same values, same types, same structure key as before (resume finds its build
+    and checkpoint)."""
+    path = tmp_path / "config.toml"
+    path.write_text(STORED_BEFORE)
+    config = load_config(path)
+    assert config == tomllib.loads(STORED_BEFORE)
+    assert config["learning"]["surrogate_params"] == {"slope": 10}
+    assert isinstance(config["learning"]["surrogate_params"]["slope"], int)
+    assert config["device"]["runtime_target"] == "cython"
+    assert network_spec(config, 64, 10, (1, 8, 8)).structure_key() == "d05a28db0958"  # computed before the change
+    assert to_toml(config) == STORED_BEFORE

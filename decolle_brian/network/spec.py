@@ -66,16 +66,20 @@ class NeuronTable(Table):
 
 
 class LearningTable(Table):
-    """The local loss, the surrogate, the optimiser and the readout constants (what a spec carries)."""
+    """``[learning]``: the local loss, the surrogate, the optimiser, the readout constants (what a spec carries)
+    and the learning-rate schedule (the training loop's)."""
 
     loss: str = Field("smoothl1", min_length=1,
                       description=f"local loss: one of {sorted(LOSSES)} or an expression of y and target")
     surrogate: str = Field("fast_sigmoid", min_length=1,
                            description=f"surrogate gradient: one of {sorted(SURROGATES)} or an expression of u")
-    surrogate_params: dict[str, float] = Field(default_factory=dict, description="surrogate parameters "
-                                               "(slope, width, or the names of an expression's parameters)")
+    # int stays int: the parameters are part of the structure key of a stored run
+    surrogate_params: dict[str, int | float] = Field(default_factory=dict, description="surrogate parameters "
+                                                     "(slope, width, or the names of an expression's parameters)")
     optimizer: Literal[OPTIMIZERS] = Field("adamax", description="optimiser")
     lr: float = Field(1e-3, ge=0, description="learning rate")
+    lr_drop_factor: float = Field(2.0, ge=1, description="divide lr by this every lr_drop_interval epochs")
+    lr_drop_interval: int = Field(20, ge=1, description="epochs between lr drops")
     beta2: float = Field(0.95, ge=0, lt=1, description="Adamax infinity-norm decay, in [0, 1)")
     eps: float = Field(1e-8, gt=0, description="Adamax epsilon")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout probability on the readout path (training "
@@ -267,7 +271,7 @@ class LearningSpec:
     burnin: int = _LEARNING["burnin"]
 
     def validate(self, prefix: str = "learning") -> None:
-        values = asdict(self)
+        values = asdict(self)  # the schedule keys (not part of a spec) take their defaults
         try:
             values["surrogate_params"] = dict(self.surrogate_params)
         except (TypeError, ValueError):
