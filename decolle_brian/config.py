@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, WithJsonSchema, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
-from decolle_brian.data.registry import DATASETS
+from decolle_brian.data.registry import DATASETS, dataset_params
 from decolle_brian.names import DEFAULT_RUNTIME_TARGET, DEVICES, MODES, RUNTIME_TARGETS
 from decolle_brian.network.spec import (
     ConvLayerSpec,
@@ -61,28 +61,26 @@ def _keyed(key: str, message: str) -> PydanticCustomError:
 # ---- data.params: keys and types from each data set's own constructor ------------------------------------------
 @functools.cache
 def params_table(dataset: str) -> type[Table]:
-    """The typed table of ``data.params`` for a data set: its constructor's keyword-only parameters."""
+    """The typed table of ``data.params`` for a data set: the keys, defaults and types of its constructor's
+    keyword parameters (:func:`~decolle_brian.data.registry.dataset_params`), described by its docstring."""
     cls = DATASETS[dataset]
     hints = typing.get_type_hints(cls.__init__)
     docs = _parameter_docs(cls.__doc__ or "")
-    fields = {p.name: (hints.get(p.name, Any), Field(p.default, description=docs.get(p.name, f"see {cls.__name__}")))
-              for p in inspect.signature(cls.__init__).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    fields = {name: (hints.get(name, Any), Field(default, description=docs.get(name, f"see {cls.__name__}")))
+              for name, default in dataset_params(dataset).items()}
     return create_model(f"{cls.__name__}Params", __base__=Table, __doc__=f"[data.params] of {dataset!r}", **fields)
 
 
 def _parameter_docs(doc: str) -> dict[str, str]:
-    """``name -> first description line`` from a numpydoc Parameters section."""
-    out, name = {}, None
+    """``name -> first line of its description`` from a numpydoc Parameters section."""
+    out, names = {}, []
     for line in inspect.cleandoc(doc).splitlines():
         head = re.match(r"^(\w+(?:, \w+)*) :", line)
         if head:
             names = head.group(1).split(", ")
-            name = names
-            continue
-        if name and line.startswith("    ") and line.strip():
-            for n in name:
-                out.setdefault(n, line.strip())
-            name = None
+        elif names and line.startswith("    ") and line.strip():
+            out.update({name: line.strip() for name in names if name not in out})
+            names = []
     return out
 
 
@@ -109,6 +107,9 @@ class DataTable(Table):
             lines = error_lines(exc, table, "data.params")
             key = re.match(r"(unknown key\(s\) \['|)([\w.\[\]]+)", lines[0]).group(2)
             raise _keyed(key, f"{'; '.join(lines)} (data set {self.dataset!r})") from None
+        if "max_samples" in self.params and (self.train_samples or self.test_samples):
+            raise _keyed("data.params.max_samples", "data.params.max_samples and data.train_samples / test_samples "
+                         "both limit the samples: keep train_samples / test_samples")
         return self
 
 

@@ -119,6 +119,12 @@ def test_data_params_follow_the_signature():
     assert config["data"]["params"] == {"max_rate_hz": 100}
 
 
+def test_max_samples_given_twice():
+    _raises({"data": {"params": {"max_samples": 10}, "train_samples": 20}}, "data.params.max_samples",
+            "data.train_samples")
+    assert resolve({"data": {"params": {"max_samples": 10}}})["data"]["params"] == {"max_samples": 10}
+
+
 @pytest.mark.parametrize("override, message", [
     ("data.params.bogus=1", "data.params.bogus"),
     ('data.params.n_steps="abc"', "data.params.n_steps: expected integer"),
