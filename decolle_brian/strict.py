@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import types
 import typing
+from pathlib import PurePath
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -21,7 +22,9 @@ class Table(BaseModel):
 
 
 _TOML_NAMES = {int: "integer", float: "integer or number", str: "string", bool: "boolean", dict: "table",
-               list: "array", tuple: "array", type(None): "nothing"}
+               list: "array", tuple: "array", PurePath: "string", type(None): "nothing"}
+_ERROR_NAMES = {"int_type": "integer", "float_type": "integer or number", "string_type": "string",
+                "bool_type": "boolean", "dict_type": "table", "list_type": "array", "tuple_type": "array"}
 
 
 def type_text(annotation: Any) -> str:
@@ -30,8 +33,10 @@ def type_text(annotation: Any) -> str:
     if origin is typing.Annotated:
         return type_text(typing.get_args(annotation)[0])
     if origin in (Union, types.UnionType):
-        return " or ".join(dict.fromkeys(type_text(a) for a in typing.get_args(annotation)
-                                         if a is not type(None)))
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if float in members:  # "integer or number" already says int
+            members = [a for a in members if a is not int]
+        return " or ".join(dict.fromkeys(type_text(a) for a in members))
     if origin is Literal:
         return f"one of {list(typing.get_args(annotation))}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -56,7 +61,7 @@ def _walk(model: type[BaseModel] | None, loc: tuple) -> tuple[str, Any]:
     pydantic puts union member tags (``'int'``, ``'list[int]'``) into locations: the walk stops at a union.
     """
     key, annotation, node = "", None, model
-    for part in loc:
+    for position, part in enumerate(loc):
         if isinstance(part, int):
             key += f"[{part}]"
             annotation = typing.get_args(annotation)[0] if typing.get_args(annotation) else None
@@ -76,7 +81,12 @@ def _walk(model: type[BaseModel] | None, loc: tuple) -> tuple[str, Any]:
         node = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
         if typing.get_origin(inner) in (Union, types.UnionType) and not (
                 len(typing.get_args(inner)) == 2 and type(None) in typing.get_args(inner)):
-            break  # the rest of the location is a union member tag
+            # next comes a union member tag ('int', 'list[int]'); then only list positions can follow
+            rest = [p for p in loc[position + 2:] if isinstance(p, int)]
+            if rest:
+                key += "".join(f"[{i}]" for i in rest)
+                annotation = None  # the element's type: said by the error's kind
+            break
     return key, annotation
 
 
@@ -113,7 +123,8 @@ def error_lines(exc: ValidationError, model: type[BaseModel] | None, prefix: str
         if kind == "missing":
             text = "missing"
         elif kind.endswith("_type") or kind in ("model_type", "dataclass_type", "is_instance_of", "union_tag_invalid"):
-            expected = type_text(annotation) if annotation is not None else kind.removesuffix("_type")
+            expected = (type_text(annotation) if annotation is not None
+                        else _ERROR_NAMES.get(kind, kind.removesuffix("_type")))
             text = f"expected {expected}, got {_value_text(value)}"
         elif kind == "finite_number":
             text = f"must be a finite number, got {value}"
@@ -130,6 +141,8 @@ def error_lines(exc: ValidationError, model: type[BaseModel] | None, prefix: str
         else:
             text = f"{error['msg']}, got {value!r}"
         lines[key] = f"{key}: {text}" if key else text
+    # a union reports every member: keep the most specific message (recording.neurons[1] over recording.neurons)
+    lines = {key: line for key, line in lines.items() if not any(k.startswith(f"{key}[") for k in lines)}
     out = []
     for parent, keys in unknown.items():
         node = _node(model, parent.removeprefix(prefix).lstrip(".")) if model is not None else None

@@ -92,6 +92,17 @@ def test_choices_name_the_key():
     _raises({"network": {"mode": 1}}, "network.mode: 1 is not one of ['exact', 'event']")
 
 
+@pytest.mark.parametrize("raw, message", [
+    ({"recording": {"neurons": [1, "a"]}}, "recording.neurons[1]: expected integer, got string 'a'"),
+    ({"recording": {"layers": [1.5]}}, "recording.layers[0]: expected integer"),
+    ({"network": {"layers": ["x"]}}, "network.layers[0]: expected integer or table"),
+    ({"learning": {"surrogate_params": {"slope": "x"}}}, "learning.surrogate_params.slope: expected integer or number"),
+    ({"data": {"dataset": "dvsgesture", "params": {"users": [1, "a"]}}}, "data.params.users[1]: expected integer"),
+])
+def test_inner_positions_are_named(raw, message):
+    assert _raises(raw, message).count(":") == 1  # one message: not one per member of a union
+
+
 def test_every_bad_key_is_reported_at_once():
     message = _raises({"learning": {"lr": -1, "lrr": 1}, "neuron": {"alpha": 2.0}})
     assert "learning.lrr" in message and "learning.lr:" in message and "neuron.alpha" in message
