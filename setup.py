@@ -2,7 +2,9 @@
 
 The model equations live in the top-level ``equations/`` folder (they ARE the model, so they sit beside
 the code, not inside it) and are shipped as the sub-package ``decolle_brian.equations`` through a
-``package_dir`` mapping, so a plain non-editable ``pip install .`` finds them.
+``package_dir`` mapping, so a plain non-editable ``pip install .`` finds them. The shipped run configurations
+``runs/*.toml`` travel the same way as ``decolle_brian.runs``: they are the one statement of the published
+networks (``decolle_brian.presets`` reads them).
 """
 
 import re
@@ -22,9 +24,11 @@ setup(
     version=_version(),
     description="DECOLLE (Deep Continuous Local Learning) as Brian2 equations with derived plasticity",
     python_requires=">=3.12",
-    packages=find_packages(include=["decolle_brian", "decolle_brian.*"]) + ["decolle_brian.equations"],
-    package_dir={"decolle_brian.equations": "equations"},
-    package_data={"decolle_brian.equations": ["*.eq", "README.md"], "decolle_brian.network": ["templates/*.cpp"]},
+    packages=find_packages(include=["decolle_brian", "decolle_brian.*"]) + ["decolle_brian.equations",
+                                                                            "decolle_brian.runs"],
+    package_dir={"decolle_brian.equations": "equations", "decolle_brian.runs": "runs"},
+    package_data={"decolle_brian.equations": ["*.eq", "README.md"], "decolle_brian.network": ["templates/*.cpp"],
+                  "decolle_brian.runs": ["*.toml"]},
     install_requires=[
         "brian2==2.10.1",  # the version brian2cuda 1.0b1 pins: one Brian for CPU and GPU
         "numpy",
@@ -36,12 +40,17 @@ setup(
         "h5py",
         "tqdm",
         "tomli-w",  # writes the resolved run configuration back as TOML (tomllib only reads)
+        # the typed configuration tree: strict validation with error locations (the dotted key), bounds and
+        # descriptions on each key, and a JSON schema for editors from the same declarations; attrs/cattrs
+        # would need hand-written bounds checks and a schema generator of our own
+        "pydantic>=2.7",
     ],
     extras_require={
         "cuda": ["brian2cuda==1.0b1", "nvidia-curand"],  # nvidia-curand 10.x = CUDA 13 build
         "dask": ["dask[distributed]"],
-        # xdist: the suite on every core; import-linter: the layer contracts of pyproject.toml, run by .ci/run
-        "test": ["pytest", "pytest-xdist", "ruff", "import-linter"],
+        # xdist: the suite on every core; import-linter: the layer contracts of pyproject.toml, run by .ci/run;
+        # jsonschema: the exported configuration schema is checked as a JSON Schema
+        "test": ["pytest", "pytest-xdist", "ruff", "import-linter", "jsonschema"],
     },
     entry_points={"console_scripts": ["decolle-brian=decolle_brian.cli:main"]},
 )

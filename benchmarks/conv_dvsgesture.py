@@ -1,6 +1,6 @@
 """Benchmark: the DvsGesture conv network (64-128-128, 7x7, pools 2, 1, 2) in Brian2's C++ standalone device.
 
-Builds :func:`decolle_brian.network.presets.dvsgesture_spec`, compiles it once, runs chunks of a synthetic
+Builds :func:`decolle_brian.presets.dvsgesture_spec`, compiles it once, runs chunks of a synthetic
 recording written in the exact IBM format (AEDAT 3.1 + labels csv, read back through the DvsGesture loader:
 4x4 summing to 2x32x32, 1 ms bins) with learning on every step, and records (as JSON): neuron and synapse
 counts per layer, the learned state stored in Brian, compile time, wall time per chunk (with the fixed cost
@@ -34,7 +34,7 @@ from decolle_brian.data.dvsgesture import write_synthetic_recording
 from decolle_brian.devices import Simulator
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
-from decolle_brian.network.presets import dvsgesture_spec
+from decolle_brian.presets import dvsgesture_spec
 
 
 def counts(sim: Simulator) -> dict:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from decolle_brian.errors import DecolleError
+from decolle_brian.names import DEVICES, LOSSES, OPTIMIZERS, SURROGATES
 
 
 def _train(args) -> int:
@@ -56,6 +57,12 @@ def _derive(args) -> int:
     return 0
 
 
+def _schema(args) -> int:
+    from decolle_brian.config import main as write_schema  # noqa: PLC0415
+
+    return write_schema([args.out] if args.out else [])
+
+
 def _info(args) -> int:
     from decolle_brian.info import info_lines  # noqa: PLC0415
 
@@ -95,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a TOML configuration online; outputs go to OUT/<name>/<timestamp>/.")
     p.add_argument("config", nargs="?", help="TOML configuration (e.g. runs/digits.toml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key, e.g. learning.lr=1e-4")
-    p.add_argument("--device", choices=("runtime", "cpp_standalone", "cuda_standalone"))
+    p.add_argument("--device", choices=DEVICES)
     p.add_argument("--threads", type=int, help="OpenMP threads of the C++ standalone device")
     p.add_argument("--out", default="runs/out", help="root of the run store (default runs/out)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
@@ -106,17 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--data", metavar="ROOT", help="data folder (overrides the run's data.root)")
     p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--device", choices=("runtime", "cpp_standalone", "cuda_standalone"))
+    p.add_argument("--device", choices=DEVICES)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("derive", help="print the plasticity rule derived for a loss and surrogate",
                        description="Derive the DECOLLE rule symbolically and print it as math and as Brian2 code.")
-    p.add_argument("--loss", default="smoothl1", help="smoothl1, mse, ce, or an expression of y and target")
+    p.add_argument("--loss", default="smoothl1", help=f"{', '.join(LOSSES)}, or an expression of y and target")
     p.add_argument("--surrogate", default="fast_sigmoid",
-                   help="fast_sigmoid, boxcar, sigmoid, or an expression of u")
+                   help=f"{', '.join(SURROGATES)}, or an expression of u")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="surrogate parameter, e.g. slope=10")
-    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamax"))
+    p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)
     p.set_defaults(func=_derive)
+
+    p = sub.add_parser("schema", help="JSON schema of configuration files (for editors)",
+                       description="Write the JSON schema of a configuration file: every key, its type, default, "
+                       "bounds and description (e.g. for an editor's TOML language server).")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    p.set_defaults(func=_schema)
 
     p = sub.add_parser("info", help="versions, devices, compilers, data found")
     p.set_defaults(func=_info)

@@ -38,24 +38,8 @@ from decolle_brian.errors import DerivationError
 from decolle_brian.expressions import FUNCTIONS, ExpressionError, Function
 from decolle_brian.expressions import parse as parse_expression
 
-#: Built-in losses (one-hot target; mean over classes as PyTorch's defaults).
-LOSSES = {
-    "smoothl1": "mean(where(abs(y - target) < 1, (y - target)**2 / 2, abs(y - target) - 1/2))",
-    "mse": "mean((y - target)**2)",
-    "ce": "log(sum(exp(y))) - sum(target * y)",  # softmax cross-entropy for a target summing to 1
-}
-
-#: Built-in surrogates sigma'(u) and their default parameters.
-SURROGATES = {
-    "fast_sigmoid": ("1 / (slope * abs(u) + 1)**2", {"slope": 10.0}),
-    "boxcar": ("where((u > -width / 2) & (u <= width / 2), 1, 0)", {"width": 1.0}),
-    "sigmoid": ("slope * exp(-slope * u) / (1 + exp(-slope * u))**2", {"slope": 1.0}),
-}
-
-#: optimisers of the learned parameters (each has its step emitter in emission.OPTIMIZER_EMITTERS)
-OPTIMIZERS = ("sgd", "adamax")
-#: how the forward sum and the weight step run: every synapse every step, or driven by events (docs/event_driven.md)
-MODES = ("exact", "event")
+# the built-in names and texts live in a leaf module, so that configuration and spec need no sympy
+from decolle_brian.names import LOSSES, MODES, OPTIMIZERS, SURROGATES  # noqa: F401 - re-exported
 
 # Brian's own symbols are real; sympy compares symbols by name AND assumptions.
 Y, TARGET, U = (sp.Symbol(name, real=True) for name in ("y", "target", "u"))

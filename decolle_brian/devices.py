@@ -27,12 +27,11 @@ from brian2.devices.device import all_devices
 
 from decolle_brian.derivation import derive, loss_function
 from decolle_brian.errors import DeviceError
+from decolle_brian.names import DEFAULT_RUNTIME_TARGET, DEVICES
 from decolle_brian.network.builder import DT, BrianNetwork, Probes
 from decolle_brian.network.chunks import ChunkInputs
 from decolle_brian.network.params import check_params
 from decolle_brian.network.spec import NetworkSpec, NeuronParams
-
-DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
 
 
 @dataclass
@@ -129,7 +128,7 @@ class Simulator:
     """
 
     def __init__(self, spec: NetworkSpec, chunk_steps: int, device: str = "cpp_standalone",
-                 build_dir: str | Path | None = None, threads: int = 1, runtime_target: str = "numpy",
+                 build_dir: str | Path | None = None, threads: int = 1, runtime_target: str = DEFAULT_RUNTIME_TARGET,
                  probes: tuple[str, ...] | Probes = ()):
         global _generation
         spec.validate()

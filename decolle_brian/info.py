@@ -25,10 +25,10 @@ def _cuda_line() -> str:
 
 
 def _data_lines() -> list[str]:
-    from decolle_brian.data import default_root  # noqa: PLC0415
+    from decolle_brian.data import DATASETS, default_root  # noqa: PLC0415
 
     lines = ["data: digits (embedded, scikit-learn): always available"]
-    for name in ("mnist", "nmnist", "dvsgesture"):
+    for name in (name for name in DATASETS if name != "digits"):
         try:
             root = default_root(name)
         except Exception as exc:  # noqa: BLE001 - report, never fail, in info

@@ -20,8 +20,8 @@ from decolle_brian.emission import conv_code
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.conv import conv_connectivity, full_probes
 from decolle_brian.network.params import init_params
-from decolle_brian.network.presets import dvsgesture_spec, nmnist_conv_spec
 from decolle_brian.network.spec import ConvLayerSpec, DenseLayerSpec, LearningSpec, NetworkSpec, SpecError
+from decolle_brian.presets import dvsgesture_spec, nmnist_conv_spec
 
 T, BURNIN, N_CLASSES, LABEL = 120, 20, 4, 2
 INPUT_SHAPE = (2, 12, 12)

@@ -11,9 +11,13 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Annotated, Literal
 
-from decolle_brian.derivation import LOSSES, MODES, OPTIMIZERS, SURROGATES
+from pydantic import Field, ValidationError
+
 from decolle_brian.errors import SpecError
+from decolle_brian.names import DT_MS, LOSSES, MODES, OPTIMIZERS, SURROGATES
+from decolle_brian.strict import Table, error_lines
 
 
 def _check(cond: bool, field_name: str, message: str) -> None:
@@ -28,33 +32,107 @@ def _finite(value, field_name: str) -> float:
     return float(value)
 
 
+def check_table(table: type[Table], values: dict, prefix: str) -> None:
+    """Validate ``values`` against a typed table; raise :class:`SpecError` naming every bad key."""
+    try:
+        table.model_validate(values)
+    except ValidationError as exc:
+        raise SpecError("; ".join(error_lines(exc, table, prefix))) from None
+
+
+def _defaults(table: type[Table]) -> dict:
+    """Defaults of a table's keys (those with a default value, not a factory)."""
+    return {name: info.default for name, info in table.model_fields.items() if info.default_factory is None}
+
+
+# ---- the typed tables: every default, bound and description of the network's constants ----------------------
+Decay = Annotated[float, Field(gt=0, lt=1)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class NeuronTable(Table):
+    r"""``[neuron]``: per-step decay factors of the DECOLLE neuron (dt = 1 ms), as the reference names them."""
+
+    alpha: Decay = Field(0.97, description="membrane trace decay per 1 ms step, exp(-dt/tau_mem), in (0, 1) "
+                         "(0.97: tau_mem 32.8 ms)")
+    beta: Decay = Field(0.92, description="synaptic trace decay per step, exp(-dt/tau_syn), in (0, 1) "
+                        "(0.92: tau_syn 12.0 ms)")
+    alpharp: Decay = Field(0.65, description="refractory decay per step, exp(-dt/tau_ref), in (0, 1) "
+                           "(0.65: tau_ref 2.3 ms)")
+    wrp: float = Field(1.0, ge=0, description="refractory jump size")
+
+
+class LearningTable(Table):
+    """``[learning]``: the local loss, the surrogate, the optimiser, the readout constants (what a spec carries)
+    and the learning-rate schedule (the training loop's)."""
+
+    loss: str = Field("smoothl1", min_length=1,
+                      description=f"local loss: one of {sorted(LOSSES)} or an expression of y and target")
+    surrogate: str = Field("fast_sigmoid", min_length=1,
+                           description=f"surrogate gradient: one of {sorted(SURROGATES)} or an expression of u")
+    # int stays int: the parameters are part of the structure key of a stored run
+    surrogate_params: dict[str, int | float] = Field(default_factory=dict, description="surrogate parameters "
+                                                     "(slope, width, or the names of an expression's parameters)")
+    optimizer: Literal[OPTIMIZERS] = Field("adamax", description="optimiser")
+    lr: float = Field(1e-3, ge=0, description="learning rate")
+    lr_drop_factor: float = Field(2.0, ge=1, description="divide lr by this every lr_drop_interval epochs")
+    lr_drop_interval: int = Field(20, ge=1, description="epochs between lr drops")
+    beta2: float = Field(0.95, ge=0, lt=1, description="Adamax infinity-norm decay, in [0, 1)")
+    eps: float = Field(1e-8, gt=0, description="Adamax epsilon")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout probability on the readout path (training "
+                           "only), in [0, 1)")
+    lc_ampl: float = Field(0.5, gt=0, description="readout init amplitude: G, g ~ U(+-lc_ampl/sqrt(fan_in))")
+    burnin: int = Field(0, ge=0, description="steps per sample simulated without learning")
+
+
+class DenseLayerTable(Table):
+    """A dense layer given as a table (a plain integer ``n`` means the same)."""
+
+    kind: Literal["dense"] = Field("dense", description="layer kind")
+    n: PositiveInt = Field(description="number of neurons")
+
+
+class ConvLayerTable(Table):
+    """A convolutional layer: stride 1, zero padding, then a non-overlapping max-pool on U."""
+
+    kind: Literal["conv"] = Field(description="layer kind")
+    channels: PositiveInt = Field(description="output channels")
+    kernel: PositiveInt = Field(description="square kernel size k (the kernel is c_out x c_in x k x k)")
+    padding: int = Field(0, ge=0, description="zeros added on every side")
+    pool: PositiveInt = Field(1, description="max-pool window (and stride) on U before the spike; 1 = none")
+
+
+def decay(tau_ms: float, dt_ms: float = DT_MS) -> float:
+    """Per-step decay factor ``exp(-dt/tau)`` of a time constant in ms."""
+    return math.exp(-dt_ms / tau_ms)
+
+
+_NEURON = _defaults(NeuronTable)
+
+
 @dataclass(frozen=True)
 class NeuronParams:
     r"""Per-step decay factors of the DECOLLE neuron (dt = 1 ms), as the reference names them.
 
     ``alpha = exp(-dt/tau_mem)``, ``beta = exp(-dt/tau_syn)``, ``alpharp = exp(-dt/tau_ref)``;
-    ``wrp`` scales the refractory jump. Defaults: every published DECOLLE configuration.
+    ``wrp`` scales the refractory jump. Defaults and bounds: :class:`NeuronTable` (every published DECOLLE
+    configuration).
     """
 
-    alpha: float = 0.97
-    beta: float = 0.92
-    alpharp: float = 0.65
-    wrp: float = 1.0
+    alpha: float = _NEURON["alpha"]
+    beta: float = _NEURON["beta"]
+    alpharp: float = _NEURON["alpharp"]
+    wrp: float = _NEURON["wrp"]
 
     def validate(self, prefix: str = "neuron") -> None:
-        for name in ("alpha", "beta", "alpharp"):
-            value = _finite(getattr(self, name), f"{prefix}.{name}")
-            _check(0 < value < 1, f"{prefix}.{name}",
-                   f"a per-step decay factor exp(-dt/tau) must lie in (0, 1) (tau > 0), got {value}")
-        _check(_finite(self.wrp, f"{prefix}.wrp") >= 0, f"{prefix}.wrp", "must be >= 0")
+        check_table(NeuronTable, asdict(self), prefix)
 
     @staticmethod
-    def from_taus(tau_mem_ms: float, tau_syn_ms: float, tau_ref_ms: float, wrp: float = 1.0, dt_ms: float = 1.0):
+    def from_taus(tau_mem_ms: float, tau_syn_ms: float, tau_ref_ms: float, wrp: float = 1.0, dt_ms: float = DT_MS):
         """Decay factors from time constants in ms (each must be > 0)."""
         for name, tau in (("tau_mem", tau_mem_ms), ("tau_syn", tau_syn_ms), ("tau_ref", tau_ref_ms)):
             _check(_finite(tau, f"neuron.{name}") > 0, f"neuron.{name}", f"must be > 0 ms, got {tau}")
-        return NeuronParams(math.exp(-dt_ms / tau_mem_ms), math.exp(-dt_ms / tau_syn_ms),
-                            math.exp(-dt_ms / tau_ref_ms), wrp)
+        return NeuronParams(decay(tau_mem_ms, dt_ms), decay(tau_syn_ms, dt_ms), decay(tau_ref_ms, dt_ms), wrp)
 
 
 def check_event_neuron(neuron: NeuronParams, prefix: str = "neuron") -> None:
@@ -72,8 +150,7 @@ class DenseLayerSpec:
     kind: str = "dense"
 
     def validate(self, prefix: str) -> None:
-        _check(isinstance(self.n, int) and not isinstance(self.n, bool) and self.n > 0, f"{prefix}.n",
-               f"must be a positive integer, got {self.n!r}")
+        check_table(DenseLayerTable, {"kind": self.kind, "n": self.n}, prefix)
 
 
 @dataclass(frozen=True)
@@ -102,8 +179,8 @@ class ConvLayerSpec:
     channels: int
     kernel: int
     in_shape: tuple[int, int, int]
-    padding: int = 0
-    pool: int = 1
+    padding: int = ConvLayerTable.model_fields["padding"].default
+    pool: int = ConvLayerTable.model_fields["pool"].default
     kind: str = "conv"
 
     @property
@@ -157,12 +234,7 @@ class ConvLayerSpec:
         return self.channels * self.in_shape[0] * sum(map(len, rows)) * sum(map(len, cols))
 
     def validate(self, prefix: str) -> None:
-        for name in ("channels", "kernel", "pool"):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, f"{prefix}.{name}",
-                   f"must be a positive integer, got {value!r}")
-        _check(isinstance(self.padding, int) and not isinstance(self.padding, bool) and self.padding >= 0,
-               f"{prefix}.padding", f"must be an integer >= 0, got {self.padding!r}")
+        check_table(ConvLayerTable, {name: getattr(self, name) for name in ConvLayerTable.model_fields}, prefix)
         _check(isinstance(self.in_shape, tuple | list) and len(self.in_shape) == 3
                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.in_shape),
                f"{prefix}.in_shape", f"must be a tuple (channels, height, width) of positive integers, "
@@ -173,41 +245,36 @@ class ConvLayerSpec:
                f"pool {self.pool} is larger than the convolution output {self.full_shape[1:]}")
 
 
+_LEARNING = _defaults(LearningTable)
+
+
 @dataclass(frozen=True)
 class LearningSpec:
     """The local loss, the surrogate, the optimiser and the readout constants.
 
-    ``lr`` and the neuron constants are run-time values; the rest is compiled in.
+    ``lr`` and the neuron constants are run-time values; the rest is compiled in. Defaults and bounds:
+    :class:`LearningTable`.
     """
 
-    loss: str = "smoothl1"
-    surrogate: str = "fast_sigmoid"
+    loss: str = _LEARNING["loss"]
+    surrogate: str = _LEARNING["surrogate"]
     surrogate_params: tuple[tuple[str, float], ...] = ()
-    optimizer: str = "adamax"
-    lr: float = 1e-3
-    beta2: float = 0.95
-    eps: float = 1e-8
-    dropout: float = 0.5
-    lc_ampl: float = 0.5
-    burnin: int = 0
+    optimizer: str = _LEARNING["optimizer"]
+    lr: float = _LEARNING["lr"]
+    beta2: float = _LEARNING["beta2"]
+    eps: float = _LEARNING["eps"]
+    dropout: float = _LEARNING["dropout"]
+    lc_ampl: float = _LEARNING["lc_ampl"]
+    burnin: int = _LEARNING["burnin"]
 
     def validate(self, prefix: str = "learning") -> None:
-        _check(isinstance(self.loss, str) and self.loss != "", f"{prefix}.loss",
-               f"must be one of {sorted(LOSSES)} or an expression of y and target")
-        _check(isinstance(self.surrogate, str) and self.surrogate != "", f"{prefix}.surrogate",
-               f"must be one of {sorted(SURROGATES)} or an expression of u")
-        _check(self.optimizer in OPTIMIZERS, f"{prefix}.optimizer",
-               f"unknown optimiser {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
-        _check(_finite(self.lr, f"{prefix}.lr") >= 0, f"{prefix}.lr", f"must be >= 0, got {self.lr}")
-        _check(0 <= _finite(self.beta2, f"{prefix}.beta2") < 1, f"{prefix}.beta2", "must lie in [0, 1)")
-        _check(_finite(self.eps, f"{prefix}.eps") > 0, f"{prefix}.eps", "must be > 0")
-        _check(0 <= _finite(self.dropout, f"{prefix}.dropout") < 1, f"{prefix}.dropout",
-               f"dropout probability must lie in [0, 1), got {self.dropout}")
-        _check(_finite(self.lc_ampl, f"{prefix}.lc_ampl") > 0, f"{prefix}.lc_ampl", "must be > 0")
-        _check(isinstance(self.burnin, int) and not isinstance(self.burnin, bool) and self.burnin >= 0,
-               f"{prefix}.burnin", f"must be an integer >= 0, got {self.burnin!r}")
-        for key, value in self.surrogate_params:
-            _finite(value, f"{prefix}.surrogate_params.{key}")
+        values = asdict(self)  # the schedule keys (not part of a spec) take their defaults
+        try:
+            values["surrogate_params"] = dict(self.surrogate_params)
+        except (TypeError, ValueError):
+            raise SpecError(f"{prefix}.surrogate_params: expected (name, value) pairs, got "
+                            f"{self.surrogate_params!r}") from None
+        check_table(LearningTable, values, prefix)
 
 
 @dataclass(frozen=True)

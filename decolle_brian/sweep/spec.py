@@ -36,20 +36,21 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from decolle_brian.config import SCHEMA, ConfigError, Field, precheck, resolve
+from decolle_brian.config import Config, ConfigError, KeyInfo, key_info, precheck, read_toml, resolve
+from decolle_brian.config import set_path as _set_path
 from decolle_brian.errors import SweepError
 from decolle_brian.sweep.folder import METRICS
 
 SECTIONS = ("sweep", "base", "grid", "zip", "random")
 SWEEP_KEYS = ("name", "base", "seeds", "repeats", "metric", "description", "build_dir")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
+
 
 
 @dataclass(frozen=True)
@@ -195,12 +196,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         Validated, including every point's configuration (call :meth:`SweepSpec.points`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(f"{path}: malformed TOML: {exc}") from None
+    data = read_toml(path, "sweep file", SweepError)
     return parse_sweep(data, path.parent, source=str(path))
 
 
@@ -214,12 +210,10 @@ def parse_sweep(data: dict, root: Path, source: str = "<sweep>") -> SweepSpec:
         raise SweepError("sweep.base: missing; name the run configuration the sweep starts from "
                          "(e.g. base = \"../digits.toml\", relative to the sweep file)")
     base_path = (Path(root) / _typed(head, "base", str, "sweep.")).resolve()
-    if not base_path.is_file():
-        raise SweepError(f"sweep.base: configuration file {base_path} does not exist")
     try:
-        base_raw = tomllib.loads(base_path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(f"sweep.base: {base_path}: malformed TOML: {exc}") from None
+        base_raw = read_toml(base_path, "configuration file", SweepError)
+    except SweepError as exc:
+        raise SweepError(f"sweep.base: {exc}") from None
     overrides = data.get("base", {})
     _table(overrides, "base")
     for key, value in _flatten(overrides, leaf=lambda v: not isinstance(v, dict)):
@@ -268,7 +262,7 @@ def parse_sweep(data: dict, root: Path, source: str = "<sweep>") -> SweepSpec:
             raise SweepError(f"{axis.kind}.{axis.key}: already swept in [{seen[axis.key]}]; sweep a key once")
         seen[axis.key] = axis.kind
 
-    base_seed = base_raw.get("seed", SCHEMA["seed"].default)
+    base_seed = base_raw.get("seed", Config.model_fields["seed"].default)
     if "seeds" in head and "repeats" in head:
         raise SweepError("sweep.seeds and sweep.repeats: give one of them")
     if "seed" in seen and ("seeds" in head or "repeats" in head):
@@ -301,25 +295,12 @@ def parse_sweep(data: dict, root: Path, source: str = "<sweep>") -> SweepSpec:
 
 
 # ---- keys and values -------------------------------------------------------------------------------------------
-def check_key(key: str, where: str) -> Field:
-    """The schema field a dotted key names (or below a table-valued field); SweepError otherwise."""
-    node: Any = SCHEMA
-    parts = key.split(".")
-    for depth, part in enumerate(parts):
-        if isinstance(node, Field):
-            if dict in node.types:  # free-form tables (data.params, learning.surrogate_params)
-                return node
-            raise SweepError(f"{where}: {'.'.join(parts[:depth])} is a value, not a table; "
-                             f"{key!r} is not a configuration key")
-        if part not in node:
-            inside = ".".join(parts[:depth])
-            raise SweepError(f"{where}: {key!r} is not a configuration key; valid keys"
-                             f"{' in [' + inside + ']' if inside else ''}: {sorted(node)}")
-        node = node[part]
-    if not isinstance(node, Field):
-        raise SweepError(f"{where}: {key!r} is a table; sweep one of its keys: "
-                         f"{sorted(key + '.' + k for k in node)}")
-    return node
+def check_key(key: str, where: str) -> KeyInfo:
+    """The configuration tree's entry for a dotted key (or a free-form table above it); SweepError otherwise."""
+    try:
+        return key_info(key)
+    except ConfigError as exc:
+        raise SweepError(f"{where}: {exc}") from None
 
 
 def _sweepable(key: str, where: str) -> None:
@@ -331,13 +312,7 @@ def _sweepable(key: str, where: str) -> None:
 
 def set_path(raw: dict, key: str, value: Any) -> None:
     """Set a dotted key in a raw (unresolved) configuration, creating tables on the way."""
-    *parents, leaf = key.split(".")
-    node = raw
-    for parent in parents:
-        node = node.setdefault(parent, {})
-        if not isinstance(node, dict):
-            raise SweepError(f"{key}: {parent} is not a table in the base configuration")
-    node[leaf] = value
+    _set_path(raw, key, value, error=SweepError)
 
 
 def _flatten(table: dict, leaf, prefix: str = ""):
@@ -376,7 +351,7 @@ def _random_axis(key: str, value) -> Axis:
         raise SweepError(f"{where}.log_uniform: the range must be > 0, got {args!r}")
     if dist == "int_uniform" and not all(isinstance(v, int) for v in args):
         raise SweepError(f"{where}.int_uniform: expected integer bounds, got {args!r}")
-    if isinstance(field_, Field) and field_.types == (int,) and dist != "int_uniform":
+    if field_.integer and dist != "int_uniform":
         dist = f"{dist}:int"  # an integer key: draws are rounded
     return Axis("random", key, dist=dist, args=list(args))
 

@@ -1,0 +1,35 @@
+"""Built-in names: losses, surrogates, optimisers, modes, devices and the runtime code targets.
+
+A leaf module (no sympy, no Brian2): the configuration, the network spec and the command line check names
+against these tables; the derivation turns the texts into sympy expressions.
+"""
+
+from __future__ import annotations
+
+#: Built-in local losses of a readout ``y`` and a one-hot ``target`` (mean over classes as PyTorch's defaults).
+LOSSES: dict[str, str] = {
+    "smoothl1": "mean(where(abs(y - target) < 1, (y - target)**2 / 2, abs(y - target) - 1/2))",
+    "mse": "mean((y - target)**2)",
+    "ce": "log(sum(exp(y))) - sum(target * y)",  # softmax cross-entropy for a target summing to 1
+}
+
+#: Built-in surrogate derivatives sigma'(u) and their default parameters.
+SURROGATES: dict[str, tuple[str, dict[str, float]]] = {
+    "fast_sigmoid": ("1 / (slope * abs(u) + 1)**2", {"slope": 10.0}),
+    "boxcar": ("where((u > -width / 2) & (u <= width / 2), 1, 0)", {"width": 1.0}),
+    "sigmoid": ("slope * exp(-slope * u) / (1 + exp(-slope * u))**2", {"slope": 1.0}),
+}
+
+OPTIMIZERS = ("sgd", "adamax")
+#: how the forward sum and the weight step run: every synapse every step, or driven by events (docs/event_driven.md)
+MODES = ("exact", "event")
+
+#: Brian2 devices a network runs on: runtime (Python), C++ standalone, CUDA standalone (brian2cuda).
+DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
+#: code generation targets of the runtime device
+RUNTIME_TARGETS = ("numpy", "cython")
+#: numpy: no C compile before the first step (the runtime device is for small and debugging runs)
+DEFAULT_RUNTIME_TARGET = "numpy"
+
+#: simulation time step (ms): every per-step decay is exp(-DT_MS / tau)
+DT_MS = 1.0
