@@ -204,7 +204,9 @@ class RecordingTable(Table):
 class Config(Table):
     """A DECOLLE experiment: data, network, neuron, learning rule, training, device and recording."""
 
-    name: str = Field("run", description="run name: outputs go to <out>/<name>/<timestamp>/")
+    # one path component: a name like "../x" or "/tmp/x" would put the run folder outside <out>
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}$",
+                      description="run name: outputs go to <out>/<name>/<timestamp>/ (letters, digits, _ . + -)")
     seed: int = Field(0, ge=0, description="seed of parameters, sample order and dropout masks")
     data: DataTable = Field(default_factory=DataTable, description="the data set")
     network: NetworkTable = Field(default_factory=NetworkTable, description="layers and mode")

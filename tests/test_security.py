@@ -39,8 +39,8 @@ from decolle_brian.derivation import (
     derive,
     parse_loss,
     parse_surrogate,
-    to_brian,
 )
+from decolle_brian.emission import to_brian
 from decolle_brian.experiment import Experiment
 from decolle_brian.expressions import FUNCTIONS, MAX_CHARS, ExpressionError, parse
 from decolle_brian.network.params import init_params
@@ -161,6 +161,17 @@ def test_train_set_override_refuses_payload(canary, tmp_path, capsys):
     code = main(["train", str(config), "--set", f"learning.loss={json.dumps(text)}", "--out", str(tmp_path / "out")])
     refused(code, capsys.readouterr().err, fragment, canary)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/escaped", "a/b", ".hidden", ""])
+def test_run_name_cannot_leave_the_output_folder(name, tmp_path, capsys):
+    """The run name is one path component: '../x' would have put the run folder outside --out."""
+    config = tmp_path / "good.toml"
+    config.write_text(config_text())
+    code = main(["train", str(config), "--set", f"name={json.dumps(name)}", "--out", str(tmp_path / "out" / "o")])
+    assert code == 2
+    assert "name:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped").exists()
 
 
 # ---- (c) a run folder whose config.toml was edited ---------------------------------------------------------
