@@ -131,7 +131,8 @@ def parse(text: str, names: Mapping[str, sp.Basic], functions: Mapping[str, Func
 
 
 def _quote(part: str, limit: int = 120) -> str:
-    return repr(part if len(part) <= limit else part[:limit] + "...")
+    """``part`` quoted; a long one keeps its two ends (where a payload's head and its tail show)."""
+    return repr(part if len(part) <= limit else part[: limit // 2] + " ... " + part[-limit // 2:])
 
 
 def _check_size(tree: ast.AST, text: str, what: str) -> None:

@@ -40,7 +40,7 @@ from decolle_brian.derivation import (
     parse_loss,
     parse_surrogate,
 )
-from decolle_brian.emission import to_brian
+from decolle_brian.emission import dense_code, to_brian
 from decolle_brian.experiment import Experiment
 from decolle_brian.expressions import FUNCTIONS, MAX_CHARS, ExpressionError, parse
 from decolle_brian.network.params import init_params
@@ -362,10 +362,11 @@ def test_a_step_in_the_loss_is_refused():
 def test_max_min_clip_become_brian_code(loss, surrogate):
     """Brian2 has no Max, Min or Heaviside: the emitted code uses only its functions, with the same values."""
     rule = derive(loss, surrogate)
-    code = rule.code("adamax")
+    code = dense_code(rule, "adamax")
     brian_names = set(DEFAULT_FUNCTIONS) | {"int", "inf"}
-    for key in ("err", "neuron", "synapse"):
-        for statement in code[key].splitlines():
+    for key, text in (("err", code.readout.err), ("neuron", code.neuron.statements),
+                      ("synapse", code.synapse.statements)):
+        for statement in text.splitlines():
             tree = ast.parse(statement.split("=", 1)[1].strip(), mode="eval")  # our own output, only parsed
             called = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call)}
             assert called <= brian_names, (key, statement)
