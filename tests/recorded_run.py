@@ -2,8 +2,16 @@
 
 Digits, 40 training samples of 30 steps, two small dense layers, SGD (so that the recorded weight change
 must equal -eta x the product of the three recorded factors), recording of every variable.
+
+Once per session, not once per pytest-xdist worker: the run goes to a folder of the session's temporary root
+(shared by its workers), trained by the first worker that asks under an exclusive file lock; the others wait
+for it and read the same run. Only the tests' reads and the plot command's figures touch it afterwards.
 """
 
+import fcntl
+import json
+import os
+import shutil
 from pathlib import Path
 
 from decolle_brian.config import load_config
@@ -50,8 +58,21 @@ def write_config(folder: Path, text: str = TINY_RECORDED) -> Path:
 
 
 def recorded_run(tmp_path_factory) -> Path:
-    """Train the tiny recorded run (once per test session) and return its run folder."""
+    """Train the tiny recorded run (once per test session, whatever the number of workers); its run folder."""
     if "run" not in _cache:
-        root = tmp_path_factory.mktemp("recorded")
-        _cache["run"] = train(load_config(write_config(root)), root / "out")
+        base = tmp_path_factory.getbasetemp()
+        # an xdist worker's temporary root is <session root>/popen-gwN: the session root is common to the workers
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        root = shared / "recorded-run"
+        with open(shared / "recorded-run.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if training fails
+            done = root / "done.json"
+            if done.is_file():
+                run = Path(json.loads(done.read_text())["run_dir"])
+            else:  # first here (or an earlier attempt failed): train from scratch
+                shutil.rmtree(root, ignore_errors=True)
+                root.mkdir(parents=True)
+                run = train(load_config(write_config(root)), root / "out")
+                done.write_text(json.dumps({"run_dir": str(run)}))
+        _cache["run"] = run
     return _cache["run"]
