@@ -211,7 +211,7 @@ def test_unwritable_run_folder_exits_5_and_the_checkpoint_resumes(tiny, referenc
     """The run folder turns read-only between two checkpoints: exit 5 naming the file and the reason, the last
     checkpoint unchanged; once writable again the run resumes and ends exactly as the uninterrupted one."""
     with pytest.raises(Interrupted):
-        train(load_config(tiny), tmp_path, log=lambda *a: None, stop_after_samples=8)
+        train(load_config(tiny), tmp_path, stop_after_samples=8)
     (run,) = (tmp_path / "tiny").iterdir()
     before = (run / CHECKPOINT).read_bytes()
     _read_only(run)
@@ -232,7 +232,7 @@ def test_unwritable_run_folder_exits_5_and_the_checkpoint_resumes(tiny, referenc
 def test_refused_metrics_write_exits_5_and_resumes(tiny, reference_run, tmp_path, capsys):
     """metrics.csv cannot be replaced (a folder took its name): exit 5 naming it; the checkpoint resumes."""
     with pytest.raises(Interrupted):
-        train(load_config(tiny), tmp_path, log=lambda *a: None, stop_after_samples=8)
+        train(load_config(tiny), tmp_path, stop_after_samples=8)
     (run,) = (tmp_path / "tiny").iterdir()
     (run / "metrics.csv").unlink()
     (run / "metrics.csv").mkdir()
