@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.12",
     packages=find_packages(include=["decolle_brian", "decolle_brian.*"]) + ["decolle_brian.equations"],
     package_dir={"decolle_brian.equations": "equations"},
-    package_data={"decolle_brian.equations": ["*.eq", "README.md"], "decolle_brian.network": ["templates/*.cpp"]},
+    package_data={"decolle_brian.equations": ["*.eq", "README.md"], "decolle_brian.backends": ["templates/*.cpp"]},
     install_requires=[
         "brian2==2.10.1",  # the version brian2cuda 1.0b1 pins: one Brian for CPU and GPU
         "numpy",
