@@ -27,7 +27,7 @@ setup(
     packages=find_packages(include=["decolle_brian", "decolle_brian.*"]) + ["decolle_brian.equations",
                                                                             "decolle_brian.runs"],
     package_dir={"decolle_brian.equations": "equations", "decolle_brian.runs": "runs"},
-    package_data={"decolle_brian.equations": ["*.eq", "README.md"], "decolle_brian.network": ["templates/*.cpp"],
+    package_data={"decolle_brian.equations": ["*.eq", "README.md"], "decolle_brian.backends": ["templates/*.cpp"],
                   "decolle_brian.runs": ["*.toml"]},
     install_requires=[
         "brian2==2.10.1",  # the version brian2cuda 1.0b1 pins: one Brian for CPU and GPU

@@ -14,7 +14,7 @@ it needs, and this module sets:
 - GPU detection that can be switched off: with an explicit compute capability (argument, or the
   environment variable ``DECOLLE_CUDA_CC``) nothing asks for a GPU, so the code is generated and compiled on
   a machine without one. Otherwise the GPUs are found through the CUDA driver (or ``nvidia-smi``).
-- Clear errors (:class:`decolle_brian.devices.DeviceError`) before a long compile, and before running a
+- Clear errors (:class:`decolle_brian.errors.DeviceError`) before a long compile, and before running a
   compiled network (:func:`before_run_check`): no nvcc, no brian2cuda, no cuRAND, no GPU, a GPU older than
   the compiled target, a driver older than the toolkit.
 
@@ -37,7 +37,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from decolle_brian.devices import DeviceError
+from decolle_brian.errors import DeviceError
 
 #: environment variable: target compute capability, e.g. "9.0" (H100/H200) or "8.0" (A100)
 ENV_CC = "DECOLLE_CUDA_CC"

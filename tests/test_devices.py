@@ -12,7 +12,7 @@ import pytest
 from brian2 import set_device
 from brian2.devices.device import all_devices
 
-from decolle_brian import devices
+from decolle_brian.backends import cpp_standalone
 from decolle_brian.devices import Simulator
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
@@ -136,10 +136,10 @@ def test_stale_results_folders_are_removed(tmp_path):
     dead.start()
     dead.join()
     for pid in (dead.pid, os.getpid()):
-        (tmp_path / f"{devices.RESULTS_PREFIX}{pid}").mkdir()
-    devices._remove_stale_results(tmp_path)
-    assert not (tmp_path / f"{devices.RESULTS_PREFIX}{dead.pid}").exists()
-    assert (tmp_path / f"{devices.RESULTS_PREFIX}{os.getpid()}").exists()
+        (tmp_path / f"{cpp_standalone.RESULTS_PREFIX}{pid}").mkdir()
+    cpp_standalone.remove_stale_results(tmp_path)
+    assert not (tmp_path / f"{cpp_standalone.RESULTS_PREFIX}{dead.pid}").exists()
+    assert (tmp_path / f"{cpp_standalone.RESULTS_PREFIX}{os.getpid()}").exists()
 
 
 @pytest.mark.standalone
@@ -162,3 +162,30 @@ def test_run_argument_files_survive_lower_casing(build_dir, monkeypatch):
     monkeypatch.setattr(device, "run", spy)
     _run(build_dir, seed=1)
     assert "readout_synapses1.G" in seen  # the upper-case variable went through a file
+
+
+@pytest.mark.standalone
+def test_profile_of_a_standalone_run():
+    """A profiled binary writes its profile into the run's own results folder (results-<pid>); reading it from
+    Brian's fixed ``results/`` raised "No profiling info collected" (benchmarks/conv_dvsgesture.py)."""
+    sim = Simulator(SPEC, 20, profile=True)
+    assert sim.build_dir.name.endswith("-profile")  # compiled in: not the folder of the unprofiled binary
+    rng = np.random.default_rng(0)
+    inputs, _ = pack_chunk([(rng.poisson(0.4, (20, SPEC.n_inputs)).astype(float), 1)], 20, 3, lr=0.05, burnin=0,
+                           learn=True, dropout=0.0, layer_sizes=[10])
+    sim.run_chunk(inputs, init_params(SPEC, rng))
+    info = sim.profiling_info()
+    names = [name for name, _ in info]
+    assert any(name.startswith("forward1") for name in names) and "readout1_err_codeobject" in names, names
+    times = [float(t) for _, t in info]
+    assert times == sorted(times, reverse=True) and min(times) >= 0 and max(times) > 0
+
+
+def test_profile_needs_profile_true():
+    sim = Simulator(SPEC, 12, device="runtime")
+    rng = np.random.default_rng(0)
+    inputs, _ = pack_chunk([(rng.poisson(0.4, (12, SPEC.n_inputs)).astype(float), 1)], 12, 3, lr=0.05, burnin=0,
+                           learn=True, dropout=0.0, layer_sizes=[10])
+    sim.run_chunk(inputs, init_params(SPEC, rng))
+    with pytest.raises(ValueError, match="profile=True"):
+        sim.profiling_info()

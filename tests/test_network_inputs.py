@@ -108,3 +108,29 @@ def _root():
     from pathlib import Path
 
     return Path(__file__).resolve().parent.parent
+
+
+def test_every_mode_and_layer_kind_has_a_builder():
+    """The registries the builder looks up (no mode branches): every mode a spec accepts, every layer kind it
+    accepts in that mode, and a clear error for a pair that has none."""
+    from decolle_brian.derivation import MODES  # noqa: PLC0415
+    from decolle_brian.network import catalog  # noqa: PLC0415, F401 - every builder and mode registers
+    from decolle_brian.network.registry import layer_builder_for, network_mode_for  # noqa: PLC0415
+
+    assert {network_mode_for(mode).name for mode in MODES} == set(MODES)
+    for mode, kind in (("exact", "dense"), ("exact", "conv"), ("event", "dense")):
+        assert layer_builder_for(mode, kind) is not None
+    with pytest.raises(ValueError, match=r"'event' has no builder for layers of kind 'conv'; it builds \['dense'\]"):
+        layer_builder_for("event", "conv")
+    with pytest.raises(ValueError, match="Unknown network mode 'lazy'"):
+        network_mode_for("lazy")
+
+
+def test_devices_are_backends_chosen_by_name():
+    from decolle_brian.backends import DEVICES, backend_class  # noqa: PLC0415
+
+    assert set(DEVICES) == {"runtime", "cpp_standalone", "cuda_standalone"}
+    # as brian2cuda's device subclasses Brian's C++ standalone device
+    assert issubclass(backend_class("cuda_standalone"), backend_class("cpp_standalone"))
+    with pytest.raises(DeviceError, match="Unknown device 'fpga'"):
+        backend_class("fpga")

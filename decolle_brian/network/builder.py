@@ -1,29 +1,18 @@
 """Build the Brian2 objects of a DECOLLE network from ``equations/`` and a derived rule.
 
 The builder only assembles: the dynamics come from the ``.eq`` files, the plasticity from
-:mod:`decolle_brian.derivation`. Each layer kind has a builder class (registered in ``LAYER_BUILDERS``)
-that creates the layer's neurons and its forward synapses from the previous layer's traces; the fixed
-readout, its error and the learning signal are the same for every kind and are built here.
-
-Schedule of one 1 ms step (all objects on ``defaultclock``, as brian2cuda needs)::
-
-    start          new sample? -> all state to 0; per-step inputs: lr, targets, dropout masks
-    groups         ODEs (exponential Euler = exact discrete update); refractory jump; forward sum U
-    after_groups   input events: q += (1 - decay_syn) * counts
-    thresholds     S = U > 0
-    resets         s = 1, q += 1 - decay_syn
-    after_resets   readout sum y, class sums, err, back-projection, learning signal and bias step,
-                   weight step (first acts on U of the next step), monitors (see ORDER)
+:mod:`decolle_brian.derivation`. Each (mode, layer kind) has a builder class (registered in
+:mod:`decolle_brian.network.registry`) that creates the layer's neurons and its forward synapses from the
+previous layer's traces; the fixed readout, its error and the learning signal are the same for every kind
+and are built here. The mode (:class:`~decolle_brian.network.hooks.NetworkMode`, ``NetworkSpec.mode``)
+feeds the inputs and adds its own per-step statements; the schedule of one step is in
+:mod:`decolle_brian.network.schedule`.
 
 ``NetworkSpec.mode = "event"`` swaps in the event-driven input group and dense layers of
 :mod:`decolle_brian.network.event` (its docstring and docs/event_driven.md give their extra schedule).
 """
 
 from __future__ import annotations
-
-import hashlib
-import json
-from dataclasses import dataclass, field
 
 import numpy as np
 from brian2 import (
@@ -33,153 +22,25 @@ from brian2 import (
     Synapses,
     TimedArray,
     defaultclock,
-    ms,
 )
 from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.derivation import DerivedRule
 from decolle_brian.emission import dense_code
 from decolle_brian.equations_io import load_model
-from decolle_brian.network.dense_rows import use_dense_sums
+from decolle_brian.network import catalog  # noqa: F401 - every layer builder and mode registers
+from decolle_brian.network.hooks import CodeGeneration
+from decolle_brian.network.objects import LayerObjects, ParamBinding, Probes
 from decolle_brian.network.packed import COUNT_BITS, PackedInput
-from decolle_brian.network.spec import DenseLayerSpec, NetworkSpec
+from decolle_brian.network.registry import layer_builder_for, network_mode_for
+from decolle_brian.network.schedule import DT, LEARNING_VARIABLES, METHOD, ORDER, reschedule, tau
+from decolle_brian.network.spec import NetworkSpec
 
-DT = 1 * ms
-METHOD = "exponential_euler"
-#: order of the objects in the 'after_resets' slot
-ORDER = {"readout": 0, "reductions": 1, "probes": 19, "err": 20, "backprojection": 21, "learn": 22, "weights": 23,
-         "learning_probes": 24, "monitors": 30}
-#: layer variables written by the learning step: probed after it, the others (u, s, ...) before it
-LEARNING_VARIABLES = ("bp", "delta", "fac", "v_b")
-
-
-@dataclass(frozen=True)
-class Probes:
-    """What a network records at every step of a run, beyond readouts and spike counts.
-
-    The indices are compiled into the monitors, so the cost of a run grows with what is recorded, not with
-    the size of the network (:mod:`decolle_brian.recording` chooses them).
-
-    Attributes
-    ----------
-    variables : tuple of str
-        Layer variables (``u``, ``p``, ``q``, ``r``, ``delta``, ``bp``, ...), each recorded in every layer
-        that has it, for ``neurons``.
-    neurons : tuple, optional
-        Per layer (1-based layer k at position k - 1): a tuple of neuron indices (``()``: nothing) or None
-        (every neuron). None, or a layer beyond the tuple: every neuron.
-    input_variables : tuple of str
-        Variables of the input group (``q``, ``p``), recorded for ``input_neurons``.
-    input_neurons : tuple of int, optional
-        Input neurons (None: every one).
-    synapses : tuple, optional
-        Per layer: ``(post, pre)`` pairs of dense forward synapses whose weight ``w`` is recorded after the
-        learning step of every step (so ``w[t] - w[t-1]`` is the change made at step t).
-    spikes : bool
-        A SpikeMonitor of every neuron of every layer.
-    conv_full : bool
-        Conv layers also record ``variables`` of all their full-resolution units.
-    """
-
-    variables: tuple[str, ...] = ()
-    neurons: tuple | None = None
-    input_variables: tuple[str, ...] = ()
-    input_neurons: tuple[int, ...] | None = None
-    synapses: tuple = ()
-    spikes: bool = False
-    conv_full: bool = False
-
-    @classmethod
-    def of(cls, probes) -> Probes:
-        """A Probes from itself or from a tuple of variable names (every neuron, conv full resolution too)."""
-        return probes if isinstance(probes, Probes) else cls(variables=tuple(probes), conv_full=True)
-
-    def layer_neurons(self, layer: int):
-        """Brian's ``record`` argument for layer ``layer`` (1-based): True or an index array."""
-        if self.neurons is None or layer > len(self.neurons) or self.neurons[layer - 1] is None:
-            return True
-        return np.asarray(self.neurons[layer - 1], dtype=int)
-
-    def tag(self) -> str:
-        """Short text that tells build folders of different probes apart."""
-        if self == Probes(variables=self.variables, conv_full=True):
-            return "".join(f"-{v}" for v in self.variables)  # the plain tuple form, as before
-        if self == Probes():
-            return ""
-        text = json.dumps([self.variables, self.neurons, self.input_variables, self.input_neurons,
-                           self.synapses, self.spikes, self.conv_full], default=list)
-        return "-rec" + hashlib.sha1(text.encode()).hexdigest()[:10]
+__all__ = ["BrianNetwork", "LayerObjects", "ParamBinding", "Probes"]
 
 
 def _eqs(*names_sections: tuple[str, str]) -> str:
     return "\n".join(load_model(name)[section] for name, section in names_sections)
-
-
-@dataclass
-class ParamBinding:
-    """How one parameter array maps onto a Brian variable (and back)."""
-
-    view_owner: object
-    variable: str
-    to_brian: callable
-    from_brian: callable
-
-
-@dataclass
-class LayerObjects:
-    """Brian objects of one layer (neurons, forward synapses, readout and its helpers)."""
-
-    group: NeuronGroup
-    forward: Synapses
-    readout: NeuronGroup | None = None
-    readout_synapses: Synapses | None = None
-    reduction_synapses: list = field(default_factory=list)
-    counter: NeuronGroup | None = None
-    counter_synapses: Synapses | None = None
-    mask_array: PackedInput | None = None  # dropout mask bits of the layer's output group
-
-
-class DenseLayerBuilder:
-    """Fully connected LIF layer: all-to-all synapses from the previous layer's P traces."""
-
-    def __init__(self, net: BrianNetwork, index: int, layer: DenseLayerSpec, source: NeuronGroup):
-        self.net, self.index, self.layer, self.source = net, index, layer, source
-
-    def build(self) -> LayerObjects:
-        net, index, n = self.net, self.index, self.layer.n
-        group = net.lif_group(n, f"layer{index}")
-        code = net.rule_code
-        forward = Synapses(
-            self.source, group,
-            model=load_model("forward")["equations"] + "\n" + code.synapse.equations,
-            name=f"forward{index}",
-        )
-        n_in = len(self.source)
-        # explicit pre-major order: synapse k = (i = k // n, j = k % n), so w = W.T.ravel()
-        forward.connect(i=np.repeat(np.arange(n_in), n), j=np.tile(np.arange(n), n_in))
-        _reschedule(forward.summed_updaters["u_syn_post"], "groups", 2)
-        forward.run_regularly(code.synapse.statements, when="after_resets", order=ORDER["weights"],
-                              name=f"forward{index}_learn")
-        prefix = f"layer{index}"
-        net.bind(f"{prefix}.W", forward, "w", lambda a: a.T.ravel(), lambda v: v.reshape(n_in, n).T)
-        if net.spec.learning.optimizer == "adamax":
-            net.bind(f"{prefix}.v_W", forward, "v_w", lambda a: a.T.ravel(), lambda v: v.reshape(n_in, n).T)
-        return LayerObjects(group=group, forward=forward)
-
-
-LAYER_BUILDERS = {"dense": DenseLayerBuilder}
-#: layer builders of mode "event" (filled by network/event.py)
-EVENT_LAYER_BUILDERS: dict = {}
-
-
-def _tau(decay: float):
-    """Time constant (Brian quantity) of a per-step decay factor: exp(-dt/tau) = decay."""
-    return -DT / np.log(decay)
-
-
-def _reschedule(obj, when: str, order: int) -> None:
-    obj.when = when
-    obj.order = order
 
 
 class BrianNetwork:
@@ -198,15 +59,19 @@ class BrianNetwork:
         spikes and readout of the step and before its learning step (so ``u`` is U[t]); the learning
         variables (LEARNING_VARIABLES) after the learning step. A :class:`Probes` chooses neurons, input
         traces, synapse weights and spike monitors.
+    codegen : CodeGeneration, optional
+        The device's code generation hooks (a backend of :mod:`decolle_brian.backends`); default: Brian's
+        generic code.
     """
 
     def __init__(self, spec: NetworkSpec, rule: DerivedRule, chunk_steps: int,
-                 probes: tuple[str, ...] | Probes = ()):
+                 probes: tuple[str, ...] | Probes = (), codegen: CodeGeneration | None = None):
         spec.validate()
         if chunk_steps <= 0:
             raise ValueError(f"chunk_steps must be positive, got {chunk_steps}")
         defaultclock.dt = DT
         self.spec, self.rule, self.chunk_steps = spec, rule, chunk_steps
+        self.codegen = codegen or CodeGeneration()
         self.probe_spec = Probes.of(probes)
         # layer builders may probe their own groups (conv: full resolution)
         self.probes = self.probe_spec.variables if self.probe_spec.conv_full else ()
@@ -228,23 +93,13 @@ class BrianNetwork:
         self.namespace.update(counts_in=self.counts.array, targets=self.targets, eta=self.eta,
                               new_sample=self.new_sample)
 
-        self.event = None  # mode "event": frame inputs and group hooks (network/event.py)
-        if spec.mode == "event":
-            from decolle_brian.network.event import EventMode  # noqa: PLC0415 - it imports this module
-
-            self.event = EventMode(self)
-            self.input = self.event.input_group()
-        else:
-            self.input = self.trace_group(spec.n_inputs, "input", extra=self.counts.equations())
-            self.counts.attach(self.input)
-            on_event = word_substitute(load_model("trace")["on_event"], {"n_events": self.counts.expression()})
-            self.input.run_regularly(on_event, when="after_groups", name="input_events")
+        self.mode = network_mode_for(spec.mode)(self)  # its per-run arrays, input group and group hooks
+        self.input = self.mode.input_group()
 
         self.layers: list[LayerObjects] = []
         source = self.input
         for index, layer in enumerate(spec.layers, start=1):
-            builders = EVENT_LAYER_BUILDERS if spec.mode == "event" else LAYER_BUILDERS
-            builder = builders[layer.kind](self, index, layer, source)
+            builder = layer_builder_for(spec.mode, layer.kind)(self, index, layer, source)
             objects = builder.build()
             self.build_readout(index, objects)
             self.layers.append(objects)
@@ -290,12 +145,9 @@ class BrianNetwork:
             post, pre = np.asarray(pairs, dtype=int).reshape(-1, 2).T
             index = pre * self.spec.layers[k - 1].n + post  # pre-major order of DenseLayerBuilder
             # after the weight step of the step: w[t] - w[t-1] is the change made at step t
-            # (mode "event": at the step's end, after flush and frame restart; the pending part is recorded too)
-            mon = StateMonitor(self.layers[k - 1].forward, "w", record=index,
-                               when="end" if self.event is not None else "after_resets",
+            mon = StateMonitor(self.layers[k - 1].forward, "w", record=index, when=self.mode.synapse_probe_slot,
                                order=ORDER["learning_probes"], name=f"forward{k}_w")
-            if self.event is not None:
-                self.event.probe_pending(k, pre, post)
+            self.mode.probe_synapses(k, pre, post)
             self.synapse_monitors[k - 1] = mon
             self.objects.append(mon)
         self.spike_monitors = []
@@ -318,8 +170,8 @@ class BrianNetwork:
         group.run_regularly("\n".join(f"{v} = {v} * (1 - new_sample(t))" for v in state),
                             when="start", order=0, name=f"{name}_sample_reset")
         self.objects.append(group)
-        self.bind_constant(group, "tau_mem", lambda p: _tau(p.alpha))
-        self.bind_constant(group, "tau_syn", lambda p: _tau(p.beta))
+        self.bind_constant(group, "tau_mem", lambda p: tau(p.alpha))
+        self.bind_constant(group, "tau_syn", lambda p: tau(p.beta))
         self.bind_constant(group, "decay_syn", lambda p: p.beta)
         return group
 
@@ -342,20 +194,17 @@ class BrianNetwork:
 
     def lif_group(self, n: int, name: str) -> NeuronGroup:
         """A DECOLLE LIF layer: trace.eq + lif.eq + the derived learning variables."""
-        lif_equations, event_reset, event_kwargs = _eqs(("lif", "equations")), "", {}
-        if self.event is not None:  # u_syn becomes a postsynaptic trace; events also set mode coefficients
-            lif_equations, event_reset, event_kwargs = self.event.lif_parts(lif_equations)
+        lif_equations, mode_reset, mode_kwargs = self.mode.lif_parts(_eqs(("lif", "equations")))
         extra = (lif_equations + "\n" + self.rule_code.neuron.equations + "\n"
                  "tau_ref : second (shared, constant)\n"
                  "decay_ref : 1 (shared, constant)  # exp(-dt/tau_ref), used by the refractory jump\n"
                  "w_rp : 1 (shared, constant)  # refractory jump size\n" + self.mask_equations(name, n))
         lif = load_model("lif")
         reset = lif["reset"] + "\n" + word_substitute(load_model("trace")["on_event"], {"n_events": "1"})
-        if event_reset:
-            reset += "\n" + event_reset
-        group = self.trace_group(n, name, extra, threshold=lif["threshold"], reset=reset, **event_kwargs)
-        if self.event is not None:
-            self.event.add_frame(group, post=True)
+        if mode_reset:
+            reset += "\n" + mode_reset
+        group = self.trace_group(n, name, extra, threshold=lif["threshold"], reset=reset, **mode_kwargs)
+        self.mode.lif_group_built(group)
         group.run_regularly(lif["after_decay"], when="groups", order=1, name=f"{name}_after_decay")
         group.run_regularly("lr = eta(t)\n" + self.mask_step(group), when="start", order=1,
                             name=f"{name}_step_inputs")
@@ -364,7 +213,7 @@ class BrianNetwork:
         self.bind(f"{name}.b", group, "b", lambda a: a, lambda v: v)
         if self.spec.learning.optimizer == "adamax":
             self.bind(f"{name}.v_b", group, "v_b", lambda a: a, lambda v: v)
-        self.bind_constant(group, "tau_ref", lambda p: _tau(p.alpharp))
+        self.bind_constant(group, "tau_ref", lambda p: tau(p.alpharp))
         self.bind_constant(group, "decay_ref", lambda p: p.alpharp)
         self.bind_constant(group, "w_rp", lambda p: p.wrp)
         return group
@@ -382,22 +231,22 @@ class BrianNetwork:
         ro_syn = Synapses(group, readout, model=ro_model, name=f"readout_synapses{index}")
         n = len(group)
         ro_syn.connect(i=np.repeat(np.arange(n), n_classes), j=np.tile(np.arange(n_classes), n))
-        use_dense_sums(ro_syn)  # C++ standalone: vectorised rows (dense_rows.py)
-        _reschedule(ro_syn.summed_updaters["y_syn_post"], "after_resets", ORDER["readout"])
-        _reschedule(ro_syn.summed_updaters["bp_pre"], "after_resets", ORDER["backprojection"])
+        self.codegen.all_to_all_sums(ro_syn)
+        reschedule(ro_syn.summed_updaters["y_syn_post"], "after_resets", ORDER["readout"])
+        reschedule(ro_syn.summed_updaters["bp_pre"], "after_resets", ORDER["backprojection"])
         for k, (name, summand) in enumerate(reductions):
             # a class sum: every readout unit receives sum_j summand(y_j, target_j) (readout -> readout)
             red_syn = Synapses(readout, readout, f"{name}_post = {summand} : 1 (summed)",
                                name=f"readout{index}_{name}", namespace=self.namespace)
             red_syn.connect()
-            _reschedule(red_syn.summed_updaters[f"{name}_post"], "after_resets", ORDER["reductions"] + k)
+            reschedule(red_syn.summed_updaters[f"{name}_post"], "after_resets", ORDER["reductions"] + k)
             layer.reduction_synapses.append(red_syn)
         readout.run_regularly(code.readout.err, when="after_resets", order=ORDER["err"], name=f"readout{index}_err")
         counter = NeuronGroup(1, "n_spikes : 1", name=f"layer{index}_counter")
         counter_syn = Synapses(group, counter, "n_spikes_post = s_pre : 1 (summed)", name=f"counter{index}")
         counter_syn.connect()
-        use_dense_sums(counter_syn)
-        _reschedule(counter_syn.summed_updaters["n_spikes_post"], "after_resets", ORDER["readout"])
+        self.codegen.all_to_all_sums(counter_syn)
+        reschedule(counter_syn.summed_updaters["n_spikes_post"], "after_resets", ORDER["readout"])
         layer.readout, layer.readout_synapses, layer.counter = readout, ro_syn, counter
         layer.counter_synapses = counter_syn
         self.objects += [readout, ro_syn, counter, counter_syn] + layer.reduction_synapses
@@ -416,9 +265,3 @@ class BrianNetwork:
     def all_objects(self) -> list:
         return list(self.objects)
 
-
-# conv layers live in their own module, which registers LAYER_BUILDERS["conv"] (it imports this one)
-from decolle_brian.network import conv as _conv  # noqa: E402, F401
-
-# event-driven dense layers live in their own module, which registers EVENT_LAYER_BUILDERS["dense"]
-from decolle_brian.network import event as _event  # noqa: E402, F401

@@ -27,30 +27,23 @@ weight, only the index of the input it reads (``in_idx``), so the learned state 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, get_device, linked_var
+from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, linked_var
 from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.emission import ConvCode, conv_code
 from decolle_brian.equations_io import load_model
-from decolle_brian.network.builder import (
-    LAYER_BUILDERS,
-    LEARNING_VARIABLES,
-    METHOD,
-    ORDER,
-    BrianNetwork,
-    LayerObjects,
-    _reschedule,
-    _tau,
-)
+from decolle_brian.network.hooks import LayerBuilder
+from decolle_brian.network.objects import LayerObjects
+from decolle_brian.network.registry import layer_builder
+from decolle_brian.network.schedule import FORWARD_SUM_ORDER, LEARNING_VARIABLES, METHOD, ORDER, reschedule, tau
 from decolle_brian.network.spec import ConvLayerSpec
 
-#: schedule of the conv parts (see builder.ORDER): 'groups' slot, then 'after_resets' slot
+#: schedule of the conv parts (see schedule.ORDER): 'groups' slot, then 'after_resets' slot
 CONV_ORDER = {
-    "store": 3,                                # after the forward sum (groups, 2): u_now = u
+    "store": FORWARD_SUM_ORDER + 1,            # after the forward sum (groups, 2): u_now = u
     "max": 4,                                  # then the pooled unit takes the max
     "route": ORDER["weights"],                 # after the pooled learning signal (ORDER["learn"])
     "gradients": ORDER["learning_probes"] + 1,  # summed kernel and bias gradients
@@ -80,11 +73,9 @@ class ConvLayerObjects(LayerObjects):
                 f"{self.bias.name}.w": len(self.bias.variables["w"].get_value())}
 
 
-class ConvLayerBuilder:
+@layer_builder("exact", "conv")
+class ConvLayerBuilder(LayerBuilder):
     """A conv LIF layer with shared kernel and max-pool, from the previous layer's P traces (``source``)."""
-
-    def __init__(self, net: BrianNetwork, index: int, layer: ConvLayerSpec, source: NeuronGroup):
-        self.net, self.index, self.layer, self.source = net, index, layer, source
 
     def build(self) -> ConvLayerObjects:
         net, layer, name = self.net, self.layer, f"layer{self.index}"
@@ -97,7 +88,7 @@ class ConvLayerBuilder:
         bias_syn = Synapses(full, bias, f"gw_post = {code.bias_gradient} : 1 (summed)",
                             name=f"{name}_bias_gradient")
         bias_syn.connect(j="oc_pre")  # each full unit -> the bias of its channel
-        _reschedule(bias_syn.summed_updaters["gw_post"], "after_resets", CONV_ORDER["gradients"])
+        reschedule(bias_syn.summed_updaters["gw_post"], "after_resets", CONV_ORDER["gradients"])
         monitors = self._full_monitors(full, name)
         net.objects += [kernel, bias, full, bias_syn] + monitors
         return ConvLayerObjects(group=pooled, forward=forward, full=full, kernel=kernel, bias=bias,
@@ -163,7 +154,7 @@ class ConvLayerBuilder:
         group.run_regularly(unit["store"], when="groups", order=CONV_ORDER["store"], name=f"{name}_full_store")
         group.run_regularly(code.full_neuron, when="after_resets", order=CONV_ORDER["route"],
                             name=f"{name}_full_learn")
-        net.bind_constant(group, "tau_ref", lambda p: _tau(p.alpharp))
+        net.bind_constant(group, "tau_ref", lambda p: tau(p.alpharp))
         net.bind_constant(group, "decay_ref", lambda p: p.alpharp)
         net.bind_constant(group, "w_rp", lambda p: p.wrp)
         return group
@@ -208,13 +199,13 @@ class ConvLayerBuilder:
         syn = Synapses(kernel, full, model=model, name=f"forward{self.index}")
         syn.p_in = linked_var(self.source, "p", index="in_idx")
         pre, post = conv_connectivity(layer)
-        with _lean_standalone_connect(syn):
+        with self.net.codegen.connecting(syn):  # a standalone device keeps no Python copies of the indices
             for start in range(0, len(pre), CONNECT_BLOCK):  # blocks: Brian copies each block several times
                 syn.connect(i=pre[start:start + CONNECT_BLOCK], j=post[start:start + CONNECT_BLOCK])
         del pre, post
         syn.in_idx = f"kc_pre * {h * w} + (oy_post + ka_pre - {pad}) * {w} + (ox_post + ke_pre - {pad})"
-        _reschedule(syn.summed_updaters["u_syn_post"], "groups", 2)
-        _reschedule(syn.summed_updaters["gw_pre"], "after_resets", CONV_ORDER["gradients"])
+        reschedule(syn.summed_updaters["u_syn_post"], "groups", FORWARD_SUM_ORDER)
+        reschedule(syn.summed_updaters["gw_pre"], "after_resets", CONV_ORDER["gradients"])
         return syn
 
     def _full_monitors(self, full: NeuronGroup, name: str) -> list:
@@ -229,27 +220,6 @@ class ConvLayerBuilder:
                 monitors.append(StateMonitor(full, variables, record=True, when="after_resets", order=ORDER[slot],
                                              name=f"{name}_full_{slot}"))
         return monitors
-
-
-@contextmanager
-def _lean_standalone_connect(syn: Synapses):
-    """Keep a standalone device from holding Python copies of 10^8 synapse indices (GBs) that nothing reads.
-
-    Brian's C++ standalone device caches, for reading before the first run, every synapse's pre/post index
-    (as int64) and every connect call's index arrays, besides the copy it writes into the project. Marking
-    the synapse count unknown (``None``, Brian's own "computed at run time" state) before connecting stops
-    the first; the second is dropped after the calls. Values are read back from the binary after a run as
-    usual. The runtime device keeps no such cache.
-    """
-    cache = getattr(get_device(), "array_cache", None)
-    if cache is not None:
-        cache[syn.variables["N"]] = None
-    yield
-    if cache is not None:
-        for codeobj in get_device().code_objects.values():
-            if codeobj.template_name == "synapses_create_array" and codeobj.owner.name == syn.name:
-                for name in ("sources", "targets"):
-                    cache[codeobj.variables[name]] = None
 
 
 def conv_connectivity(layer: ConvLayerSpec, group: int = CHANNEL_GROUP) -> tuple[np.ndarray, np.ndarray]:
@@ -299,5 +269,3 @@ def full_probes(layer: LayerObjects) -> dict[str, np.ndarray]:
                     for var in mon.record_variables})
     return out
 
-
-LAYER_BUILDERS["conv"] = ConvLayerBuilder

@@ -21,7 +21,7 @@ Objects (beyond the exact mode's readout, error and counters, which are per neur
                pathway 'flush' (custom event of the presynaptic group, in 'after_resets' after the learning
                signal): the pending sum applied (SGD) or summed (Adamax, with its per-sample step)
 
-Per step (on top of builder.ORDER): 'start' frame factors and sample reset; 'end' frame restart (anchor).
+Per step (on top of schedule.ORDER): 'start' frame factors and sample reset; 'end' frame restart (anchor).
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ from brian2 import BrianLogger, NeuronGroup, StateMonitor, Synapses, TimedArray
 from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.equations_io import load_model
-from decolle_brian.network.builder import DT, EVENT_LAYER_BUILDERS, ORDER, BrianNetwork, LayerObjects, _reschedule
 from decolle_brian.network.chunks import ChunkInputs
-from decolle_brian.network.dense_rows import use_dense_pathway
-from decolle_brian.network.spec import DenseLayerSpec, NeuronParams, check_event_neuron
+from decolle_brian.network.hooks import LayerBuilder, NetworkMode
+from decolle_brian.network.objects import LayerObjects
+from decolle_brian.network.registry import layer_builder, network_mode
+from decolle_brian.network.schedule import DT, ORDER, reschedule
+from decolle_brian.network.spec import NeuronParams, check_event_neuron
 
 #: largest factor lambda^-(t - T0) inside a frame: the lazy differences lose up to ~log10 of it in digits
 #: (1e6: K = 166 steps for beta = 0.92; measured relative error of a sample's weight change 2e-11, 1e3: 3e-13)
@@ -79,15 +81,19 @@ def frame_schedule(new_sample: np.ndarray, eta: np.ndarray, frame_steps: int) ->
     return {"since_flush": since, "anchor": anchor, "flush_step": flush, "sample_end": sample_end}
 
 
-class EventMode:
+@network_mode("event")
+class EventMode(NetworkMode):
     """The parts of an event-driven network besides its layers: frame inputs, input group, group hooks.
 
     Created by :class:`~decolle_brian.network.builder.BrianNetwork` when ``spec.mode == "event"``; its
     ``rule_code`` is then the derived event code.
     """
 
-    def __init__(self, net: BrianNetwork):
-        self.net = net
+    #: recorded weights are read at the step's end, after flush and frame restart (the pending part too)
+    synapse_probe_slot = "end"
+
+    def __init__(self, net):
+        super().__init__(net)
         self.code = net.rule_code
         # only the inputs some code reads (a standalone run refuses values for an unused TimedArray)
         used = [name for name in FRAME_INPUTS
@@ -110,6 +116,9 @@ class EventMode:
                             when="after_groups", name="input_events")
         self.add_frame(group, post=False)
         return group
+
+    def lif_group_built(self, group: NeuronGroup) -> None:
+        self.add_frame(group, post=True)
 
     def lif_parts(self, lif_equations: str) -> tuple[str, str, dict]:
         """lif.eq's equations with ``u_syn`` made the postsynaptic trace, the extra reset, extra group kwargs."""
@@ -139,7 +148,7 @@ class EventMode:
         self.net.bind_constant(group, "decay_mem", lambda p: p.alpha)
 
     # ---- probes ---------------------------------------------------------------------------------------------
-    def probe_pending(self, layer: int, pre: np.ndarray, post: np.ndarray) -> None:
+    def probe_synapses(self, layer: int, pre: np.ndarray, post: np.ndarray) -> None:
         """Monitors of the pending sum of recorded synapses (SGD): w_now = w - sum_m pc_m[pre] acc_m[post].
 
         (Brian cannot monitor a synapse subexpression of pre- and postsynaptic variables in standalone mode.)
@@ -165,7 +174,7 @@ class EventMode:
         net.objects += [mon for mon, _ in monitors]
 
     def weights_in_use(self, stored: list) -> list:
-        """Recorded weights (steps, synapses) per layer with the pending sums of :meth:`probe_pending` applied."""
+        """Recorded weights (steps, synapses) per layer with the pending sums of :meth:`probe_synapses` applied."""
         result = list(stored)
         for layer, ((pre_mon, pre_inv), (post_mon, post_inv)) in self.pending.items():
             n_modes = len(self.code.frame.mode_decays)
@@ -175,18 +184,16 @@ class EventMode:
         return result
 
     # ---- per-chunk inputs ---------------------------------------------------------------------------------
-    def inputs(self, inputs: ChunkInputs, neuron: NeuronParams) -> dict:
+    def chunk_arrays(self, inputs: ChunkInputs, neuron: NeuronParams) -> dict:
         """Frame schedule of a chunk (from its sample starts, learning rates and the run-time decays)."""
         check_event_neuron(neuron)
         schedule = frame_schedule(inputs.new_sample, inputs.eta, frame_length(neuron))
         return {self.arrays[name]: values for name, values in schedule.items() if name in self.arrays}
 
 
-class EventDenseLayerBuilder:
+@layer_builder("event", "dense")
+class EventDenseLayerBuilder(LayerBuilder):
     """Fully connected LIF layer, event-driven: all-to-all synapses that work only on events and flushes."""
-
-    def __init__(self, net: BrianNetwork, index: int, layer: DenseLayerSpec, source: NeuronGroup):
-        self.net, self.index, self.layer, self.source = net, index, layer, source
 
     def build(self) -> LayerObjects:
         net, index, n = self.net, self.index, self.layer.n
@@ -205,16 +212,14 @@ class EventDenseLayerBuilder:
         # (no index arrays: they would cost 16 bytes per synapse in the standalone binary)
         forward.connect()
         for pathway in (forward.pre, forward.flush):
-            use_dense_pathway(pathway)  # C++ standalone: contiguous, vectorised rows (dense_rows.py)
+            net.codegen.all_to_all_pathway(pathway)  # C++ standalone: contiguous, vectorised rows
         # after every reset (the presynaptic coefficients of this step's events are new) ...
-        _reschedule(forward.pre, "resets", 1)
+        reschedule(forward.pre, "resets", 1)
         # ... and the flush after the learning signal and accumulators of the step
-        _reschedule(forward.flush, "after_resets", ORDER["weights"])
+        reschedule(forward.flush, "after_resets", ORDER["weights"])
         prefix = f"layer{index}"
         net.bind(f"{prefix}.W", forward, "w", lambda a: a.T.ravel(), lambda v: v.reshape(n_in, n).T)
         if net.spec.learning.optimizer == "adamax":
             net.bind(f"{prefix}.v_W", forward, "v_w", lambda a: a.T.ravel(), lambda v: v.reshape(n_in, n).T)
         return LayerObjects(group=group, forward=forward)
 
-
-EVENT_LAYER_BUILDERS["dense"] = EventDenseLayerBuilder

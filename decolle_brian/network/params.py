@@ -15,6 +15,17 @@ import numpy as np
 from decolle_brian.network.spec import NetworkSpec
 
 
+def _layer_shapes(spec: NetworkSpec):
+    """Per layer: (key ``layer<l>``, name of its weights ``W`` or ``K``, their shape, number of biases, fan-in)."""
+    fan_in = spec.n_inputs
+    for index, layer in enumerate(spec.layers, start=1):
+        if layer.kind == "conv":
+            yield f"layer{index}", "K", layer.kernel_shape, layer.channels, math.prod(layer.kernel_shape[1:])
+        else:
+            yield f"layer{index}", "W", (layer.n, fan_in), layer.n, fan_in
+        fan_in = layer.n
+
+
 def init_params(spec: NetworkSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw initial parameters.
 
@@ -25,15 +36,8 @@ def init_params(spec: NetworkSpec, rng: np.random.Generator) -> dict[str, np.nda
     """
     params: dict[str, np.ndarray] = {}
     lc_ampl = spec.learning.lc_ampl
-    fan_in = spec.n_inputs
-    for index, layer in enumerate(spec.layers, start=1):
-        key = f"layer{index}"
-        if layer.kind == "conv":
-            name, shape, n_bias = "K", layer.kernel_shape, layer.channels
-            bound = 1.0 / np.sqrt(math.prod(layer.kernel_shape[1:]))
-        else:
-            name, shape, n_bias = "W", (layer.n, fan_in), layer.n
-            bound = 1.0 / np.sqrt(fan_in)
+    for (key, name, shape, n_bias, fan_in), layer in zip(_layer_shapes(spec), spec.layers, strict=True):
+        bound = 1.0 / np.sqrt(fan_in)
         params[f"{key}.{name}"] = rng.uniform(-bound, bound, shape)
         params[f"{key}.b"] = rng.uniform(-bound, bound, n_bias)
         readout_bound = lc_ampl / np.sqrt(layer.n)
@@ -42,13 +46,18 @@ def init_params(spec: NetworkSpec, rng: np.random.Generator) -> dict[str, np.nda
         if spec.learning.optimizer == "adamax":
             params[f"{key}.v_{name}"] = np.zeros(shape)
             params[f"{key}.v_b"] = np.zeros(n_bias)
-        fan_in = layer.n
     return params
 
 
 def expected_shapes(spec: NetworkSpec) -> dict[str, tuple[int, ...]]:
-    """Shape of every parameter array of ``spec``."""
-    return {key: value.shape for key, value in init_params(spec, np.random.default_rng(0)).items()}
+    """Shape of every parameter array of ``spec`` (those :func:`init_params` draws, in its order)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for (key, name, shape, n_bias, _), layer in zip(_layer_shapes(spec), spec.layers, strict=True):
+        shapes.update({f"{key}.{name}": tuple(shape), f"{key}.b": (n_bias,),
+                       f"{key}.G": (spec.n_classes, layer.n), f"{key}.g": (spec.n_classes,)})
+        if spec.learning.optimizer == "adamax":
+            shapes.update({f"{key}.v_{name}": tuple(shape), f"{key}.v_b": (n_bias,)})
+    return shapes
 
 
 def check_params(spec: NetworkSpec, params: dict[str, np.ndarray]) -> None:

@@ -1,5 +1,5 @@
 {# Event pathway of all-to-all synapses stored presynaptic-major (synapse k = pre * N_post + post, as
-   Synapses.connect() makes them); see decolle_brian/network/dense_rows.py. Every event of the source is
+   Synapses.connect() makes them); see decolle_brian/backends/dense_rows.py. Every event of the source is
    one contiguous row: the postsynaptic index is the loop counter and the presynaptic values are loop
    invariants, so the compiler vectorises the row. Events are read from the source's event space (no spike
    queue: delays are 0). With OpenMP each thread owns the same slice of postsynaptic neurons in every row. #}

@@ -1,4 +1,4 @@
-"""Dense-row code for all-to-all synapses on the C++ standalone device (``templates/dense_*.cpp``).
+"""Dense-row code for all-to-all synapses, used by the C++ standalone backend (``templates/dense_*.cpp``).
 
 An event-driven dense layer (:mod:`decolle_brian.network.event`) spends its time in synaptic loops: each
 presynaptic event visits the neuron's whole row of all-to-all synapses, and the readouts sum over all of
@@ -14,14 +14,14 @@ the equations and the derived rule, unchanged; only the loops around them differ
 - ``dense_summed_variable``: a summed variable is one reduction per row (onto the presynaptic side) or adds
   every row to the target vector (onto the postsynaptic side).
 
-Other devices (runtime, brian2cuda) keep Brian's generic code.
+Only the C++ standalone backend (:mod:`decolle_brian.backends.cpp_standalone`) uses them; the other
+backends (runtime, brian2cuda) keep Brian's generic code.
 """
 
 from __future__ import annotations
 
 import weakref
 
-from brian2 import get_device
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
 
@@ -56,17 +56,11 @@ class DenseRowCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
     templater = CPPStandaloneCodeObject.templater.derive(
-        "decolle_brian.network", env_globals={"row_code": row_code, "dense_rows_check": dense_rows_check})
+        "decolle_brian.backends", env_globals={"row_code": row_code, "dense_rows_check": dense_rows_check})
 
 
-def _dense_device() -> bool:
-    return get_device().code_object_class() is CPPStandaloneCodeObject  # not runtime, not brian2cuda
-
-
-def use_dense_pathway(pathway) -> bool:
-    """Run an event pathway of all-to-all synapses (zero delay) as dense rows; returns whether it does."""
-    if not _dense_device():
-        return False
+def dense_pathway(pathway) -> None:
+    """Run an event pathway of all-to-all synapses (zero delay, presynaptic-major) as dense rows."""
     pathway.template = "dense_synapses"
     pathway.codeobj_class = DenseRowCodeObject
     pathway.needed_variables = [*pathway.needed_variables, pathway.eventspace_name]
@@ -76,14 +70,10 @@ def use_dense_pathway(pathway) -> bool:
         pathway.code_objects[:] = [weakref.proxy(pathway.create_default_code_object(run_namespace))]
 
     pathway.create_code_objects = create_code_objects
-    return True
 
 
-def use_dense_sums(synapses) -> bool:
-    """Compute every summed variable of all-to-all ``synapses`` by dense rows; returns whether it does."""
-    if not _dense_device():
-        return False
+def dense_sums(synapses) -> None:
+    """Compute every summed variable of all-to-all ``synapses`` (presynaptic-major) by dense rows."""
     for updater in synapses.summed_updaters.values():
         updater.template = "dense_summed_variable"
         updater.codeobj_class = DenseRowCodeObject
-    return True

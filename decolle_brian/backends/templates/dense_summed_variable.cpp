@@ -1,5 +1,5 @@
 {# Summed variable of all-to-all synapses stored presynaptic-major (see dense_synapses.cpp and
-   decolle_brian/network/dense_rows.py): a sum onto the presynaptic side is one vectorised reduction per
+   decolle_brian/backends/dense_rows.py): a sum onto the presynaptic side is one vectorised reduction per
    row, a sum onto the postsynaptic side adds each row to the target vector. #}
 {% extends 'common_group.cpp' %}
 

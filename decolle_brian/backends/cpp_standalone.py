@@ -1,0 +1,181 @@
+"""Brian2's C++ standalone device: the network compiled once per structure, every run a call of the binary.
+
+Everything that changes between runs (inputs, parameters, neuron constants) goes through ``run_args``, so
+a structure compiles once and serves every sample, learning rate and time constant. One build folder may
+be used by several processes at once: each process writes its run-argument files under its own names and
+reads its results from its own folder (``results-<pid>``).
+
+Code generation: all-to-all synapses get the dense-row loops of :mod:`decolle_brian.backends.dense_rows`
+instead of Brian's generic ones, and very large synapse sets are connected without Brian's Python-side
+index caches (:meth:`CppStandaloneBackend.connecting`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import brian2
+import numpy as np
+from brian2 import Network, get_device, prefs, second, set_device
+
+from decolle_brian.backends.base import Backend, RunValues, default_build_dir, register_backend
+from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
+from decolle_brian.errors import DeviceError
+from decolle_brian.network.schedule import DT
+from decolle_brian.network.spec import NetworkSpec
+
+#: per-process results folders inside a build folder: results-<pid>
+RESULTS_PREFIX = "results-"
+#: the binary's profile of a run, in its results folder
+PROFILING_FILE = "profiling_info.txt"
+
+_run_counter = 0  # names the files of one run's arrays
+
+
+def remove_stale_results(build_dir: Path) -> None:
+    """Remove the per-process results folders of processes that no longer run."""
+    for folder in build_dir.glob(f"{RESULTS_PREFIX}*"):
+        pid = folder.name.removeprefix(RESULTS_PREFIX)
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+@register_backend("cpp_standalone")
+class CppStandaloneBackend(Backend):
+    """Compile once (:meth:`prepare`), then run the binary with each chunk's values as ``run_args``."""
+
+    @classmethod
+    def check_toolchain(cls) -> None:
+        """Brian's generated makefile runs ``make`` and compiles with ``$(CXX)``: the ``CXX`` environment variable
+        when set, else make's default ``g++``."""
+        if shutil.which("make") is None:
+            raise DeviceError(f"The {cls.name} device needs 'make', which was not found on PATH: install it "
+                              "(e.g. apt install build-essential) or use device.name = \"runtime\"")
+        compiler = os.environ.get("CXX", "").split()
+        name, origin = (compiler[0], f"CXX={os.environ['CXX']!r}") if compiler else ("g++", "make's default g++")
+        if shutil.which(name) is None:
+            raise DeviceError(f"The {cls.name} device compiles with {origin}, which was not found: install a C++ "
+                              "compiler (e.g. apt install g++), point CXX at one (e.g. CXX=clang++), or use "
+                              "device.name = \"runtime\"")
+
+    def make_current(self, spec: NetworkSpec, chunk_steps: int, tag: str, build_dir: str | Path | None) -> None:
+        # profiling is compiled in: a profiled build is another binary, in another folder
+        tag += "-profile" if self.profile else ""
+        self.build_dir = (Path(build_dir) if build_dir
+                          else default_build_dir(spec, self.name, chunk_steps, tag, threads=self.threads))
+        self.build_dir.mkdir(parents=True, exist_ok=True)
+        self.set_device()
+        self.device = get_device()
+
+    def set_device(self) -> None:
+        """``set_device`` of this backend's Brian device, building into ``build_dir``."""
+        set_device("cpp_standalone", directory=str(self.build_dir), build_on_run=False)
+        prefs.devices.cpp_standalone.openmp_threads = self.threads if self.threads > 1 else 0
+
+    def check_network(self, network: Network) -> None:
+        """Raise :class:`DeviceError` before generating code if the device cannot take ``network``."""
+
+    def prepare(self, network: Network, namespace: dict, chunk_steps: int) -> None:
+        self.check_network(network)
+        # records the run into the project; values come through run_args on every device.run
+        network.run(chunk_steps * DT, namespace=namespace, profile=self.profile or None)  # None: Brian's default
+        # one process at a time compiles a build folder (the others then find it up to date)
+        with open(self.build_dir / ".build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.device.build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
+        remove_stale_results(self.build_dir)
+
+    def check_usable(self) -> None:
+        if not self.is_latest():
+            raise DeviceError("This standalone network was replaced by a newer one built in the same process "
+                              "(Brian2 has one standalone device per process); rebuild it")
+
+    def run(self, network: Network, namespace: dict, chunk_steps: int, values: RunValues) -> None:
+        run_args = dict(values.arrays)
+        for owner, variable, value in [*values.params, *values.constants]:
+            run_args[getattr(owner, variable)] = value
+        files = []
+        try:
+            # results of this process only: other runs may use the same build folder at the same time
+            self.device.run(results_directory=f"{RESULTS_PREFIX}{os.getpid()}",
+                            run_args=self.command_line(run_args, files), with_output=False)
+        finally:
+            for path in files:
+                path.unlink(missing_ok=True)
+
+    def command_line(self, run_args: dict, files: list) -> list[str]:
+        """``name=value`` arguments of the standalone binary; arrays go to files listed in ``files``.
+
+        Brian's own ``run_args`` dictionary names each file by the MD5 hash of its content: ~10 ms per
+        sample of dense input counts, more than the event-driven simulation of the sample. A run's files
+        are used once, so they are named by run instead (and removed after it).
+        """
+        global _run_counter
+        arguments = []
+        static = Path(self.device.project_dir) / "static_arrays"
+        for key, value in run_args.items():
+            if isinstance(key, brian2.TimedArray):
+                name, dtype, shape = f"{key.name}.values", key.values.dtype, key.values.shape
+            else:  # a variable; synapse counts are known in the binary only (checked by check_params)
+                name, dtype = f"{key.group_name}.{key.name}", key.dtype
+                shape = None if key.variable.dynamic else (key.variable.size,)
+            array = np.ascontiguousarray(value, dtype=dtype)
+            if array.size == 1:
+                arguments.append(f"{name}={array.item()!r}")
+                continue
+            if shape is not None and array.size != int(np.prod(shape)):
+                raise ValueError(f"'{name}' needs {int(np.prod(shape))} values, got {array.size}")
+            _run_counter += 1
+            # lower case: brian2cuda's binary lower-cases every argument value (to parse true/false), paths too
+            path = static / f"decolle_{os.getpid()}_{_run_counter}_{name.lower()}.dat"
+            array.tofile(path)
+            files.append(path)
+            arguments.append(f"{name}={Path('static_arrays') / path.name}")
+        return arguments
+
+    def profiling_info(self, network: Network) -> list[tuple[str, object]]:
+        # Brian's own reader looks in <project>/results only; each run here has its per-process folder
+        path = Path(self.device.results_dir or "") / PROFILING_FILE
+        if not self.profile or not path.is_file():
+            raise ValueError(f"No profiling info in {path}: build the Simulator with profile=True and run a chunk")
+        info = []
+        for line in path.read_text().splitlines():
+            if line.strip():
+                name, seconds = line.split()
+                info.append((name, float(seconds) * second))
+        return sorted(info, key=lambda item: item[1], reverse=True)
+
+    # ---- code generation -----------------------------------------------------------------------------------
+    def all_to_all_sums(self, synapses) -> None:
+        dense_sums(synapses)  # vectorised rows
+
+    def all_to_all_pathway(self, pathway) -> None:
+        dense_pathway(pathway)  # contiguous, vectorised rows; no spike queue
+
+    @contextmanager
+    def connecting(self, synapses):
+        """Keep the device from holding Python copies of 10^8 synapse indices (GBs) that nothing reads.
+
+        Brian's C++ standalone device caches, for reading before the first run, every synapse's pre/post
+        index (as int64) and every connect call's index arrays, besides the copy it writes into the project.
+        Marking the synapse count unknown (``None``, Brian's own "computed at run time" state) before
+        connecting stops the first; the second is dropped after the calls. Values are read back from the
+        binary after a run as usual.
+        """
+        cache = self.device.array_cache
+        cache[synapses.variables["N"]] = None
+        yield
+        for codeobj in self.device.code_objects.values():
+            if codeobj.template_name == "synapses_create_array" and codeobj.owner.name == synapses.name:
+                for name in ("sources", "targets"):
+                    cache[codeobj.variables[name]] = None

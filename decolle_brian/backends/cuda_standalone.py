@@ -1,0 +1,38 @@
+"""brian2cuda's CUDA standalone device: the C++ standalone backend with brian2cuda's device and code.
+
+brian2cuda's device subclasses Brian's C++ standalone device; this backend likewise subclasses
+:class:`~decolle_brian.backends.cpp_standalone.CppStandaloneBackend` and changes only what differs: the
+device set-up for current CUDA toolkits (:func:`decolle_brian.cuda.activate_cuda`), the one-clock check
+before code is generated, the GPU check before every run, and Brian's generic (brian2cuda's) code instead
+of the C++ dense-row loops.
+"""
+
+from __future__ import annotations
+
+from brian2 import Network
+
+from decolle_brian.backends.base import RunValues, register_backend
+from decolle_brian.backends.cpp_standalone import CppStandaloneBackend
+from decolle_brian.cuda import activate_cuda, before_run_check, check_clocks
+
+
+@register_backend("cuda_standalone")
+class CudaStandaloneBackend(CppStandaloneBackend):
+    """Build with brian2cuda (nvcc), run on a GPU; the run files and results as the C++ backend's."""
+
+    def set_device(self) -> None:
+        activate_cuda(self.build_dir)
+
+    def check_network(self, network: Network) -> None:
+        check_clocks(network.objects)  # brian2cuda needs every object on one clock
+
+    def run(self, network: Network, namespace: dict, chunk_steps: int, values: RunValues) -> None:
+        before_run_check(self.build_dir)  # no GPU / wrong compute capability: say so, do not crash
+        super().run(network, namespace, chunk_steps, values)
+
+    # brian2cuda's own code: the dense-row templates are C++ code objects
+    def all_to_all_sums(self, synapses) -> None:
+        pass
+
+    def all_to_all_pathway(self, pathway) -> None:
+        pass

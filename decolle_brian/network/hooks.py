@@ -1,0 +1,101 @@
+"""What the network builder asks of its plug-ins: layer builders, modes and the device's code generation.
+
+:class:`~decolle_brian.network.builder.BrianNetwork` assembles what every network has (traces, LIF groups,
+readouts, monitors) and leaves three things to others, each through the hooks of one class here:
+
+- a :class:`LayerBuilder` per (mode, layer kind) builds a layer's neurons and forward synapses;
+- a :class:`NetworkMode` (``NetworkSpec.mode``) decides how inputs are fed, what the LIF groups add, which
+  per-run arrays exist, and how recorded weights are read;
+- a :class:`CodeGeneration` (the device backend, :mod:`decolle_brian.backends`) may replace Brian's generic
+  code of some objects with faster device-specific code of the same statements.
+
+The defaults here are the plain choices: no extra per-run arrays, Brian's generic code everywhere.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+from brian2 import NeuronGroup, Synapses
+
+from decolle_brian.network.chunks import ChunkInputs
+from decolle_brian.network.objects import LayerObjects
+from decolle_brian.network.spec import NeuronParams
+
+
+class LayerBuilder:
+    """Builds one layer: its neurons (from ``net``'s group factories) and forward synapses from ``source``.
+
+    Parameters
+    ----------
+    net : BrianNetwork
+        The network being built (group factories, parameter bindings, namespace, code generation).
+    index : int
+        1-based layer number (names its objects: ``layer<index>``, ``forward<index>``).
+    layer : DenseLayerSpec or ConvLayerSpec
+    source : NeuronGroup
+        The previous layer's output group (the input group for layer 1).
+    """
+
+    def __init__(self, net, index: int, layer, source: NeuronGroup):
+        self.net, self.index, self.layer, self.source = net, index, layer, source
+
+    def build(self) -> LayerObjects:
+        """Create the layer's objects (adding the extra ones to ``net.objects``) and return them."""
+        raise NotImplementedError
+
+
+class NetworkMode:
+    """How a network of one mode is fed and run: the hooks the builder and the Simulator call.
+
+    Parameters
+    ----------
+    net : BrianNetwork
+        The network being built; its ``rule_code`` is already the derived code of this mode.
+    """
+
+    #: slot in which recorded synapse weights are read (after the step's weight change)
+    synapse_probe_slot = "after_resets"
+
+    def __init__(self, net):
+        self.net = net
+
+    def input_group(self) -> NeuronGroup:
+        """The input neurons, fed with the step's event counts (``net.counts``)."""
+        raise NotImplementedError
+
+    def lif_parts(self, lif_equations: str) -> tuple[str, str, dict]:
+        """A LIF layer's equations, extra reset statements and extra NeuronGroup arguments."""
+        return lif_equations, "", {}
+
+    def lif_group_built(self, group: NeuronGroup) -> None:
+        """Add this mode's per-step statements to a new LIF group (called before the layer's own ones)."""
+
+    def probe_synapses(self, layer: int, pre, post) -> None:
+        """Whatever else reading the weights of recorded synapses ``(pre, post)`` of ``layer`` needs."""
+
+    def chunk_arrays(self, inputs: ChunkInputs, neuron: NeuronParams) -> dict:
+        """Values of this mode's own per-run TimedArrays for one chunk, ``{TimedArray: values}``."""
+        return {}
+
+    def weights_in_use(self, stored: list) -> list:
+        """Recorded weights per layer (steps, synapses), as the network used them."""
+        return stored
+
+
+class CodeGeneration:
+    """Device-specific code of some network objects (the device backend's hooks); here: Brian's own code.
+
+    The network says which objects have a structure a device can exploit; the device decides what to
+    generate. The statements are always Brian's, from the same equations: only the loops around them differ.
+    """
+
+    def all_to_all_sums(self, synapses: Synapses) -> None:
+        """The summed variables of all-to-all ``synapses`` stored presynaptic-major (k = pre * N_post + post)."""
+
+    def all_to_all_pathway(self, pathway) -> None:
+        """An event pathway (zero delay) of all-to-all synapses stored presynaptic-major."""
+
+    def connecting(self, synapses: Synapses) -> AbstractContextManager:
+        """Context of the ``connect`` calls of (very many) ``synapses``."""
+        return nullcontext()
