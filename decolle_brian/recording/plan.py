@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from decolle_brian.config import ConfigError
+from decolle_brian.errors import ConfigError
 from decolle_brian.network.builder import Probes
 
 #: layer variables read by StateMonitors (LIF layers; a conv layer's pooled units have no r)
