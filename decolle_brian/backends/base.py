@@ -27,6 +27,7 @@ from decolle_brian.errors import DeviceError
 from decolle_brian.names import DEFAULT_RUNTIME_TARGET
 from decolle_brian.network.hooks import CodeGeneration
 from decolle_brian.network.spec import NetworkSpec
+from decolle_brian.registries import registrar
 
 #: device name -> Backend subclass (filled by the backend modules, see decolle_brian.backends)
 BACKENDS: dict[str, type[Backend]] = {}
@@ -34,17 +35,8 @@ BACKENDS: dict[str, type[Backend]] = {}
 _claims = 0  # incremented whenever a backend re-initialises Brian's devices for a new network
 
 
-def register_backend(name: str):
-    """Class decorator: register a backend under its device name (``Simulator(device=name)``)."""
-
-    def register(cls: type[Backend]) -> type[Backend]:
-        if name in BACKENDS:
-            raise ValueError(f"A backend {name!r} is registered already")
-        BACKENDS[name] = cls
-        cls.name = name
-        return cls
-
-    return register
+#: class decorator ``@register_backend(name)``: a backend of the device called ``name`` (``Simulator(device=name)``)
+register_backend = registrar(BACKENDS, "backend", attribute="name")
 
 
 def build_root() -> Path:

@@ -12,35 +12,18 @@ imports every such module, in one place, so that the tables are complete when a 
 
 from __future__ import annotations
 
+from decolle_brian.registries import registrar
+
 #: (mode, layer kind) -> LayerBuilder subclass
 LAYER_BUILDERS: dict[tuple[str, str], type] = {}
 #: mode name (NetworkSpec.mode) -> NetworkMode subclass
 NETWORK_MODES: dict[str, type] = {}
 
 
-def layer_builder(mode: str, kind: str):
-    """Class decorator: register the builder of layers of ``kind`` in networks of ``mode``."""
-
-    def register(cls: type) -> type:
-        if (mode, kind) in LAYER_BUILDERS:
-            raise ValueError(f"A layer builder for mode {mode!r}, kind {kind!r} is registered already")
-        LAYER_BUILDERS[(mode, kind)] = cls
-        return cls
-
-    return register
-
-
-def network_mode(name: str):
-    """Class decorator: register the NetworkMode of networks with ``NetworkSpec.mode == name``."""
-
-    def register(cls: type) -> type:
-        if name in NETWORK_MODES:
-            raise ValueError(f"A network mode {name!r} is registered already")
-        NETWORK_MODES[name] = cls
-        cls.name = name
-        return cls
-
-    return register
+#: class decorator ``@layer_builder(mode, kind)``: the builder of ``kind`` layers in networks of ``mode``
+layer_builder = registrar(LAYER_BUILDERS, "layer builder for (mode, kind)")
+#: class decorator ``@network_mode(name)``: the NetworkMode of networks with ``NetworkSpec.mode == name``
+network_mode = registrar(NETWORK_MODES, "network mode", attribute="name")
 
 
 def layer_builder_for(mode: str, kind: str) -> type:
