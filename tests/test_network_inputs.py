@@ -134,3 +134,21 @@ def test_devices_are_backends_chosen_by_name():
     assert issubclass(backend_class("cuda_standalone"), backend_class("cpp_standalone"))
     with pytest.raises(DeviceError, match="Unknown device 'fpga'"):
         backend_class("fpga")
+
+
+def test_a_registry_refuses_a_second_class_for_one_key():
+    from decolle_brian.registries import registrar  # noqa: PLC0415
+
+    table = {}
+    register = registrar(table, "widget", attribute="name")
+
+    @register("a")
+    class A:
+        pass
+
+    assert table == {"a": A} and A.name == "a"
+    with pytest.raises(ValueError, match="A widget 'a' is registered already"):
+        register("a")(type("B", (), {}))
+    pair = registrar(table, "pair")
+    pair("x", "y")(A)
+    assert table[("x", "y")] is A
