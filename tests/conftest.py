@@ -38,3 +38,18 @@ def import_or_skip(module: str, why: str):
         if _in_ci():
             pytest.fail(f"CI=true but {module} does not import ({type(exc).__name__}: {exc}); {why}")
         pytest.skip(f"{module} does not import ({exc}); {why}")
+
+
+#: Test files that compile networks, longest first (fresh-clone CI on 2 cores: the CUDA build ~320 s, the
+#: event-driven and equivalence fixtures ~300 s and ~200 s of compiles each, conv ~150 s). ``--dist loadfile``
+#: hands whole files to the workers in collection order; starting the longest first keeps one worker from
+#: beginning a long file while the other has nothing left (longest-processing-time-first scheduling).
+LONGEST_FIRST = ("test_cuda.py", "test_event_driven.py", "test_equivalence.py", "test_conv.py",
+                 "test_experiment.py", "test_sweep.py", "test_recording.py", "test_plotting.py",
+                 "test_devices.py", "test_learning.py", "test_api.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Collect the files of :data:`LONGEST_FIRST` first, in that order; the order inside a file is kept."""
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable sort
