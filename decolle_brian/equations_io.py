@@ -15,15 +15,21 @@ from pathlib import Path
 _SECTION = re.compile(r"^\[(\w+)\]\s*$")
 
 
-def equations_dir() -> Path:
-    """Folder holding the ``.eq`` files: the installed ``decolle_brian.equations`` or the source tree."""
+def shipped_folder(package: str, folder: str, marker: str) -> Path:
+    """A data folder shipped as the sub-package ``package`` (``setup.py``'s ``package_dir``), or, in a source
+    tree that is not installed, the top-level ``folder`` of the checkout; ``marker`` is a file it must hold."""
     try:
-        path = Path(str(resources.files("decolle_brian.equations")))
-        if (path / "lif.eq").is_file():
+        path = Path(str(resources.files(package)))
+        if (path / marker).is_file():
             return path
     except ModuleNotFoundError:
         pass
-    path = Path(__file__).resolve().parent.parent / "equations"
+    return Path(__file__).resolve().parent.parent / folder
+
+
+def equations_dir() -> Path:
+    """Folder holding the ``.eq`` files: the installed ``decolle_brian.equations`` or the source tree."""
+    path = shipped_folder("decolle_brian.equations", "equations", "lif.eq")
     if not (path / "lif.eq").is_file():
         raise FileNotFoundError(
             f"The model equations (lif.eq, ...) were found neither in the installed package nor in {path}; "

@@ -12,10 +12,10 @@ Shapes: 2x32x32 -> full 64x32x32, pooled 64x16x16 -> 128x16x16 (pool 1) -> full 
 from __future__ import annotations
 
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 
 from decolle_brian.config import load_config, network_spec
+from decolle_brian.equations_io import shipped_folder
 from decolle_brian.network.spec import NetworkSpec
 
 INPUT_SHAPE = (2, 32, 32)
@@ -23,13 +23,7 @@ INPUT_SHAPE = (2, 32, 32)
 
 def runs_dir() -> Path:
     """Folder of the shipped run configurations: the installed ``decolle_brian.runs`` or the source tree."""
-    try:
-        path = Path(str(resources.files("decolle_brian.runs")))
-        if (path / "dvsgesture.toml").is_file():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "runs"
+    return shipped_folder("decolle_brian.runs", "runs", "dvsgesture.toml")
 
 
 def run_spec(name: str, n_classes: int, input_shape: tuple[int, int, int] = INPUT_SHAPE, **learning) -> NetworkSpec:
