@@ -29,7 +29,9 @@ one-hot label per sample held for every step. Measured (median of ``--repeats`` 
 - ``samples_per_s``: ``train`` on one batch of T steps with the case's burn-in, batch / wall time. As written in
   decolle 0.2, ``train`` passes its burn-in to ``net.init``, which ignores it (it runs ``max(net.burnin, 1)``
   = 1 step without gradients), then learns on steps burn-in..T-1: ``steps_run`` counts the steps it simulates;
-- ``peak_rss_mb``: the process's peak resident memory.
+- ``peak_rss_mb``: the process's peak resident memory;
+- ``*_cpu_*``: the same runs' CPU time (all threads), and the 1-minute load average before and after: the
+  machine may be shared.
 
 Prints one JSON line on stdout (the reference's own prints go to stderr). Exit status 3 with a message on
 stderr when decolle or torch cannot be imported.
@@ -134,16 +136,21 @@ def synthetic_batch(np, rng, batch: int, steps: int, input_shape, n_classes: int
     return data, targets
 
 
-def timed(function, repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` calls, after one untimed warm-up call; the reference's prints to stderr."""
-    times = []
+def timed(function, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds (all threads of the process) of ``repeats`` calls, after one untimed warm-up call.
+
+    The CPU time says what the work cost when the machine is shared: with one thread it is the wall time a
+    quiet machine would show; with more, their sum. The reference's own prints go to stderr.
+    """
+    walls, cpus = [], []
     with contextlib.redirect_stdout(sys.stderr):
         function()
         for _ in range(repeats):
-            started = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             function()
-            times.append(time.perf_counter() - started)
-    return times
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+    return walls, cpus
 
 
 def main(argv=None) -> dict:
@@ -180,20 +187,23 @@ def main(argv=None) -> dict:
         utils.test(gen, decolle_loss, net, 0, print_error=False)
 
     if "learn" in args.measure:
-        times = timed(lambda: learn(short, 0), args.repeats)
-        result.update(learn_steps=args.learn_steps, learn_ms_per_step=_ms(times, args.learn_steps),
-                      learn_ms_per_sample_step=_ms(times, args.learn_steps * args.batch),
+        walls, cpus = timed(lambda: learn(short, 0), args.repeats)
+        result.update(learn_steps=args.learn_steps, learn_ms_per_step=_ms(walls, args.learn_steps),
+                      learn_ms_per_sample_step=_ms(walls, args.learn_steps * args.batch),
+                      learn_cpu_ms_per_step=_ms(cpus, args.learn_steps),
                       layer_activity=[round(float(a), 4) for a in stats["act_rate"]])
     if "eval" in args.measure:
-        times = timed(lambda: evaluate(short), args.repeats)
-        result.update(eval_steps=args.learn_steps, eval_ms_per_step=_ms(times, args.learn_steps),
-                      eval_ms_per_sample_step=_ms(times, args.learn_steps * args.batch))
+        walls, cpus = timed(lambda: evaluate(short), args.repeats)
+        result.update(eval_steps=args.learn_steps, eval_ms_per_step=_ms(walls, args.learn_steps),
+                      eval_ms_per_sample_step=_ms(walls, args.learn_steps * args.batch),
+                      eval_cpu_ms_per_step=_ms(cpus, args.learn_steps))
     if "sample" in args.measure:
         full = [synthetic_batch(np, rng, args.batch, steps, *shape)]
-        times = timed(lambda: learn(full, burnin), args.repeats)
+        walls, cpus = timed(lambda: learn(full, burnin), args.repeats)
         result.update(steps=steps, burnin=burnin, steps_run=1 + steps - burnin,
-                      sample_s=round(statistics.median(times), 3),
-                      samples_per_s=round(args.batch / statistics.median(times), 2))
+                      sample_s=round(statistics.median(walls), 3),
+                      samples_per_s=round(args.batch / statistics.median(walls), 2),
+                      sample_cpu_s=round(statistics.median(cpus), 3))
     result["load_1min_after"] = round(os.getloadavg()[0], 2)  # a shared machine: say how busy it was
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(result), flush=True)
