@@ -202,7 +202,7 @@ def main(argv=None) -> dict:
         walls, cpus = timed(lambda: learn(full, burnin), args.repeats)
         result.update(steps=steps, burnin=burnin, steps_run=1 + steps - burnin,
                       sample_s=round(statistics.median(walls), 3),
-                      samples_per_s=round(args.batch / statistics.median(walls), 2),
+                      samples_per_s=float(f"{args.batch / statistics.median(walls):.3g}"),
                       sample_cpu_s=round(statistics.median(cpus), 3))
     result["load_1min_after"] = round(os.getloadavg()[0], 2)  # a shared machine: say how busy it was
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
