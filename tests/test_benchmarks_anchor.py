@@ -13,15 +13,16 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
-# Printed by `/work/refenv/bin/python benchmarks/reference_anchor.py --case dense --batch 4 --learn-steps 5
-# --steps 12 --burnin 4 --repeats 1` (decolle 0.2, torch 2.13 CPU), with the reference's own prints around it.
+# Printed by `/work/refenv/bin/python benchmarks/reference_anchor.py --case dense --batch 72 --threads 1
+# --measure learn,sample --repeats 2` (decolle 0.2, torch 2.13 CPU), among the reference's own prints.
 RECORDED = (
-    '{"case": "dense", "network": "LenetDECOLLE dense 2048-500-500, 2x32x32 flattened, 10 classes", "batch": 4, '
-    '"threads": 1, "activity": 0.02, "optimizer": "Adamax lr 0.001 betas (0.0, 0.95)", "loss": "SmoothL1 per '
-    'layer", "repeats": 1, "torch": "2.13.0+cpu", "decolle": "0.2", "python": "3.11.7", "learn_steps": 5, '
-    '"learn_ms_per_step": 80.521, "learn_ms_per_sample_step": 20.13, "layer_activity": [0.0233, 0.023], '
-    '"eval_steps": 5, "eval_ms_per_step": 22.361, "eval_ms_per_sample_step": 5.59, "steps": 12, "burnin": 4, '
-    '"steps_run": 9, "sample_s": 0.581, "samples_per_s": 6.88, "peak_rss_mb": 427.5}'
+    '{"case": "dense", "network": "LenetDECOLLE dense 2048-500-500, 2x32x32 flattened, 10 classes", "batch": '
+    '72, "threads": 1, "activity": 0.02, "optimizer": "Adamax lr 0.001 betas (0.0, 0.95)", "loss": "SmoothL1 '
+    'per layer", "repeats": 2, "torch": "2.13.0+cpu", "decolle": "0.2", "python": "3.11.7", "cpus": 2, '
+    '"load_1min_before": 11.16, "learn_steps": 50, "learn_ms_per_step": 39.239, "learn_ms_per_sample_step": '
+    '0.545, "learn_cpu_ms_per_step": 12.138, "layer_activity": [0.065, 0.0843], "steps": 300, "burnin": 60, '
+    '"steps_run": 241, "sample_s": 8.806, "samples_per_s": 8.18, "sample_cpu_s": 3.203, "load_1min_after": '
+    '11.43, "peak_rss_mb": 840.1}'
 )
 NOISE = "Loss [0.026 0.032]\nActivity Rate [np.float32(0.022), np.float32(0.021)]\n{not json\n[1, 2]\n"
 
@@ -72,7 +73,7 @@ def test_interpreter_without_decolle_means_no_column(anchor, capsys):
 def test_parse_record_finds_the_record_among_the_references_prints(anchor):
     record = anchor.parse_record(NOISE + RECORDED + "\n" + "Epoch 0: 1it [00:00]\n")
     assert record == json.loads(RECORDED)
-    assert record["learn_ms_per_step"] == 80.521 and record["samples_per_s"] == 6.88
+    assert record["learn_ms_per_step"] == 39.239 and record["samples_per_s"] == 8.18
     assert anchor.parse_record(NOISE) is None
     assert anchor.parse_record('{"other": 1}\n') is None  # a JSON object that is not a record
 
