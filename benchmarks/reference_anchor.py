@@ -99,6 +99,12 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not 0.0 <= args.activity <= 1.0:
         parser.error("--activity is a probability: give a value in [0, 1]")
+    case = CASES[args.case]
+    args.steps = args.steps or case["steps"]
+    args.burnin = case["burnin"] if args.burnin is None else args.burnin
+    if not 0 <= args.burnin < args.steps:
+        parser.error(f"--burnin {args.burnin} must be in [0, T = {args.steps}): give a smaller --burnin "
+                     f"or a longer --steps")
     return args
 
 
@@ -161,10 +167,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     case = CASES[args.case]
-    steps = args.steps or case["steps"]
-    burnin = case["burnin"] if args.burnin is None else args.burnin
-    if not 0 <= burnin < steps:
-        raise SystemExit(f"--burnin {burnin} must be in [0, T = {steps})")
+    steps, burnin = args.steps, args.burnin
 
     net, decolle_loss, opt = build(case, args.output_layer, ref)
     shape = (case["input_shape"], case["n_classes"], args.activity)

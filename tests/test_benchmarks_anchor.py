@@ -118,7 +118,10 @@ def test_the_scripts_options_exist_and_bad_values_are_refused():
     args = script.parse_args(["--case", "dense", "--batch", "72", "--threads", "2", "--learn-steps", "20",
                               "--measure", "learn,sample", "--output-layer"])
     assert (args.batch, args.threads, args.learn_steps, args.measure) == (72, 2, 20, ["learn", "sample"])
+    assert (args.steps, args.burnin) == (300, 60)  # the case's T and burn-in
+    args = script.parse_args(["--case", "conv_dvsgesture", "--steps", "50", "--burnin", "10"])
+    assert (args.steps, args.burnin) == (50, 10)
     for bad in (["--case", "lenet"], ["--case", "dense", "--batch", "0"], ["--case", "dense", "--measure", "fwd"],
-                ["--case", "dense", "--activity", "2"]):
+                ["--case", "dense", "--activity", "2"], ["--case", "conv_dvsgesture", "--steps", "50"]):
         with pytest.raises(SystemExit):
             script.parse_args(bad)
