@@ -36,7 +36,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "**/GALLERY_HEADER.rst", "_generated/*.md.txt"]
+exclude_patterns = ["_build", "_generated", "**/GALLERY_HEADER.rst"]  # _generated: included by pages
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3  # links such as cuda.md#measured-on-an-h200

@@ -33,11 +33,12 @@ def _resolve(schema: dict, node: dict) -> dict:
 
 def _type_text(schema: dict, node: dict) -> str:
     if "enum" in node:
-        return " \\| ".join(f"`{json.dumps(v)}`" for v in node["enum"])
+        return " | ".join(f"`{json.dumps(v)}`" for v in node["enum"])
     if "const" in node:
         return f"`{json.dumps(node['const'])}`"
     if "anyOf" in node or "oneOf" in node:
-        return " or ".join(_type_text(schema, _resolve(schema, n)) for n in node.get("anyOf", node.get("oneOf")))
+        kinds = [_type_text(schema, _resolve(schema, n)) for n in node.get("anyOf", node.get("oneOf"))]
+        return " or ".join(dict.fromkeys(kinds))  # once each, in order
     kind = node.get("type")
     if kind == "array":
         items = node.get("items")
@@ -66,36 +67,56 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def schema_rows(schema: dict, node: dict, prefix: str = "", free_tables: tuple = ()) -> list[tuple]:
-    """(key, type, default, bounds, description) of every leaf key under ``node``; tables are walked."""
+def _lookup(defaults: dict | None, key: str):
+    """The default of a dotted key in the dumped default configuration (``None``: not there)."""
+    node = defaults
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return (node,)
+
+
+def schema_rows(schema: dict, node: dict, prefix: str = "", free_tables: tuple = (),
+                defaults: dict | None = None) -> list[tuple]:
+    """(key, type, default, bounds, description) of every leaf key under ``node``; tables are walked.
+
+    A default made by a factory is not in the JSON schema; ``defaults`` (the default configuration, dumped)
+    supplies it."""
     rows = []
     for name, sub in _resolve(schema, node).get("properties", {}).items():
         key = prefix + name
         target = _resolve(schema, sub)
         if "properties" in target and key not in free_tables:
-            rows += schema_rows(schema, target, key + ".", free_tables)
+            rows += schema_rows(schema, target, key + ".", free_tables, defaults)
             continue
         description = sub.get("description") or target.get("description")
         if not description:
             raise ExtensionError(f"configuration key {key!r} has no description: add one where it is declared "
                                  f"(decolle_brian/config.py or the data set's options)")
-        default = json.dumps(sub["default"]) if "default" in sub else "(required)"
+        if "default" in sub:
+            default = f"`{_cell(json.dumps(sub['default']))}`"
+        elif _lookup(defaults, key) is not None:
+            default = f"`{_cell(json.dumps(_lookup(defaults, key)[0]))}`"
+        else:
+            default = "(required)" if name in _resolve(schema, node).get("required", ()) else "(see description)"
         rows.append((key, _type_text(schema, target), default, _bounds_text(target), description))
     return rows
 
 
 def _table(rows: list[tuple]) -> list[str]:
     lines = ["| key | type | default | bounds | description |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| `{k}` | {_cell(t)} | `{_cell(d)}` | {_cell(b)} | {_cell(desc)} |" for k, t, d, b, desc in rows]
+    lines += [f"| `{k}` | {_cell(t)} | {d} | {_cell(b)} | {_cell(desc)} |" for k, t, d, b, desc in rows]
     return lines
 
 
 def configuration_page() -> str:
-    from decolle_brian.config import json_schema, keys, params_table  # noqa: PLC0415
+    from decolle_brian.config import Config, json_schema, keys, params_table  # noqa: PLC0415
     from decolle_brian.data import DATASETS  # noqa: PLC0415
 
     schema = json_schema()
-    rows = schema_rows(schema, schema, free_tables=("data.params", "learning.surrogate_params"))
+    rows = schema_rows(schema, schema, free_tables=("data.params", "learning.surrogate_params"),
+                       defaults=Config().model_dump(mode="json"))
     missing = set(keys()) - {r[0] for r in rows}
     if missing:
         raise ExtensionError(f"configuration keys missing from the generated reference: {sorted(missing)}")

@@ -57,12 +57,10 @@ runtime_target = "numpy"
 
 
 def show(paths):
-    """Show the PNG figures a study wrote."""
+    """Show the PNG figures a study wrote, pixel for pixel."""
     for path in paths:
-        fig = plt.figure(figsize=(8, 4))
-        ax = fig.add_axes((0, 0, 1, 1))
-        ax.imshow(plt.imread(path))
-        ax.set_axis_off()
+        image = plt.imread(path)
+        plt.figure(figsize=(image.shape[1] / 100, image.shape[0] / 100), dpi=100).figimage(image)
     plt.show()
 
 

@@ -35,6 +35,17 @@ import numpy as np
 import decolle_brian as db
 
 out = Path(tempfile.mkdtemp(prefix="decolle-tutorial-"))
+
+
+def show(fig, name):
+    """Show a figure of :mod:`decolle_brian.plotting` here. The package draws without pyplot (no global
+    state), so this page shows the PNG file that :func:`decolle_brian.save` writes, pixel for pixel."""
+    (path,) = db.save(fig, out / "figures", name)
+    image = plt.imread(path)
+    shown = plt.figure(figsize=(image.shape[1] / 100, image.shape[0] / 100), dpi=100)
+    shown.figimage(image)
+    plt.show()
+
 config_file = out / "plasticity.toml"
 config_file.write_text("""
 name = "plasticity"
@@ -81,13 +92,11 @@ print("recorded training samples:", [row["samples_seen"] for row in run.samples(
 # the error, the surrogate, the presynaptic trace, their product and the weight. Early in learning:
 first = run.sample(run.samples("train")[0]["name"])
 last = run.sample(run.samples("train")[-1]["name"])
-db.plot_three_factors(first, layer=1)
-plt.show()
+show(db.plot_three_factors(first, layer=1), "three_factors_early")
 
 # %%
 # and for the last recorded sample, after 50 samples of learning:
-db.plot_three_factors(last, layer=1)
-plt.show()
+show(db.plot_three_factors(last, layer=1), "three_factors_late")
 
 # %%
 # The weights
@@ -97,8 +106,7 @@ plt.show()
 # initial weights.
 weights = run.weights()
 print("snapshots after samples:", [int(n) for n in weights["samples_seen"]])
-db.plot_weight_histograms(weights)
-plt.show()
+show(db.plot_weight_histograms(weights), "weight_histograms")
 
 # %%
 # The recorded synapses' weights through the recorded training samples, step by step (each sample starts
