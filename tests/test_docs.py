@@ -112,12 +112,37 @@ def test_the_docstring_check_sees_a_missing_docstring(tmp_path, monkeypatch):
     assert [name for name, obj in _defined_here(module) if not obj.__doc__] == ["public"]
 
 
+# ---- the generated configuration reference ----------------------------------------------------------------------
+def _generator():
+    spec = importlib.util.spec_from_file_location("decolle_docs", ROOT / "docs" / "_ext" / "decolle_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configuration_reference_lists_every_key_and_stops_on_a_missing_description():
+    generator = _generator()
+    page = generator.configuration_page()
+    from decolle_brian.config import keys  # noqa: PLC0415
+
+    assert all(f"| `{key}` |" in page for key in keys())
+    schema = {"properties": {"learning": {"$ref": "#/$defs/L"}},
+              "$defs": {"L": {"properties": {"lr": {"type": "number", "default": 1.0, "exclusiveMinimum": 0}}}}}
+    with pytest.raises(generator.GenerationError, match="'learning.lr' has no description"):
+        generator.schema_rows(schema, schema)
+    schema["$defs"]["L"]["properties"]["lr"]["description"] = "step size"
+    assert generator.schema_rows(schema, schema) == [("learning.lr", "number", "`1.0`", "> 0", "step size")]
+
+
 # ---- one version -----------------------------------------------------------------------------------------------
-def test_citation_and_docs_use_the_one_version():
+def test_one_version_citation_license_and_changelog():
+    """The site reads the one version; CITATION.cff states none (so it cannot disagree); the changelog has
+    a section for the current version."""
     version = decolle_brian.__version__
-    assert re.search(rf"^version: {re.escape(version)}$", (ROOT / "CITATION.cff").read_text(), re.M)
     assert "from decolle_brian._version import __version__" in (ROOT / "docs" / "conf.py").read_text()
     cff = (ROOT / "CITATION.cff").read_text()
+    assert not re.search(r"^version:", cff, re.M)
+    assert re.search(rf"^## {re.escape(version)} ", (ROOT / "CHANGELOG.md").read_text(), re.M)
     assert "10.3389/fnins.2020.00424" in cff and "GPL-3.0-or-later" in cff
     assert "GNU GENERAL PUBLIC LICENSE" in (ROOT / "LICENSE").read_text()
 
