@@ -8,6 +8,7 @@ hand-written pages include (headings start at H1 here; the pages include them wi
   stops the build.
 - ``cli.md``: every sub-command of ``decolle-brian`` from :func:`decolle_brian.cli.build_parser`.
 - ``equations.md``: every ``equations/*.eq`` file, included from the file itself.
+- ``exports.md``: the names of ``decolle_brian.__all__`` and where each is defined.
 - ``rules.md``: the plasticity rule derived by :func:`decolle_brian.derivation.derive` for every built-in
   loss and surrogate, as ``decolle-brian derive`` prints it.
 """
@@ -189,6 +190,18 @@ def rules_page() -> str:
     return "\n".join(lines)
 
 
+# ---- the public API --------------------------------------------------------------------------------------------
+def exports_page() -> str:
+    """``decolle_brian.__all__``: each name and the module that defines it (the package imports it on first use)."""
+    import decolle_brian  # noqa: PLC0415
+
+    lines = ["| `db.` name | defined in |", "| --- | --- |"]
+    for name, module in decolle_brian._EXPORTS.items():  # noqa: SLF001 - the table __getattr__ reads
+        defined = getattr(getattr(decolle_brian, name), "__module__", None) or module  # past a sub-package's re-export
+        lines.append(f"| `{name}` | {{py:obj}}`{defined}.{name}` |")
+    return "\n".join(lines) + "\n"
+
+
 def _write(name: str, text: str) -> None:
     GENERATED.mkdir(exist_ok=True)
     path = GENERATED / name
@@ -201,6 +214,7 @@ def generate(app) -> None:
     _write("cli.md", cli_page())
     _write("equations.md", equations_page(GENERATED))
     _write("rules.md", rules_page())
+    _write("exports.md", exports_page())
 
 
 def setup(app):
