@@ -51,6 +51,10 @@ setup(
         # xdist: the suite on every core; import-linter: the layer contracts of pyproject.toml, run by .ci/run;
         # jsonschema: the exported configuration schema is checked as a JSON Schema
         "test": ["pytest", "pytest-xdist", "ruff", "import-linter", "jsonschema"],
+        # the documentation site (docs/, built by .ci/run): Sphinx; MyST reads the existing Markdown pages as
+        # they are; sphinx-gallery runs the tutorial and the analysis studies during the build; furo is the
+        # theme. Pinned: the build runs with warnings as errors, so a new release must not break CI unseen
+        "docs": ["sphinx==9.1.1", "myst-parser==5.2.0", "sphinx-gallery==0.22.1", "furo==2025.12.19"],
     },
     entry_points={"console_scripts": ["decolle-brian=decolle_brian.cli:main"]},
 )

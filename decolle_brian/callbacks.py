@@ -35,6 +35,7 @@ def metrics_row(epoch: int, samples_seen: int, split: str, lr: float, wall: floa
 
 
 def accuracy_line(accuracy) -> str:
+    """Per-layer accuracies as one line, e.g. ``L1 90.56%, L2 91.67%``."""
     return ", ".join(f"L{k + 1} {a:.2%}" for k, a in enumerate(accuracy))
 
 

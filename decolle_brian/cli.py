@@ -93,6 +93,7 @@ class _Usage(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``decolle-brian`` argument parser: one sub-command per job (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="decolle-brian", description=(
         "DECOLLE deep continuous local learning as Brian2 simulations: train, evaluate, derive the plasticity "
         "rule, inspect the installation, plot and sweep."))
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``decolle-brian`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from decolle_brian.logs import console_logging  # noqa: PLC0415

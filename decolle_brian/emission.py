@@ -231,9 +231,13 @@ class OptimizerEmitter(Protocol):
     #: the step is linear in the gradient (see :attr:`Sgd.linear`)
     linear: bool
 
-    def state_equations(self, param: Parameter) -> list[str]: ...
+    def state_equations(self, param: Parameter) -> list[str]:
+        """Brian2 equation lines of the state the optimiser keeps per parameter (none for SGD)."""
+        ...
 
-    def step(self, param: Parameter) -> str: ...
+    def step(self, param: Parameter) -> str:
+        """Brian2 code of one step of ``param`` from its gradient."""
+        ...
 
 
 class Sgd:
@@ -244,9 +248,11 @@ class Sgd:
     linear = True
 
     def state_equations(self, param: Parameter) -> list[str]:
+        """No state: an empty list."""
         return []
 
     def step(self, param: Parameter) -> str:
+        """``p -= lr * g`` (``p -= g`` when the learning rate is already in the gradient)."""
         if param.lr is None:
             return f"{param.name} -= {param.gradient}"
         return f"{param.name} -= {param.scale}{param.lr} * {param.factor}"
@@ -263,12 +269,15 @@ class Adamax:
 
     @staticmethod
     def state(param: Parameter) -> str:
+        """Name of the parameter's infinity-norm estimate, ``v_<name>``."""
         return f"v_{param.name}"
 
     def state_equations(self, param: Parameter) -> list[str]:
+        """One state variable per parameter: the infinity-norm estimate ``v``."""
         return [f"{self.state(param)} : 1  # Adamax infinity-norm estimate of the {param.what}"]
 
     def step(self, param: Parameter) -> str:
+        """Update ``v`` where the gate is 1, then ``p -= lr * g / v``."""
         if param.lr is None:
             raise DerivationError("Adamax cannot step a gradient with the step size folded in")
         v = self.state(param)

@@ -35,7 +35,7 @@ MAX_CHARS = 1000
 MAX_NODES = 500
 #: Deepest nesting of the syntax tree.
 MAX_DEPTH = 100
-#: Largest |exponent| of a power whose exponent is a constant (``x**2``, ``u**0.5``; not ``2**10**10``).
+#: Largest absolute exponent of a power whose exponent is a constant (``x**2``, ``u**0.5``; not ``2**10**10``).
 MAX_EXPONENT = 100
 #: Largest constant power (``2**1000``), in bits of its numerator or denominator.
 MAX_CONSTANT_BITS = 1024

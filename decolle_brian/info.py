@@ -40,6 +40,7 @@ def _data_lines() -> list[str]:
 
 
 def info_lines() -> list[str]:
+    """What ``decolle-brian info`` prints: versions, devices, compilers, CUDA and the data found, one item a line."""
     versions = package_versions()
     lines = ["versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
     lines.append("devices: runtime (Brian2 runtime, numpy/cython), cpp_standalone, cuda_standalone (extra [cuda])")

@@ -250,7 +250,7 @@ def loss_value(y: np.ndarray, target: np.ndarray, loss: str = "smoothl1") -> flo
     target : ndarray, shape (C,)
         One-hot target.
     loss : {"smoothl1", "mse", "ce"}
-        With ``d = y - target``: ``smoothl1`` = mean_k (0.5 d_k^2 if |d_k| < 1 else |d_k| - 0.5)
+        With ``d = y - target``: ``smoothl1`` = ``mean_k (0.5 d_k^2 if |d_k| < 1 else |d_k| - 0.5)``
         (PyTorch ``SmoothL1Loss``, beta = 1); ``mse`` = mean_k d_k^2;
         ``ce`` = -sum_k target_k log softmax(y)_k.
 

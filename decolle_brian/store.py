@@ -76,6 +76,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a reader sees the old file or the new one, never a part."""
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
@@ -101,6 +102,7 @@ def new_run_dir(out_root: Path, name: str) -> Path:
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages a run depends on (one not installed is left out)."""
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
     versions = {"python": platform.python_version()}
@@ -113,6 +115,7 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
+    """The checkout's commit (``-dirty`` when tracked files changed), or ``"unknown"`` outside a git checkout."""
     try:
         root = Path(__file__).resolve().parent.parent
         result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -128,6 +131,7 @@ def git_commit() -> str:
 
 
 def write_meta(run_dir: Path, **extra) -> None:
+    """Write ``meta.json`` of a run: creation time, host, versions, git commit, format version and ``extra``."""
     meta = {"created": datetime.now(UTC).isoformat(), "host": platform.node(),
             "versions": package_versions(), "git_commit": git_commit(), "format_version": FORMAT_VERSION,
             **extra}
@@ -135,6 +139,7 @@ def write_meta(run_dir: Path, **extra) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented JSON, atomically (NumPy numbers and arrays as plain JSON)."""
     atomic_write_text(path, json.dumps(data, indent=2, default=_json_default))
 
 
@@ -164,6 +169,7 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's ``metrics.csv`` with numbers as numbers; an empty list when there is none yet."""
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         return []

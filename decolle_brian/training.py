@@ -53,7 +53,7 @@ def sample_results(outputs, slots: Sequence[Slot], burnin: int, loss_fn: Callabl
 
 
 def flat_counts(counts: np.ndarray) -> np.ndarray:
-    """(T, *input_shape) event counts as (T, n_inputs), flattened in C order."""
+    """``(T, *input_shape)`` event counts as (T, n_inputs), flattened in C order."""
     counts = np.asarray(counts)
     return counts.reshape(counts.shape[0], -1)
 

@@ -28,7 +28,7 @@ FACTOR_ROWS = (
 
 
 def strongest_synapses(sample: SampleData, layer: int, count: int = 3) -> np.ndarray:
-    """Positions of up to ``count`` recorded synapses of a layer with the largest total |weight change|."""
+    """Positions of up to ``count`` recorded synapses of a layer with the largest total absolute weight change."""
     dw = np.abs(sample.arrays[f"L{layer}/syn_dw"]).sum(axis=0)
     return np.lexsort((np.arange(len(dw)), -dw))[:count]
 

@@ -40,6 +40,7 @@ def new_figure(width: float = FULL_WIDTH, height: float = 3.0) -> Figure:
 
 
 def layer_colour(layer: int) -> str:
+    """The colour of a layer in every figure (the palette repeats after its last colour)."""
     return LAYER_COLOURS[layer % len(LAYER_COLOURS)]
 
 

@@ -31,6 +31,7 @@ STOP = ".stop"  # created in the sweep folder by a stopping sweep
 
 
 def point_dir(sweep_dir: str | Path, point_id: str) -> Path:
+    """The folder of one sweep point: ``SWEEP_DIR/points/POINT_ID``."""
     return Path(sweep_dir) / "points" / point_id
 
 
