@@ -4,9 +4,12 @@
 #   bash benchmarks/nir/make_env.sh [ENV_DIR]       # default benchmarks/out/nirenv; about 70 s with a warm pip cache
 #   NIR_PYTHON=/path/python3.11 TORCH_WHEEL=/path/torch-...whl bash benchmarks/nir/make_env.sh
 # Idempotent: an environment that already imports everything is left as it is. Prints its python's path last.
+# Concurrent calls take turns (a lock file beside ENV_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ENV_DIR=${1:-benchmarks/out/nirenv}
+mkdir -p "$(dirname "$ENV_DIR")"
+exec 9>"$ENV_DIR.lock"; flock 9  # one maker at a time (.ci/run starts one early, the test's fixture waits for it)
 if [ -x "$ENV_DIR/bin/python" ] && "$ENV_DIR/bin/python" -c "import torch, nir, nirtorch, snntorch, h5py" 2>/dev/null; then
     echo "$ENV_DIR/bin/python"; exit 0
 fi
