@@ -91,7 +91,7 @@ def _sweep(args) -> int:
 def _export(args) -> int:
     from decolle_brian.export import EXPORTERS  # noqa: PLC0415 - no Brian2, no sympy
 
-    path = EXPORTERS[args.format](args.run_dir, args.out, data_root=args.data)
+    path = EXPORTERS[args.format](args.run_dir, args.out, data_root=args.data, time_constants=args.time_constants)
     print(f"{args.format} graph of {args.run_dir} written to {path}")
     return 0
 
@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("nir",), default="nir")
     p.add_argument("--out", metavar="FILE", help="file to write (default: RUN_DIR/network.nir)")
     p.add_argument("--data", metavar="ROOT", help="data folder (overrides the run's data.root; gives the input shape)")
+    p.add_argument("--time-constants", choices=("exact", "euler"), default="exact",
+                   help="exact: tau = -dt/ln(decay), DECOLLE's steps for an exponential-Euler reader (default); "
+                   "euler: tau = dt/(1 - decay), DECOLLE's steps for a forward-Euler reader")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("sweep", help="parameter sweeps, locally or on a Dask cluster")

@@ -24,7 +24,7 @@ from decolle_brian import reference as ref
 from decolle_brian.cli import build_parser, main
 from decolle_brian.errors import StoreError
 from decolle_brian.export import EXPORTERS, export_nir
-from decolle_brian.export.to_nir import DT, build_graph, time_constant
+from decolle_brian.export.to_nir import DT, build_graph, euler_time_constant, time_constant
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import ConvLayerSpec, DenseLayerSpec, NetworkSpec, NeuronParams
 from decolle_brian.store import read_checkpoint
@@ -104,9 +104,12 @@ def test_graph_is_valid_and_round_trips_with_the_parameters(make_spec, tmp_path)
 def test_time_constant_decays_exactly_and_refuses_what_has_none():
     for decay in (0.97, 0.92, 0.65):
         assert math.exp(-DT / time_constant(decay)) == pytest.approx(decay, rel=1e-15)
+        assert 1 - DT / euler_time_constant(decay) == pytest.approx(decay, rel=1e-15)
     assert time_constant(0.97) == pytest.approx(32.83e-3, rel=1e-3)
     with pytest.raises(ValueError, match="decay must lie in"):
         time_constant(1.0)
+    with pytest.raises(ValueError, match="choose one of"):
+        build_graph(_dense_spec(), init_params(_dense_spec(), np.random.default_rng(0)), time_constants="rk4")
 
 
 def test_export_formats_are_the_command_choices():
@@ -179,17 +182,20 @@ def nir_python():
 
 
 @pytest.mark.slow
-def test_random_conv_network_runs_the_same_outside(nir_python, tmp_path):
-    """Conv (padding, max-pool on U as sum-pool + threshold 1/2), flatten, dense: every spike as the reference."""
+@pytest.mark.parametrize(("time_constants", "integration"), [("exact", "exp"), ("euler", "euler")])
+def test_random_conv_network_runs_the_same_outside(nir_python, tmp_path, time_constants, integration):
+    """Conv (padding, max-pool on U as sum-pool + threshold 1/2), flatten, dense: every spike as the reference,
+    for an exponential-Euler reader of the exact time constants and a forward-Euler reader of the Euler ones."""
     spec = _conv_spec()
     rng = np.random.default_rng(4)
     params = init_params(spec, rng)
     params["layer1.b"] = params["layer1.b"] + 0.05  # active enough that pooling and refractoriness matter
-    nir.write(tmp_path / "conv.nir", build_graph(spec, params, burnin=2))
+    nir.write(tmp_path / "conv.nir", build_graph(spec, params, burnin=2, time_constants=time_constants))
     counts = rng.poisson(0.3, size=(6, 25, *spec.input_shape)).astype(np.float32)  # counts > 1 included
     with h5py.File(tmp_path / "in.h5", "w") as f:
         f["counts"] = counts
-    result = compare.run_reader(nir_python, tmp_path / "conv.nir", tmp_path / "in.h5", tmp_path / "out.h5", "exp")
+    result = compare.run_reader(nir_python, tmp_path / "conv.nir", tmp_path / "in.h5", tmp_path / "out.h5",
+                                integration)
     conv, dense = spec.layers
     layers = [ref.ConvLayer(K=params["layer1.K"], b=params["layer1.b"], G=params["layer1.G"], g=params["layer1.g"],
                             padding=conv.padding, pool=conv.pool, in_shape=conv.in_shape),

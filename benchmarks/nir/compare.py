@@ -8,7 +8,7 @@ spike count and the majority-vote prediction, and per layer the accuracy. Writes
 ``benchmarks/out/nir_compare.json`` (or ``--json``) and prints a table.
 
     .venv/bin/python benchmarks/nir/compare.py RUN_DIR [--nir-python benchmarks/out/nirenv/bin/python]
-        [--engine brian|reference] [--integration exp euler]
+        [--engine brian|reference] [--integration exp euler] [--time-constants exact|euler]
 """
 
 from __future__ import annotations
@@ -132,17 +132,17 @@ def agreement(package: dict, nir_run: dict, labels: np.ndarray) -> dict:
 
 def compare(run_dir: str | Path, nir_python: str | Path = DEFAULT_NIR_PYTHON, *, engine: str = "brian",
             integrations: tuple[str, ...] = ("exp", "euler"), data_root: str | None = None,
-            work: Path | None = None) -> dict:
+            work: Path | None = None, time_constants: str = "exact") -> dict:
     """The import check of one run folder (see the module docstring); returns the report."""
     run_dir = Path(run_dir)
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(work or scratch)
         config, spec, params, test_set = open_run(run_dir, data_root)
-        graph = export_nir(run_dir, work / "network.nir", data_root)
+        graph = export_nir(run_dir, work / "network.nir", data_root, time_constants=time_constants)
         labels = write_inputs(test_set, spec, work / "inputs.h5")
         began = time.time()
         package = ENGINES[engine](run_dir, config, spec, params, test_set)
-        report = {"run_dir": str(run_dir), "engine": engine, "samples": len(labels),
+        report = {"run_dir": str(run_dir), "engine": engine, "samples": len(labels), "time_constants": time_constants,
                   "layers": [layer.n for layer in spec.layers], "package_s": time.time() - began,
                   "package": package, "labels": labels, "nir": {}}
         for integration in integrations:
@@ -154,7 +154,7 @@ def compare(run_dir: str | Path, nir_python: str | Path = DEFAULT_NIR_PYTHON, *,
 
 def _table(report: dict) -> str:
     lines = [f"{report['run_dir']}: {report['samples']} test samples, layers {report['layers']}, "
-             f"package engine {report['engine']}"]
+             f"package engine {report['engine']}, time constants {report['time_constants']}"]
     for integration, result in report["nir"].items():
         a = result["agreement"]
         for layer in range(len(report["layers"])):
@@ -187,10 +187,11 @@ def main(argv=None) -> int:
     parser.add_argument("--engine", choices=sorted(ENGINES), default="brian")
     parser.add_argument("--integration", nargs="+", default=["exp", "euler"], choices=("exp", "euler"))
     parser.add_argument("--data", help="data folder (overrides the run's data.root)")
+    parser.add_argument("--time-constants", choices=("exact", "euler"), default="exact")
     parser.add_argument("--json", default=str(HERE.parent / "out" / "nir_compare.json"))
     args = parser.parse_args(argv)
     report = compare(args.run_dir, args.nir_python, engine=args.engine, integrations=tuple(args.integration),
-                     data_root=args.data)
+                     data_root=args.data, time_constants=args.time_constants)
     print(_table(report))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     report.pop("labels")

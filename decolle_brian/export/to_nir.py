@@ -19,14 +19,16 @@ W is linear, so W P is the membrane trace of the current W Q, and the layer beco
                 Output ``layer<l>_spikes``                      the layer's (pooled) spikes, for counting
 
 with ``tau = -dt / ln(decay)`` for each of alpha (tau_mem), beta (tau_syn), alpharp (tau_ref) and dt = 1 ms,
-all in seconds. Max-pooling on U before the spike is exact in this form: max_k U_k > 0 exactly when some
-H(U_k) = 1, so the pooled spike is H(sum of the window's spikes > 1/2), while each full-resolution unit keeps
-its own refractory trace, as in DECOLLE.
+all in seconds (``time_constants="euler"``: ``tau = dt / (1 - decay)``, for forward-Euler readers).
+Max-pooling on U before the spike is exact in this form: max_k U_k > 0 exactly when some H(U_k) = 1, so the
+pooled spike is H(sum of the window's spikes > 1/2), while each full-resolution unit keeps its own refractory
+trace, as in DECOLLE.
 
 What NIR leaves to the reader (docs/nir.md measures each): NIR's nodes are continuous-time ODEs, DECOLLE is
 their exponential-Euler (zero-order hold) solution with dt = 1 ms, the membrane stepped from the current of
 the previous step (P lags Q by one step) and the recurrent edge read from the previous step (R[t] from
-S[t-1]); a reader that integrates otherwise (forward Euler ``1 - dt/tau``) runs a slightly different network.
+S[t-1]); a reader that integrates otherwise (forward Euler ``1 - dt/tau``) runs a slightly different network,
+unless the graph carries ``time_constants="euler"``.
 The graph's ``metadata`` states dt, the decays, the discretisation and the vote's burn-in.
 """
 
@@ -53,16 +55,35 @@ DEFAULT_FILE = "network.nir"
 
 def time_constant(decay: float, dt: float = DT) -> float:
     """``tau = -dt / ln(decay)``: the time constant whose exact one-step decay is ``decay`` (0 < decay < 1)."""
+    _check_decay(decay)
+    return -dt / math.log(decay)
+
+
+def euler_time_constant(decay: float, dt: float = DT) -> float:
+    """``tau = dt / (1 - decay)``: forward Euler (``x += dt/tau (drive - x)``) then keeps ``decay`` per step and
+    takes ``1 - decay`` of the drive, DECOLLE's step exactly (0 < decay < 1)."""
+    _check_decay(decay)
+    return dt / (1.0 - decay)
+
+
+def _check_decay(decay: float) -> None:
     if not 0.0 < decay < 1.0:
         raise ConfigError(f"a per-step decay must lie in (0, 1) to have a time constant, got {decay}")
-    return -dt / math.log(decay)
+
+
+#: How the per-step decays become NIR time constants, and the integration a reader must use to run DECOLLE's
+#: steps exactly: ``exact`` (the continuous-time constants, default) or ``euler`` (for forward-Euler readers).
+TIME_CONSTANTS = {
+    "exact": (time_constant, "exponential Euler (zero-order hold) with dt"),
+    "euler": (euler_time_constant, "forward Euler with dt"),
+}
 
 
 def _full(value: float, shape: tuple[int, ...]) -> np.ndarray:
     return np.full(shape, value, dtype=np.float64)
 
 
-def build_graph(spec: NetworkSpec, params: dict[str, np.ndarray], burnin: int = 0):
+def build_graph(spec: NetworkSpec, params: dict[str, np.ndarray], burnin: int = 0, time_constants: str = "exact"):
     """The NIR graph of a DECOLLE network ``spec`` with the parameters ``params`` (names of
     :mod:`decolle_brian.network.params`: ``layer<l>.W`` or ``.K``, ``.b``, ``.G``, ``.g``).
 
@@ -74,6 +95,9 @@ def build_graph(spec: NetworkSpec, params: dict[str, np.ndarray], burnin: int = 
         The trained parameters (a checkpoint's ``params``; optimiser state is ignored).
     burnin : int
         Steps of a sample the majority vote leaves out (stored in the metadata for the reader).
+    time_constants : {"exact", "euler"}
+        :data:`TIME_CONSTANTS`: continuous-time constants (exact for an exponential-Euler reader), or those a
+        forward-Euler reader needs to step as DECOLLE does.
 
     Returns
     -------
@@ -82,8 +106,11 @@ def build_graph(spec: NetworkSpec, params: dict[str, np.ndarray], burnin: int = 
     """
     import nir  # noqa: PLC0415 - only the export needs it
 
+    if time_constants not in TIME_CONSTANTS:
+        raise ConfigError(f"time constants {time_constants!r}: choose one of {sorted(TIME_CONSTANTS)}")
+    to_tau, integration = TIME_CONSTANTS[time_constants]
     neuron = spec.neuron
-    tau_syn, tau_mem, tau_ref = (time_constant(d) for d in (neuron.beta, neuron.alpha, neuron.alpharp))
+    tau_syn, tau_mem, tau_ref = (to_tau(d) for d in (neuron.beta, neuron.alpha, neuron.alpharp))
     first = spec.layers[0]
     in_shape = tuple(first.in_shape) if first.kind == "conv" else (spec.n_inputs,)
     nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)})}
@@ -141,7 +168,8 @@ def build_graph(spec: NetworkSpec, params: dict[str, np.ndarray], burnin: int = 
         "source": f"decolle-brian {__version__}", "model": "DECOLLE (Kaiser, Mostafa & Neftci 2020), discrete time",
         "dt": DT, "time_unit": "s", "alpha": neuron.alpha, "beta": neuron.beta, "alpharp": neuron.alpharp,
         "wrp": neuron.wrp, "burnin": int(burnin), "n_classes": int(spec.n_classes), "n_layers": len(spec.layers),
-        "discretisation": "exponential Euler with dt: v from the previous step's current, then the current; "
+        "time_constants": time_constants,
+        "discretisation": f"{integration}: v from the previous step's current, then the current; "
                           "recurrent edges read the previous step",
         "prediction": "per layer: majority vote of argmax layer<l>_y over the steps t >= burnin",
     }
@@ -151,7 +179,7 @@ def build_graph(spec: NetworkSpec, params: dict[str, np.ndarray], burnin: int = 
     return graph
 
 
-def run_graph(run_dir: str | Path, data_root: str | None = None):
+def run_graph(run_dir: str | Path, data_root: str | None = None, time_constants: str = "exact"):
     """The NIR graph of a run folder's checkpoint (its ``config.toml`` and ``checkpoint.h5``; no Brian2).
 
     Raises
@@ -170,17 +198,18 @@ def run_graph(run_dir: str | Path, data_root: str | None = None):
     shape = tuple(dataset.input_shape)
     spec = network_spec(config, int(np.prod(shape)), dataset.n_classes, shape, check_rule=False)  # no sympy
     params, _ = read_checkpoint(run_dir, expected_shapes(spec), spec.structure_key())
-    return build_graph(spec, params, burnin=config["learning"]["burnin"])
+    return build_graph(spec, params, burnin=config["learning"]["burnin"], time_constants=time_constants)
 
 
-def export_nir(run_dir: str | Path, out: str | Path | None = None, data_root: str | None = None) -> Path:
+def export_nir(run_dir: str | Path, out: str | Path | None = None, data_root: str | None = None,
+               time_constants: str = "exact") -> Path:
     """Write the NIR graph of a run (:func:`run_graph`) to ``out`` (default ``RUN_DIR/network.nir``, HDF5).
 
     The file is replaced atomically; returns its path.
     """
     import nir  # noqa: PLC0415
 
-    graph = run_graph(run_dir, data_root)
+    graph = run_graph(run_dir, data_root, time_constants)
     path = Path(out) if out is not None else Path(run_dir) / DEFAULT_FILE
     if not path.parent.is_dir():
         raise StoreError(f"Cannot write {path}: the folder {path.parent} does not exist; create it or choose "
