@@ -44,6 +44,9 @@ setup(
         # descriptions on each key, and a JSON schema for editors from the same declarations; attrs/cattrs
         # would need hand-written bounds checks and a schema generator of our own
         "pydantic>=2.7",
+        # `decolle-brian export --format nir`: the Neuromorphic Intermediate Representation's own classes, writer
+        # and validation (pure Python; needs only numpy and h5py, both required above)
+        "nir>=1.0,<1.1",
     ],
     extras_require={
         "cuda": ["brian2cuda==1.0b1", "nvidia-curand"],  # nvidia-curand 10.x = CUDA 13 build

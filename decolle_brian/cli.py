@@ -88,6 +88,14 @@ def _sweep(args) -> int:
     return sweep_command(args)
 
 
+def _export(args) -> int:
+    from decolle_brian.export import EXPORTERS  # noqa: PLC0415 - no Brian2, no sympy
+
+    path = EXPORTERS[args.format](args.run_dir, args.out, data_root=args.data, time_constants=args.time_constants)
+    print(f"{args.format} graph of {args.run_dir} written to {path}")
+    return 0
+
+
 class _Usage(Exception):
     pass
 
@@ -96,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``decolle-brian`` argument parser: one sub-command per job (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="decolle-brian", description=(
         "DECOLLE deep continuous local learning as Brian2 simulations: train, evaluate, derive the plasticity "
-        "rule, inspect the installation, plot and sweep."))
+        "rule, inspect the installation, plot, sweep and export."))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a configuration (or resume a run)",
@@ -141,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="png", help="png, pdf or svg (comma-separated for several)")
     p.add_argument("--out", help="figure folder (default: <path>/figures)")
     p.set_defaults(func=_plot)
+
+    p = sub.add_parser("export", help="the trained network for other simulators and hardware (NIR)",
+                       description="Write a run's trained network (its checkpoint) in an interchange format: nir, "
+                       "the Neuromorphic Intermediate Representation (docs/nir.md says what is exported and how "
+                       "exactly). Needs no Brian2 and no compiler.")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=("nir",), default="nir")
+    p.add_argument("--out", metavar="FILE", help="file to write (default: RUN_DIR/network.nir)")
+    p.add_argument("--data", metavar="ROOT", help="data folder (overrides the run's data.root; gives the input shape)")
+    p.add_argument("--time-constants", choices=("exact", "euler"), default="exact",
+                   help="exact: tau = -dt/ln(decay), DECOLLE's steps for an exponential-Euler reader (default); "
+                   "euler: tau = dt/(1 - decay), DECOLLE's steps for a forward-Euler reader")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("sweep", help="parameter sweeps, locally or on a Dask cluster")
     p.add_argument("spec", nargs="?", help="sweep TOML (runs/sweeps/*.toml)")

@@ -362,8 +362,11 @@ def json_schema() -> dict:
 _SPEC_LEARNING_KEYS = [f.name for f in dataclasses.fields(LearningSpec) if f.name != "surrogate_params"]
 
 
-def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple | None = None) -> NetworkSpec:
-    """The :class:`NetworkSpec` of a resolved configuration (SpecError -> ConfigError naming the key)."""
+def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple | None = None, *,
+                 check_rule: bool = True) -> NetworkSpec:
+    """The :class:`NetworkSpec` of a resolved configuration (SpecError -> ConfigError naming the key).
+
+    ``check_rule=False`` skips deriving the learning rule (sympy, Brian2): for readers of a trained network."""
     learning = config["learning"]
     layers, shape = [], tuple(input_shape) if input_shape is not None else None
     for index, layer in enumerate(config["network"]["layers"]):
@@ -410,7 +413,8 @@ def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple
         spec.validate()
     except SpecError as exc:
         raise ConfigError(str(exc)) from None
-    _check_rule(learning["loss"], learning["surrogate"], tuple(sorted(learning["surrogate_params"].items())))
+    if check_rule:
+        _check_rule(learning["loss"], learning["surrogate"], tuple(sorted(learning["surrogate_params"].items())))
     return spec
 
 
