@@ -242,10 +242,12 @@ def run_cli(command, context):
         argv += ["--out", str(context["out"]), *SHRINK]
     if argv[0] == "train" and "--resume" in argv:  # the run already ended: resuming continues nothing and returns
         argv[argv.index("--resume") + 1] = context["run_dir"]
-    if argv[0] in ("eval", "plot") and not Path(argv[1]).exists():
+    if argv[0] in ("eval", "plot", "export") and not Path(argv[1]).exists():
         argv[1] = context["run_dir"]
     if argv[0] == "plot":
         argv += ["--out", str(context["tmp"] / "figures")]
+    if argv[0] == "export" and "--out" in argv:  # a file name of the docs, written in the scratch folder
+        argv[argv.index("--out") + 1] = str(context["tmp"] / argv[argv.index("--out") + 1])
     assert _cli(argv) == 0, command
 
 
@@ -333,8 +335,8 @@ RULES = [
     (r"^decolle-brian (derive|info|schema)\b", "run", run_cli),
     (r"^decolle-brian train runs/digits\.toml\b", "run", run_cli),
     (r"^decolle-brian train --resume runs/out/digits/", "run", run_cli),
-    (r"^decolle-brian (eval|plot) (runs/out/digits/|RUN_DIR)", "run", run_cli),
-    (r"^decolle-brian (train|eval|plot|sweep)\b", "checked", check_cli),
+    (r"^decolle-brian (eval|plot|export) (runs/out/digits/|RUN_DIR)", "run", run_cli),
+    (r"^decolle-brian (train|eval|plot|sweep|export)\b", "checked", check_cli),
     (r"^(python|bash) (benchmarks|analysis)/\S+", "checked", check_script),
     (r"^python -c ", "checked", check_python_code),
     (r"^python -m pytest$|^pytest\b", "ci", check_pytest),
