@@ -186,7 +186,8 @@ class TestSGD:
         params, counts = make_params(spec), make_input(spec.n_inputs)
         for burnin, learning in ((T, False), (BURNIN, True)):  # the last step in burn-in; the last step learning
             inputs, _ = pack_chunk([(counts, LABEL)], T, N_CLASSES, lr=spec.learning.lr, burnin=burnin, learn=True,
-                                   dropout=0.0, layer_sizes=spec.layer_sizes()[1:])
+                                   dropout=spec.learning.dropout, layer_sizes=spec.layer_sizes()[1:],
+                                   rng=np.random.default_rng(5))
             sim.run_chunk(inputs, params)
             gradients = [lo.kernel.variables["gw"].get_value() for lo in sim.net.layers]
             assert [bool(g.any()) for g in gradients] == [learning] * len(gradients), burnin
