@@ -9,6 +9,7 @@ from these objects (the model text comes from ``equations/``, the plasticity fro
     layer<l>_full     NeuronGroup, one LIF unit per (o, y, x), full resolution  lif.eq + conv_unit.eq
     layer<l>          NeuronGroup, one pooled unit per (o, Y, X): the output    trace.eq + pool.eq
     forward<l>        Synapses kernel -> full, one per tap inside the input     conv_forward.eq
+                      (or none: the device runs the convolution as loops, CodeGeneration.convolution)
     layer<l>_bias_gradient   Synapses full -> bias, one per full unit          (derived summand)
 
 The equations, per step (stride 1, zero padding, C order (channel, row, col) everywhere):
@@ -23,6 +24,9 @@ The equations, per step (stride 1, zero padding, C order (channel, row, col) eve
 
 Every conv synapse is one multiply-add of the forward sum and one of the kernel gradient; it stores no
 weight, only the index of the input it reads (``in_idx``), so the learned state is the kernel and the biases.
+The C++ standalone backend creates no synapse at all: it runs both summed variables as loops over the
+convolution (:mod:`decolle_brian.backends.conv_loops`), skipping the gradient where :func:`gradient_gates`
+proves it unused.
 """
 
 from __future__ import annotations
