@@ -8,17 +8,19 @@ Each (device, optimiser) network is compiled once and shared by the tests of its
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from brian2.core.variables import DynamicArrayVariable
 
 from decolle_brian import reference as ref
+from decolle_brian.backends.conv_loops import conv_code_lines
 from decolle_brian.derivation import derive
 from decolle_brian.devices import Simulator
 from decolle_brian.emission import conv_code
 from decolle_brian.network.chunks import pack_chunk
-from decolle_brian.network.conv import conv_connectivity, full_probes
+from decolle_brian.network.conv import conv_connectivity, full_probes, gradient_gates
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import ConvLayerSpec, DenseLayerSpec, LearningSpec, NetworkSpec, SpecError
 from decolle_brian.presets import dvsgesture_spec, nmnist_conv_spec
@@ -28,6 +30,8 @@ INPUT_SHAPE = (2, 12, 12)
 L1 = ConvLayerSpec(channels=4, kernel=3, in_shape=INPUT_SHAPE, padding=1, pool=2)
 L2 = ConvLayerSpec(channels=8, kernel=5, in_shape=L1.out_shape, padding=1, pool=1)
 DEVICES = ["runtime", pytest.param("cpp_standalone", marks=pytest.mark.standalone)]
+#: devices whose conv layers run as loops over the convolution (no synapse list; decolle_brian.backends.conv_loops)
+LOOP_DEVICES = ("cpp_standalone",)
 
 
 def make_spec(optimizer: str, layers=(L1, L2), input_shape=INPUT_SHAPE) -> NetworkSpec:
@@ -150,21 +154,43 @@ class TestSGD:
             floats = [name for name, var in lo.forward.variables.items() if isinstance(var, DynamicArrayVariable)
                       and var.owner.name == lo.forward.name and np.issubdtype(var.dtype, np.floating)]
             assert floats == [], floats  # nor does Brian (only its int32 index arrays)
-            assert len(lo.forward) > 10 * c_out * c_in * kh * kw  # positions share each element
         # every learned parameter array maps onto exactly these Brian values
         learned = [binding for key, binding in sim.net.bindings.items() if key.rsplit(".", 1)[1] in ("K", "b")]
         assert sum(len(binding.view_owner.variables[binding.variable].get_value()) for binding in learned) == sum(
             math.prod(layer.kernel_shape) + layer.channels for layer in spec.layers)
 
     def test_synapses_are_the_taps_inside_the_input(self, sim_sgd):
+        """An explicit synapse list (runtime) holds every tap inside the input; the conv loops (C++) none."""
         spec, sim = sim_sgd
+        loops = sim.device_name in LOOP_DEVICES
         for layer, lo in zip(spec.layers, sim.net.layers, strict=True):
             c_out, c_in, k, _ = layer.kernel_shape
             _, h, w = layer.in_shape
             _, hf, wf = layer.full_shape
             rows = sum(0 <= y + a - layer.padding < h for y in range(hf) for a in range(k))
             cols = sum(0 <= x + e - layer.padding < w for x in range(wf) for e in range(k))
-            assert len(lo.forward) == c_out * c_in * rows * cols
+            assert layer.n_synapses == c_out * c_in * rows * cols > 10 * c_out * c_in * k * k
+            assert len(lo.forward) == (0 if loops else layer.n_synapses)
+            if loops:  # nothing per synapse exists in the binary either: every index array is empty
+                for name in ("_synaptic_pre", "_synaptic_post", "in_idx"):
+                    assert len(lo.forward.variables[name].get_value()) == 0, name
+
+    def test_kernel_gradient_only_while_learning(self, sim_sgd):
+        """The conv loops compute no kernel gradient in evaluation and burn-in (lr = 0), one while learning."""
+        spec, sim = sim_sgd
+        if sim.device_name not in LOOP_DEVICES:
+            pytest.skip("Brian's generic summed variable computes the gradient every step (exact, unused)")
+        run_both(spec, sim, learn=False)
+        for lo in sim.net.layers:  # the last step of an evaluation: the gradient loop did not run
+            np.testing.assert_array_equal(lo.kernel.variables["gw"].get_value(), 0)
+        params, counts = make_params(spec), make_input(spec.n_inputs)
+        for burnin, learning in ((T, False), (BURNIN, True)):  # the last step in burn-in; the last step learning
+            inputs, _ = pack_chunk([(counts, LABEL)], T, N_CLASSES, lr=spec.learning.lr, burnin=burnin, learn=True,
+                                   dropout=spec.learning.dropout, layer_sizes=spec.layer_sizes()[1:],
+                                   rng=np.random.default_rng(5))
+            sim.run_chunk(inputs, params)
+            gradients = [lo.kernel.variables["gw"].get_value() for lo in sim.net.layers]
+            assert [bool(g.any()) for g in gradients] == [learning] * len(gradients), burnin
 
 
 def test_connectivity_is_the_convolution():
@@ -264,3 +290,26 @@ def test_presets():
     assert np.abs(params["layer2.K"]).max() <= 1 / np.sqrt(64 * 49)
     nmnist = nmnist_conv_spec().validate()
     assert nmnist.n_classes == 10 and nmnist.learning.burnin == 60
+
+
+def test_gradient_skips_are_proven_for_the_derived_rule():
+    """The conv loops skip the kernel gradient only where the derived code makes it provably unused."""
+    for optimizer in ("sgd", "adamax"):
+        gates = gradient_gates(conv_code(derive(), optimizer))
+        assert (gates.gradient, gates.skip_zero, gates.gate) == ("gw_pre", "delta_post", "lr_pre")
+    code = conv_code(derive(), "adamax")
+    # a summand that does not vanish with delta, a step that moves without lr: no skip
+    assert gradient_gates(replace(code, kernel_gradient="delta_post*p_in + p_in")).skip_zero is None
+    assert gradient_gates(replace(code, shared=replace(code.shared, statements="w -= 0.1 * gw"))).gate is None
+    assert gradient_gates(replace(code, shared=replace(code.shared, statements="v_w = abs(gw)\nw -= lr * gw"))
+                          ).gate is None
+
+
+def test_conv_loops_refuse_other_per_synapse_values():
+    """The loops compute three indices; code reading any other per-synapse array is refused, not miscomputed."""
+    arrays = {"_synaptic_pre": "pre", "_synaptic_post": "post", "in_idx": "idx"}
+    code = ["const int32_t _presynaptic_idx = pre[_idx];", "const int32_t in_idx = idx[_idx];",
+            "const double p_in = p[in_idx];", "const double _synaptic_var = w[_presynaptic_idx] * p_in;"]
+    assert conv_code_lines(code, arrays) == code[2:]
+    with pytest.raises(NotImplementedError, match="scale"):
+        conv_code_lines([*code, "const double scale = scale_array[_idx];"], arrays)

@@ -6,8 +6,9 @@ be used by several processes at once: each process writes its run-argument files
 reads its results from its own folder (``results-<pid>``).
 
 Code generation: all-to-all synapses get the dense-row loops of :mod:`decolle_brian.backends.dense_rows`
-instead of Brian's generic ones, and very large synapse sets are connected without Brian's Python-side
-index caches (:meth:`CppStandaloneBackend.connecting`).
+instead of Brian's generic ones, conv layers the loops over the convolution of
+:mod:`decolle_brian.backends.conv_loops` instead of a synapse list, and very large synapse sets are
+connected without Brian's Python-side index caches (:meth:`CppStandaloneBackend.connecting`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from brian2 import Network, get_device, prefs, second, set_device
 
 from decolle_brian.backends.base import Backend, RunValues, default_build_dir, register_backend
+from decolle_brian.backends.conv_loops import ConvGeometry, conv_loops
 from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
 from decolle_brian.errors import DeviceError
 from decolle_brian.network.schedule import DT
@@ -161,6 +163,10 @@ class CppStandaloneBackend(Backend):
 
     def all_to_all_pathway(self, pathway) -> None:
         dense_pathway(pathway)  # contiguous, vectorised rows; no spike queue
+
+    def convolution(self, synapses, layer, connect, gates) -> None:
+        # loops over the convolution: nothing per synapse is created, stored or streamed
+        conv_loops(synapses, ConvGeometry.of(layer), gates.gradient, gates.skip_zero, gates.gate)
 
     @contextmanager
     def connecting(self, synapses):

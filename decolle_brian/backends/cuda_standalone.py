@@ -4,7 +4,7 @@ brian2cuda's device subclasses Brian's C++ standalone device; this backend likew
 :class:`~decolle_brian.backends.cpp_standalone.CppStandaloneBackend` and changes only what differs: the
 device set-up for current CUDA toolkits (:func:`decolle_brian.cuda.activate_cuda`), the one-clock check
 before code is generated, the GPU check before every run, and Brian's generic (brian2cuda's) code instead
-of the C++ dense-row loops.
+of the C++ dense-row and conv loops.
 """
 
 from __future__ import annotations
@@ -36,3 +36,6 @@ class CudaStandaloneBackend(CppStandaloneBackend):
 
     def all_to_all_pathway(self, pathway) -> None:
         pass
+
+    def convolution(self, synapses, layer, connect, gates) -> None:
+        connect()  # the explicit synapse list with brian2cuda's summed variables (the conv loops are C++)

@@ -9,6 +9,7 @@ from these objects (the model text comes from ``equations/``, the plasticity fro
     layer<l>_full     NeuronGroup, one LIF unit per (o, y, x), full resolution  lif.eq + conv_unit.eq
     layer<l>          NeuronGroup, one pooled unit per (o, Y, X): the output    trace.eq + pool.eq
     forward<l>        Synapses kernel -> full, one per tap inside the input     conv_forward.eq
+                      (or none: the device runs the convolution as loops, CodeGeneration.convolution)
     layer<l>_bias_gradient   Synapses full -> bias, one per full unit          (derived summand)
 
 The equations, per step (stride 1, zero padding, C order (channel, row, col) everywhere):
@@ -23,6 +24,9 @@ The equations, per step (stride 1, zero padding, C order (channel, row, col) eve
 
 Every conv synapse is one multiply-add of the forward sum and one of the kernel gradient; it stores no
 weight, only the index of the input it reads (``in_idx``), so the learned state is the kernel and the biases.
+The C++ standalone backend creates no synapse at all: it runs both summed variables as loops over the
+convolution (:mod:`decolle_brian.backends.conv_loops`), skipping the gradient where :func:`gradient_gates`
+proves it unused.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import sympy
 from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, linked_var
+from brian2.parsing.sympytools import str_to_sympy
 from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.emission import ConvCode, conv_code
@@ -191,19 +197,27 @@ class ConvLayerBuilder(LayerBuilder):
         return group
 
     def _conv_synapses(self, code: ConvCode, kernel: NeuronGroup, full: NeuronGroup) -> Synapses:
-        """One synapse per kernel element and output position whose tap lies inside the input."""
+        """Kernel elements -> full units: the forward sum and the kernel gradient (summed variables).
+
+        The device backend decides how they run (``net.codegen.convolution``): over an explicit list of one
+        synapse per kernel element and output position whose tap lies inside the input (``connect`` below,
+        Brian's generic code), or in loops over the convolution with no synapse at all.
+        """
         layer = self.layer
         _, h, w = layer.in_shape
         pad = layer.padding
         model = load_model("conv_forward")["equations"] + f"\ngw_pre = {code.kernel_gradient} : 1 (summed)"
         syn = Synapses(kernel, full, model=model, name=f"forward{self.index}")
         syn.p_in = linked_var(self.source, "p", index="in_idx")
-        pre, post = conv_connectivity(layer)
-        with self.net.codegen.connecting(syn):  # a standalone device keeps no Python copies of the indices
-            for start in range(0, len(pre), CONNECT_BLOCK):  # blocks: Brian copies each block several times
-                syn.connect(i=pre[start:start + CONNECT_BLOCK], j=post[start:start + CONNECT_BLOCK])
-        del pre, post
-        syn.in_idx = f"kc_pre * {h * w} + (oy_post + ka_pre - {pad}) * {w} + (ox_post + ke_pre - {pad})"
+
+        def connect():
+            pre, post = conv_connectivity(layer)
+            with self.net.codegen.connecting(syn):  # a standalone device keeps no Python copies of the indices
+                for start in range(0, len(pre), CONNECT_BLOCK):  # blocks: Brian copies each block several times
+                    syn.connect(i=pre[start:start + CONNECT_BLOCK], j=post[start:start + CONNECT_BLOCK])
+            syn.in_idx = f"kc_pre * {h * w} + (oy_post + ka_pre - {pad}) * {w} + (ox_post + ke_pre - {pad})"
+
+        self.net.codegen.convolution(syn, layer, connect, gradient_gates(code))
         reschedule(syn.summed_updaters["u_syn_post"], "groups", FORWARD_SUM_ORDER)
         reschedule(syn.summed_updaters["gw_pre"], "after_resets", CONV_ORDER["gradients"])
         return syn
@@ -220,6 +234,54 @@ class ConvLayerBuilder(LayerBuilder):
                 monitors.append(StateMonitor(full, variables, record=True, when="after_resets", order=ORDER[slot],
                                              name=f"{name}_full_{slot}"))
         return monitors
+
+
+@dataclass(frozen=True)
+class GradientGates:
+    """Where the kernel gradient ``gradient`` (a summed variable of the conv synapses) is known to be useless.
+
+    Attributes
+    ----------
+    gradient : str
+        The summed variable onto the kernel elements (``gw_pre``).
+    skip_zero : str or None
+        Postsynaptic variable whose value 0 makes the summand 0 (``delta_post``: a unit that lost its
+        pooling window, or has no learning signal, adds nothing); None: not proven, sum every unit.
+    gate : str or None
+        Presynaptic shared variable whose value 0 makes the optimiser step of the kernel group leave every
+        variable unchanged whatever the gradient (``lr_pre``: burn-in and evaluation); None: not proven.
+    """
+
+    gradient: str
+    skip_zero: str | None
+    gate: str | None
+
+
+def gradient_gates(code: ConvCode, gradient: str = "gw_pre", skip_zero: str = "delta_post",
+                   gate: str = "lr") -> GradientGates:
+    """The skips of the kernel gradient that are exact for this derived ``code``, proven with sympy.
+
+    ``skip_zero`` is kept if the derived summand ``code.kernel_gradient`` is 0 when it is 0; ``gate`` (a
+    variable of the kernel group, ``<gate>_pre`` seen from the synapses) if every statement of the
+    optimiser step ``code.shared.statements`` leaves its variable unchanged when it is 0.
+    """
+    summand_zero = _at_zero(code.kernel_gradient, skip_zero) == 0
+    step_idle = True
+    for line in code.shared.statements.splitlines():
+        target, op, expression = line.split(None, 2)
+        value = _at_zero(expression, gate)
+        unchanged = (value.is_Symbol and value.name == target) if op == "=" else (op in "+=-=" and value == 0)
+        step_idle = step_idle and bool(unchanged)
+    return GradientGates(gradient, skip_zero if summand_zero else None, f"{gate}_pre" if step_idle else None)
+
+
+def _at_zero(expression: str, name: str):
+    """The Brian ``expression`` with the variable ``name`` set to 0, simplified (``int(0 > 0)`` is 0)."""
+    expr = str_to_sympy(expression)
+    expr = expr.subs({symbol: 0 for symbol in expr.free_symbols if symbol.name == name})
+    expr = expr.replace(lambda x: getattr(x.func, "__name__", "") == "int_" and x.args[0] in (sympy.true, sympy.false),
+                        lambda x: sympy.Integer(int(bool(x.args[0]))))
+    return sympy.simplify(expr)
 
 
 def conv_connectivity(layer: ConvLayerSpec, group: int = CHANNEL_GROUP) -> tuple[np.ndarray, np.ndarray]:

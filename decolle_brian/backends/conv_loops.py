@@ -1,0 +1,113 @@
+"""Conv layers as loops over the convolution, used by the C++ standalone backend (``templates/conv_*.cpp``).
+
+A conv layer's forward Synapses (kernel element -> full-resolution unit, ``equations/conv_forward.eq``) have
+two summed variables: the forward sum ``u_syn_post = w_pre * p_in`` and the kernel gradient ``gw_pre``
+(the derived summand, :func:`decolle_brian.emission.conv_code`). Brian runs a summed variable as a loop over
+a synapse list (``target[index[s]] += value[s]``), which needs every tap of every position stored as a
+synapse (three int32 each: 251 M synapses, 3 GB, for DvsGesture). Here the Synapses stay empty (no
+``connect``); the two summed variables run in loops over the convolution itself, in which the synapse's
+indices are loop arithmetic:
+
+    kernel element  _presynaptic_idx  = ((o c_in + c) k + a) k + e
+    full unit       _postsynaptic_idx = (o H_full + y) W_full + x
+    input           in_idx            = (c H + y + a - pad) W + x + e - pad      (taps inside the input only)
+
+The statements run are Brian's own vector code generated from the equations and the derived rule; only the
+loads of these three indices from per-synapse arrays are replaced (:func:`conv_code_lines`, which refuses
+code that reads any other per-synapse value). The loops:
+
+- ``conv_forward_sum`` (onto the full units): for each output channel, input channel and tap, the tap's
+  kernel element is a loop invariant and the innermost loop runs along a row of the output and of the input
+  (contiguous, vectorised): c_out c_in k^2 H_full W_full multiply-adds per step at most (padding taps skipped);
+- ``conv_gradient_sum`` (onto the kernel elements): every step the target is set to 0; when the ``gate``
+  variable (the kernel group's step size ``lr``) is 0 nothing else runs, else only full units whose
+  ``skip_zero`` variable (their learning signal ``delta``) is non-zero add their taps: (units with a
+  learning signal) x c_in k^2 multiply-adds. The builder proves both skips exact before asking for them
+  (:func:`decolle_brian.network.conv.gradient_gates`).
+
+Memory: nothing per synapse; the kernel, the units and the code. brian2cuda and the runtime device keep the
+explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolution`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Sizes of one conv layer (stride 1, square kernel, zero padding), as the loop templates read them."""
+
+    c_out: int
+    c_in: int
+    k: int
+    h: int
+    w: int
+    h_full: int
+    w_full: int
+    pad: int
+
+    @classmethod
+    def of(cls, layer) -> ConvGeometry:
+        """Geometry of a :class:`~decolle_brian.network.spec.ConvLayerSpec`."""
+        c_out, c_in, k, _ = layer.kernel_shape
+        _, h, w = layer.in_shape
+        _, h_full, w_full = layer.full_shape
+        return cls(c_out, c_in, k, h, w, h_full, w_full, layer.padding)
+
+
+#: the index loads of Brian's generic synapse code that the conv loops compute instead (name -> array key)
+INDEX_LOADS = {"_presynaptic_idx": "_synaptic_pre", "_postsynaptic_idx": "_synaptic_post", "in_idx": "in_idx"}
+
+
+def conv_code_lines(code_lines, arrays: dict) -> list[str]:
+    """Brian's vector code of a conv summed variable without its per-synapse index loads.
+
+    ``arrays`` maps the keys of :data:`INDEX_LOADS` to the C++ array names. A line that still reads a
+    per-synapse value (``[_idx]``) means the model grew a synaptic variable the loops cannot compute: that
+    is refused (at code generation, before anything is compiled), not silently miscomputed.
+    """
+    loads = {f"const int32_t {name} = {arrays[key]}[_idx];" for name, key in INDEX_LOADS.items() if key in arrays}
+    lines = [line for line in code_lines if line.strip() not in loads]
+    stray = [line.strip() for line in lines if "[_idx]" in line]
+    if stray:
+        raise NotImplementedError(f"The conv loops compute only the indices {sorted(INDEX_LOADS)}; this code reads "
+                                  f"other per-synapse values: {stray}")
+    return lines
+
+
+class ConvLoopCodeObject(CPPStandaloneCodeObject):
+    """C++ standalone code object that also finds this package's templates."""
+
+    templater = CPPStandaloneCodeObject.templater.derive(
+        "decolle_brian.backends", env_globals={"conv_code_lines": conv_code_lines})
+
+
+def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str | None, gate: str | None) -> None:
+    """Run the summed variables of empty conv ``synapses`` as loops over the convolution.
+
+    Parameters
+    ----------
+    synapses : Synapses
+        Kernel group -> full-resolution group, ``in_idx`` the input index, never connected.
+    geometry : ConvGeometry
+    gradient : str
+        Name of the summed variable onto the kernel (``gw_pre``); the other one (onto the full units) is the
+        forward sum.
+    skip_zero : str or None
+        Postsynaptic variable (``delta_post``) whose value 0 makes the gradient summand 0 (None: no skip).
+    gate : str or None
+        Presynaptic shared variable (``lr_pre``) whose value 0 makes the optimiser step ignore the gradient
+        (None: no gate).
+    """
+    for name, updater in synapses.summed_updaters.items():
+        onto_kernel = name == gradient
+        updater.template = "conv_gradient_sum" if onto_kernel else "conv_forward_sum"
+        updater.codeobj_class = ConvLoopCodeObject
+        updater.template_kwds = {**updater.template_kwds, "conv": asdict(geometry),
+                                 "skip_zero": skip_zero if onto_kernel else None,
+                                 "gate": gate if onto_kernel else None}
+        extra = [name for name in (skip_zero, gate) if name] if onto_kernel else []
+        updater.needed_variables = [*updater.needed_variables, "_synaptic_pre", "_synaptic_post", "in_idx", *extra]

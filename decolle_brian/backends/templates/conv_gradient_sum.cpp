@@ -1,0 +1,54 @@
+{# Kernel gradient of a conv layer, gw[o, c, a, e] = sum_{y, x} (derived summand at unit (o, y, x) and input
+   (c, y + a - pad, x + e - pad)), as loops over the convolution instead of a synapse list (the Synapses are
+   empty); see decolle_brian/backends/conv_loops.py. The statements are Brian's vector code of the summed
+   variable; the three indices it loaded per synapse are the loop's arithmetic. Every step the target is set
+   to 0; when the gate (the kernel's step size) is 0 the optimiser step ignores it and nothing else runs;
+   otherwise only units whose skip_zero variable (their learning signal) is non-zero add their taps, the
+   summand of the others being 0 (both proven by the builder, decolle_brian.network.conv.gradient_gates). #}
+{% extends 'common_group.cpp' %}
+
+{% block maincode %}
+    {% set _target_var_array = get_array_name(_target_var) %}
+    {% set _arrays = {'_synaptic_pre': get_array_name(variables['_synaptic_pre']),
+                      '_synaptic_post': get_array_name(variables['_synaptic_post']),
+                      'in_idx': get_array_name(variables['in_idx'])} %}
+    const int _c_out = {{conv.c_out}}, _c_in = {{conv.c_in}}, _k = {{conv.k}};
+    const int _h = {{conv.h}}, _w = {{conv.w}}, _h_full = {{conv.h_full}}, _w_full = {{conv.w_full}};
+    const int _pad = {{conv.pad}};
+    for (int _t = 0; _t < _c_out * _c_in * _k * _k; _t++)
+        {{_target_var_array}}[_t + {{_target_start}}] = 0;
+    {% if gate %}
+    if ({{get_array_name(variables[gate])}}[0] != 0)
+    {% endif %}
+    {
+    const size_t _vectorisation_idx = -1;
+    {{scalar_code|autoindent}}
+
+    for (int _o = 0; _o < _c_out; _o++)
+    for (int _y = 0; _y < _h_full; _y++)
+    for (int _x = 0; _x < _w_full; _x++)
+    {
+        const int32_t _postsynaptic_idx = (_o * _h_full + _y) * _w_full + _x;
+        {% if skip_zero %}
+        if ({{get_array_name(variables[skip_zero])}}[_postsynaptic_idx] == 0)
+            continue;
+        {% endif %}
+        const int _a0 = (_pad > _y ? _pad - _y : 0), _a1 = (_h + _pad - _y < _k ? _h + _pad - _y : _k);
+        const int _e0 = (_pad > _x ? _pad - _x : 0), _e1 = (_w + _pad - _x < _k ? _w + _pad - _x : _k);
+        for (int _c = 0; _c < _c_in; _c++)
+        for (int _a = _a0; _a < _a1; _a++)
+        {
+            const int32_t _row_pre = ((_o * _c_in + _c) * _k + _a) * _k;
+            const int32_t _row_in = (_c * _h + _y + _a - _pad) * _w + _x - _pad;
+            #pragma GCC ivdep
+            for (int _e = _e0; _e < _e1; _e++)
+            {
+                const int32_t _presynaptic_idx = _row_pre + _e;
+                const int32_t in_idx = _row_in + _e;
+                {{ conv_code_lines(vector_code, _arrays)|autoindent }}
+                {{_target_var_array}}[_presynaptic_idx + {{_target_start}}] += _synaptic_var;
+            }
+        }
+    }
+    }
+{% endblock %}
