@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, WithJsonSchema, create_model, model_validator
+from pydantic import Field, ValidationError, WithJsonSchema, create_model, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from decolle_brian.data.registry import DATASETS, dataset_params
@@ -47,6 +47,8 @@ from decolle_brian.network.spec import (
 from decolle_brian.strict import Table, error_lines
 
 PRECHECK_SHAPE = (2, 128, 128)  # stands in for the data set's input shape when a file is first checked
+#: training.batch_size of online learning (one sample at a time): the default, and not written when resolved
+ONLINE_BATCH = 1
 
 
 def _keyed(key: str, message: str) -> PydanticCustomError:
@@ -159,10 +161,30 @@ class TrainingTable(Table):
     """``[training]``: epochs, chunking, evaluation and checkpoints."""
 
     epochs: int = Field(1, ge=1, description="passes over the training set")
+    batch_size: int = Field(ONLINE_BATCH, ge=1, description="samples simulated side by side, one optimiser step "
+                            "per time step on their mean gradient (docs/batch.md); 1 = online learning, the only "
+                            "value the compiled network runs so far")
     chunk_samples: int = Field(16, ge=1, description="samples per run of the compiled network")
     eval_every: int = Field(1, ge=1, description="evaluate on the test split every this many epochs")
     checkpoint_every: int = Field(256, ge=1, description="write a checkpoint every this many training samples")
     progress: bool = Field(True, description="show tqdm progress bars")
+
+    @model_validator(mode="after")
+    def _online_only(self) -> TrainingTable:
+        if self.batch_size != ONLINE_BATCH:
+            raise _keyed("training.batch_size", f"training.batch_size = {self.batch_size}: minibatch training is "
+                         "not built into the compiled network yet (only its NumPy reference, "
+                         "decolle_brian.reference_batch, exists: docs/batch.md); set training.batch_size = 1 "
+                         "(online learning, one optimiser step per time step on one sample)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_online_batch(self, handler) -> dict:
+        # batch 1 is not written: a resolved configuration (and a run folder's config.toml) stays as before the key
+        data = handler(self)
+        if data.get("batch_size") == ONLINE_BATCH:
+            del data["batch_size"]
+        return data
 
 
 class DeviceTable(Table):

@@ -155,12 +155,15 @@ class Simulator:
                 raise ValueError("This network was built with dropout: give one mask array per layer")
             for layer, mask in zip(net.layers, inputs.masks, strict=True):
                 mask = np.asarray(mask, dtype=float)
-                gains = np.unique(mask[mask != 0])
-                if len(gains) > 1 or np.any(mask < 0) or not np.all(np.isfinite(gains)):
+                kept = mask != 0
+                n_kept = np.count_nonzero(kept)
+                gain = mask.max() if n_kept else 1.0  # NaN if there is one
+                # counting instead of np.unique's sort: every kept value is the largest, a finite positive gain
+                if n_kept and not (np.isfinite(gain) and gain > 0 and np.count_nonzero(mask == gain) == n_kept):
                     raise ValueError(f"Dropout masks of {layer.group.name} must be 0 or one gain 1/(1-p) per run, "
-                                     f"got values {gains[:5]}")
-                arrays[layer.mask_array.array] = layer.mask_array.pack(mask != 0, f"{layer.group.name}_masks")
-                scalars[(layer.group, "mask_gain")] = float(gains[0]) if len(gains) else 1.0
+                                     f"got values {np.unique(mask[kept])[:5]}")
+                arrays[layer.mask_array.array] = layer.mask_array.pack(kept, f"{layer.group.name}_masks")
+                scalars[(layer.group, "mask_gain")] = float(gain)
         elif inputs.masks is not None and any(np.any(m != 1) for m in inputs.masks):
             raise ValueError("This network was built without dropout (dropout = 0) but got dropout masks")
         return arrays, scalars

@@ -361,3 +361,27 @@ def test_stored_config_from_the_previous_writer_loads_identically(tmp_path):
     assert config["device"]["runtime_target"] == "cython"
     assert network_spec(config, 64, 10, (1, 8, 8)).structure_key() == "d05a28db0958"  # computed before the change
     assert to_toml(config) == STORED_BEFORE
+
+
+# ---- training.batch_size: online (1) until the compiled batched network exists -----------------------------------
+def test_batch_size_one_is_online_learning_unchanged():
+    # 1 is the default and is not written: a resolved configuration is what it was before the key existed
+    assert resolve({"training": {"batch_size": 1}}) == resolve({})
+    assert "batch_size" not in resolve({})["training"]
+    assert key_info("training.batch_size").integer
+    assert json_schema()["$defs"]["TrainingTable"]["properties"]["batch_size"]["default"] == 1
+
+
+@pytest.mark.parametrize("value", [2, 72])
+def test_batch_size_above_one_refused_with_key_reason_and_fix(value):
+    _raises({"training": {"batch_size": value}}, f"training.batch_size = {value}", "not built into the compiled "
+            "network", "decolle_brian.reference_batch", "set training.batch_size = 1")
+    _raises({"training": {"batch_size": 0}}, "training.batch_size: must be >= 1")
+
+
+def test_batch_size_cli_exit_2_before_anything(tmp_path, capsys):
+    assert main(["train", str(RUNS / "digits.toml"), "--set", "training.batch_size=4", "--out",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "training.batch_size = 4" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -53,3 +53,31 @@ def test_wrong_shape_is_named():
     packed = PackedInput("counts_in", 4, 10, 8, prefix="count")
     with pytest.raises(ValueError, match=r"counts_in.*\(4, 10\)"):
         packed.pack(np.zeros((4, 11)), "counts_in")
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 7, 8, 9, 12, 16, 17, 24, 32, 33, 48])
+def test_words_are_the_digits_in_base_2_to_the_bits(bits):
+    # word = sum_k digit_k base^k, written here as the plain formula (floats: every term and sum below 2^48 is exact)
+    rng = np.random.default_rng(bits)
+    for n in (1, WORD_BITS // bits, 2 * (WORD_BITS // bits) + 1, 101):
+        packed = PackedInput("packed_in", 5, n, bits, prefix="count")
+        values = rng.integers(0, 2 ** bits, (5, n))
+        values[0] = 2 ** bits - 1
+        digits = np.zeros((5, packed.n_words * packed.per_word))
+        digits[:, :n] = values
+        expected = digits.reshape(5, packed.n_words, packed.per_word) @ (2.0 ** bits) ** np.arange(packed.per_word)
+        for given in (values, values.astype(float), values.astype(bool) if bits == 1 else values.astype(np.uint64)):
+            words = packed.pack(given, "x")
+            assert words.dtype == np.float64
+            np.testing.assert_array_equal(words, expected)
+
+
+@pytest.mark.parametrize(("bits", "value", "message"), [
+    (1, 2, "integers in 0..1"), (1, -1, "integers in 0..1"), (1, 0.5, "not integers"), (8, np.inf, "infinite"),
+    (12, 4096, "integers in 0..4095"), (12, -0.5, "not integers"), (48, 2.0 ** 48, "integers in 0..")])
+def test_every_kind_of_bad_value_is_refused(bits, value, message):
+    packed = PackedInput("masks", 3, 50, bits, prefix="mask")
+    values = np.zeros((3, 50))
+    values[2, 49] = value
+    with pytest.raises(ValueError, match=f"'masks'.*{message}"):
+        packed.pack(values, "masks")

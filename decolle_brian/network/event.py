@@ -31,7 +31,7 @@ import re
 from dataclasses import astuple
 
 import numpy as np
-from brian2 import BrianLogger, NeuronGroup, StateMonitor, Synapses, TimedArray
+from brian2 import BrianLogger, NeuronGroup, StateMonitor, Synapses, TimedArray, ms
 from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.equations_io import load_model
@@ -206,6 +206,9 @@ class EventDenseLayerBuilder(LayerBuilder):
             self.source, group, model=model["equations"] + "\n" + code.synapse.equations,
             on_pre={"pre": code.synapse.on_event + "\n" + on_event, "flush": code.synapse.on_flush},
             on_event={"pre": "spike", "flush": "flush"}, namespace=net.namespace, name=f"forward{index}",
+            # zero delays given here are one shared value per pathway, not a per-synapse array (8 bytes per synapse
+            # and pathway that every run of a standalone binary allocated and wrote back with its results)
+            delay={"pre": 0 * ms, "flush": 0 * ms},
         )
         n_in = len(self.source)
         # all-to-all, generated in pre-major order: synapse k = (i = k // n, j = k % n), so w = W.T.ravel()

@@ -65,18 +65,57 @@ class PackedInput:
         return f"floor(({self.name}(t, {self.prefix}_word) / {self.prefix}_scale) % {self.base})"
 
     def pack(self, values: np.ndarray, what: str) -> np.ndarray:
-        """(steps, n) integers in [0, base) -> (steps, words) float64; ``what`` names them in errors."""
-        values = np.asarray(values, dtype=float)
+        """(steps, n) integers in [0, base) -> (steps, words) float64; ``what`` names them in errors.
+
+        One cast to the smallest unsigned integer type that holds a digit checks every value at once (a value
+        that changes in the cast is negative, too large, not an integer, NaN or infinite); the words are then
+        built with integer shifts, ``word = sum_k digit_k << (bits k)``: the same integers as ``sum_k digit_k
+        base^k``, so the same doubles.
+        """
+        values = np.asarray(values)
         if values.shape != (self.steps, self.n):
             raise ValueError(f"Input '{what}' has shape {values.shape}; this network needs {(self.steps, self.n)}")
+        digit_type = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if np.iinfo(t).bits >= self.bits)
+        with np.errstate(invalid="ignore", over="ignore"):  # bad values are found by the comparison below
+            digits = values.astype(digit_type)
+        if not np.array_equal(digits, values) or (self.bits < np.iinfo(digit_type).bits and digits.max(initial=0)
+                                                  >= self.base):
+            self._refuse(values, what)
+        return self._words(digits)
+
+    def _words(self, digits: np.ndarray) -> np.ndarray:
+        """Valid digits (steps, n) -> the (steps, words) float64 words, ``word = sum_k digit_k << (bits k)``.
+
+        Bits (masks) go through ``np.packbits`` and whole-byte digits (counts) through their little-endian bytes:
+        either way the low ``WORD_BITS`` bits of a little-endian 64-bit word; other sizes by integer shifts.
+        """
+        steps, n_words, per_word = self.steps, self.n_words, self.per_word
+        if self.bits == 1:
+            padded = np.zeros((steps, n_words * per_word), dtype=bool)
+            padded[:, :self.n] = digits
+            raw = np.packbits(padded.reshape(steps, n_words, per_word), axis=-1, bitorder="little")
+        elif self.bits % 8 == 0 and digits.dtype.itemsize * 8 == self.bits:
+            width = self.bits // 8
+            raw = np.zeros((steps, n_words * per_word * width), dtype=np.uint8)
+            raw[:, :self.n * width] = digits.astype(f"<u{width}").view(np.uint8).reshape(steps, -1)
+            raw = raw.reshape(steps, n_words, per_word * width)
+        else:
+            padded = np.zeros((steps, n_words * per_word), dtype=np.uint64)
+            padded[:, :self.n] = digits
+            padded = padded.reshape(steps, n_words, per_word)
+            words = padded[:, :, 0].copy()
+            for position in range(1, per_word):
+                words |= padded[:, :, position] << np.uint64(self.bits * position)
+            return words.astype(np.float64)
+        word_bytes = np.zeros((steps, n_words, 8), dtype=np.uint8)
+        word_bytes[:, :, :raw.shape[2]] = raw
+        return word_bytes.view("<u8")[:, :, 0].astype(np.float64)  # below 2^48: exact
+
+    def _refuse(self, values: np.ndarray, what: str) -> None:
+        """The error for values that are not integers in [0, base) (only reached with bad input)."""
+        values = np.asarray(values, dtype=float)
         if not np.all(np.isfinite(values)):
             raise ValueError(f"Input '{what}' contains NaN or infinite values")
-        if np.any(values < 0) or np.any(values >= self.base) or np.any(values != np.round(values)):
-            raise ValueError(f"Input '{what}' must hold integers in 0..{self.base - 1} per step (event counts); "
-                             f"got values in [{values.min()}, {values.max()}]"
-                             + ("" if np.all(values == np.round(values)) else " that are not integers"))
-        digits = np.zeros((self.steps, self.n_words * self.per_word))
-        digits[:, :self.n] = values
-        weights = float(self.base) ** np.arange(self.per_word)
-        # exact: integer digits times powers of two, sums below 2^48
-        return digits.reshape(self.steps, self.n_words, self.per_word) @ weights
+        fractional = "" if np.all(values == np.round(values)) else " that are not integers"
+        raise ValueError(f"Input '{what}' must hold integers in 0..{self.base - 1} per step (event counts); "
+                         f"got values in [{values.min()}, {values.max()}]{fractional}")
