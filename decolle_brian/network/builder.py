@@ -29,6 +29,7 @@ from decolle_brian.derivation import DerivedRule
 from decolle_brian.emission import dense_code
 from decolle_brian.equations_io import load_model
 from decolle_brian.network import catalog  # noqa: F401 - every layer builder and mode registers
+from decolle_brian.network.batch import BATCHED_DENSE
 from decolle_brian.network.hooks import CodeGeneration
 from decolle_brian.network.objects import LayerObjects, ParamBinding, Probes
 from decolle_brian.network.packed import COUNT_BITS, PackedInput
@@ -37,6 +38,9 @@ from decolle_brian.network.schedule import DT, LEARNING_VARIABLES, METHOD, ORDER
 from decolle_brian.network.spec import NetworkSpec
 
 __all__ = ["BrianNetwork", "LayerObjects", "ParamBinding", "Probes"]
+
+#: layer kind -> the kind whose builder makes it batched (NetworkSpec.batch_size > 1; the spec refuses others)
+BATCHED_KINDS = {"dense": BATCHED_DENSE}
 
 
 def _eqs(*names_sections: tuple[str, str]) -> str:
@@ -81,13 +85,16 @@ class BrianNetwork:
         self.objects: list = []
         self.with_dropout = spec.learning.dropout > 0
         n_classes = spec.n_classes
+        # batch_size > 1: every group holds batch_size copies of its units, unit i of sample b at i * B + b
+        # (network/batch.py); inputs, targets and masks come in that layout
+        self.batch_size = batch = spec.batch_size
         self.namespace = {
             "n_classes": float(n_classes), "beta2": spec.learning.beta2, "eps": spec.learning.eps,
         }
         # per-chunk inputs
-        self.counts = PackedInput("counts_in", chunk_steps, spec.n_inputs, bits=COUNT_BITS, prefix="count")
+        self.counts = PackedInput("counts_in", chunk_steps, spec.n_inputs * batch, bits=COUNT_BITS, prefix="count")
         self.masks: dict[str, PackedInput] = {}  # per group with dropout: its mask bits
-        self.targets = TimedArray(np.zeros((chunk_steps, n_classes)), dt=DT, name="targets")
+        self.targets = TimedArray(np.zeros((chunk_steps, n_classes * batch)), dt=DT, name="targets")
         self.eta = TimedArray(np.zeros(chunk_steps), dt=DT, name="eta")
         self.new_sample = TimedArray(np.zeros(chunk_steps), dt=DT, name="new_sample")
         self.namespace.update(counts_in=self.counts.array, targets=self.targets, eta=self.eta,
@@ -99,7 +106,8 @@ class BrianNetwork:
         self.layers: list[LayerObjects] = []
         source = self.input
         for index, layer in enumerate(spec.layers, start=1):
-            builder = layer_builder_for(spec.mode, layer.kind)(self, index, layer, source)
+            kind = layer.kind if batch == 1 else BATCHED_KINDS[layer.kind]
+            builder = layer_builder_for(spec.mode, kind)(self, index, layer, source)
             objects = builder.build()
             self.build_readout(index, objects)
             self.layers.append(objects)
@@ -140,8 +148,8 @@ class BrianNetwork:
         for k, pairs in enumerate(probes.synapses, start=1):
             if not len(pairs):
                 continue
-            if self.spec.layers[k - 1].kind != "dense":
-                raise ValueError(f"Probes: synapse weights can be recorded in dense layers only (layer {k})")
+            if self.spec.layers[k - 1].kind != "dense" or self.batch_size > 1:
+                raise ValueError(f"Probes: synapse weights can be recorded in dense layers of batch 1 only (layer {k})")
             post, pre = np.asarray(pairs, dtype=int).reshape(-1, 2).T
             index = pre * self.spec.layers[k - 1].n + post  # pre-major order of DenseLayerBuilder
             # after the weight step of the step: w[t] - w[t-1] is the change made at step t
@@ -220,28 +228,39 @@ class BrianNetwork:
 
     def build_readout(self, index: int, layer: LayerObjects) -> None:
         """Fixed random readout of a layer, its local error (derived) and the error back-projection."""
-        n_classes, group, code = self.spec.n_classes, layer.group, self.rule_code
+        n_classes, group, code, batch = self.spec.n_classes, layer.group, self.rule_code, self.batch_size
         reductions = code.readout.reductions
         declared = "".join(f"\n{name} : 1  # class sum needed by the derived error" for name, _ in reductions)
-        readout = NeuronGroup(n_classes, load_model("readout")["equations"] + declared, name=f"readout{index}",
-                              namespace=self.namespace)
+        readout = NeuronGroup(n_classes * batch, load_model("readout")["equations"] + declared,
+                              name=f"readout{index}", namespace=self.namespace)
         readout.run_regularly("target = targets(t, i)", when="start", order=1, name=f"readout{index}_target")
         ro_model = (load_model("readout_synapse")["equations"]
                     + f"\nbp_pre = {code.readout.backprojection} : 1 (summed)")
         ro_syn = Synapses(group, readout, model=ro_model, name=f"readout_synapses{index}")
-        n = len(group)
-        ro_syn.connect(i=np.repeat(np.arange(n), n_classes), j=np.tile(np.arange(n_classes), n))
-        self.codegen.all_to_all_sums(ro_syn)
+        n = len(group) // batch
+        if batch == 1:
+            ro_syn.connect(i=np.repeat(np.arange(n), n_classes), j=np.tile(np.arange(n_classes), n))
+            self.codegen.all_to_all_sums(ro_syn)
+        else:
+            # unit (i, b) -> class (k, b): each sample's readout reads its own units (unit i of sample b is i B + b)
+            units = np.arange(n * batch)
+            ro_syn.connect(i=np.repeat(units, n_classes),
+                           j=(np.arange(n_classes)[None, :] * batch + (units % batch)[:, None]).ravel())
         reschedule(ro_syn.summed_updaters["y_syn_post"], "after_resets", ORDER["readout"])
         reschedule(ro_syn.summed_updaters["bp_pre"], "after_resets", ORDER["backprojection"])
         for k, (name, summand) in enumerate(reductions):
             # a class sum: every readout unit receives sum_j summand(y_j, target_j) (readout -> readout)
             red_syn = Synapses(readout, readout, f"{name}_post = {summand} : 1 (summed)",
                                name=f"readout{index}_{name}", namespace=self.namespace)
-            red_syn.connect()
+            if batch == 1:
+                red_syn.connect()
+            else:
+                red_syn.connect(condition=f"i % {batch} == j % {batch}")  # class sums within each sample
             reschedule(red_syn.summed_updaters[f"{name}_post"], "after_resets", ORDER["reductions"] + k)
             layer.reduction_synapses.append(red_syn)
-        readout.run_regularly(code.readout.err, when="after_resets", order=ORDER["err"], name=f"readout{index}_err")
+        # the batch-mean loss (1/B) sum_b loss_b: each sample's dL/dy is its own over B (docs/batch.md)
+        err = code.readout.err if batch == 1 else f"{code.readout.err}\nerr = err / {batch}"
+        readout.run_regularly(err, when="after_resets", order=ORDER["err"], name=f"readout{index}_err")
         counter = NeuronGroup(1, "n_spikes : 1", name=f"layer{index}_counter")
         counter_syn = Synapses(group, counter, "n_spikes_post = s_pre : 1 (summed)", name=f"counter{index}")
         counter_syn.connect()
@@ -251,8 +270,14 @@ class BrianNetwork:
         layer.counter_synapses = counter_syn
         self.objects += [readout, ro_syn, counter, counter_syn] + layer.reduction_synapses
         layer.mask_array = self.masks.get(layer.group.name)
-        self.bind(f"layer{index}.G", ro_syn, "G", lambda a: a.T.ravel(), lambda v: v.reshape(n, n_classes).T)
-        self.bind(f"layer{index}.g", readout, "g", lambda a: a, lambda v: v)
+        if batch == 1:
+            self.bind(f"layer{index}.G", ro_syn, "G", lambda a: a.T.ravel(), lambda v: v.reshape(n, n_classes).T)
+            self.bind(f"layer{index}.g", readout, "g", lambda a: a, lambda v: v)
+        else:  # the fixed readout is stored once per sample (n x n_classes x B values: small)
+            self.bind(f"layer{index}.G", ro_syn, "G", lambda a: np.repeat(np.asarray(a).T, batch, axis=0).ravel(),
+                      lambda v: v.reshape(n, batch, n_classes)[:, 0].T)
+            self.bind(f"layer{index}.g", readout, "g", lambda a: np.repeat(a, batch),
+                      lambda v: v.reshape(n_classes, batch)[:, 0])
 
     # ---- parameter bindings --------------------------------------------------------------------------------
     def bind(self, key: str, owner, variable: str, to_brian, from_brian) -> None:

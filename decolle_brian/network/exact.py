@@ -24,7 +24,7 @@ class ExactMode(NetworkMode):
 
     def input_group(self) -> NeuronGroup:
         net = self.net
-        group = net.trace_group(net.spec.n_inputs, "input", extra=net.counts.equations())
+        group = net.trace_group(net.counts.n, "input", extra=net.counts.equations())  # n_inputs x batch
         net.counts.attach(group)
         on_event = word_substitute(load_model("trace")["on_event"], {"n_events": net.counts.expression()})
         group.run_regularly(on_event, when="after_groups", name="input_events")

@@ -289,6 +289,9 @@ class NetworkSpec:
     input_shape: tuple | None = None  # (channels, height, width) of the input; needed before a conv layer
     # "exact": every synapse every step; "event": work driven by events (docs/event_driven.md; dense layers only)
     mode: str = "exact"
+    # samples simulated side by side with shared weights, one optimiser step per step on their mean gradient
+    # (docs/batch.md); 1 = online learning. Compiled in: every layer holds batch_size x n units.
+    batch_size: int = 1
 
     def validate(self) -> NetworkSpec:
         """Check every field; raise :class:`SpecError` naming the first bad one. Returns self."""
@@ -325,6 +328,17 @@ class NetworkSpec:
                 _check(layer.kind == "dense", f"network.layers[{index}]",
                        f"mode 'event' supports dense layers only (this one is {layer.kind!r}); use mode 'exact'")
             check_event_neuron(self.neuron)
+        _check(isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool) and self.batch_size >= 1,
+               "network.batch_size", f"must be an integer >= 1, got {self.batch_size!r}")
+        if self.batch_size > 1:
+            # the batched network exists for dense layers in mode 'exact' only (docs/batch.md says why)
+            _check(self.mode == "exact", "network.batch_size",
+                   f"batches (batch_size = {self.batch_size}) are built in mode 'exact' only, not {self.mode!r}; "
+                   "use mode 'exact' or batch_size = 1")
+            for index, layer in enumerate(self.layers):
+                _check(layer.kind == "dense", f"network.layers[{index}]",
+                       f"batches (batch_size = {self.batch_size}) are built for dense layers only (this one is "
+                       f"{layer.kind!r}); use batch_size = 1")
         return self
 
     def layer_sizes(self) -> list[int]:
@@ -342,5 +356,6 @@ class NetworkSpec:
             "surrogate_params": list(learning.surrogate_params), "optimizer": learning.optimizer,
             "beta2": learning.beta2, "eps": learning.eps, "dropout": learning.dropout > 0,
             **({"mode": self.mode} if self.mode != "exact" else {}),  # exact builds keep their names
+            **({"batch_size": self.batch_size} if self.batch_size != 1 else {}),  # online builds keep theirs
         }
         return hashlib.sha1(json.dumps(structure, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,141 @@
+"""The compiled batched network (``NetworkSpec.batch_size = 4``, dense, mode "exact") agrees with the batched oracle.
+
+Four different samples (own inputs, labels and dropout masks) side by side through a dense 24-14-10 network,
+learning at every step after burn-in on the batch-mean gradient, SGD and Adamax, against
+:func:`decolle_brian.reference_batch.run_batch`: spikes identical, U within 1e-9, weights, biases and Adamax
+state within 1e-6 relative, on the runtime device (generic synapses reading the shared weight by index) and on
+C++ standalone (loops in generated code). One compiled network per optimiser (CI time).
+"""
+
+import copy
+
+import numpy as np
+import pytest
+
+from decolle_brian import reference as ref
+from decolle_brian.devices import Simulator
+from decolle_brian.errors import SpecError
+from decolle_brian.network.batch import from_units, pack_batch, to_units
+from decolle_brian.network.params import init_params
+from decolle_brian.network.spec import ConvLayerSpec, DenseLayerSpec, LearningSpec, NetworkSpec
+from decolle_brian.reference_batch import run_batch
+
+B, T, BURNIN, N_IN, SIZES, N_CLASSES = 4, 80, 10, 24, (14, 10), 4
+LABELS = [2, 0, 3, 2]
+DEVICES = ["runtime", pytest.param("cpp_standalone", marks=pytest.mark.standalone)]
+
+
+def make_spec(optimizer: str, batch_size: int = B) -> NetworkSpec:
+    return NetworkSpec(
+        n_inputs=N_IN, layers=tuple(DenseLayerSpec(n) for n in SIZES), n_classes=N_CLASSES, batch_size=batch_size,
+        learning=LearningSpec(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3, dropout=0.5,
+                              burnin=BURNIN),
+    )
+
+
+def make_params(spec, seed=1):
+    params = init_params(spec, np.random.default_rng(seed))
+    for index in range(1, len(spec.layers) + 1):
+        params[f"layer{index}.W"] *= 3.0  # strong enough that every layer fires
+    return params
+
+
+def make_batch(seed=2):
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(0.15, (B, T, N_IN)).astype(float)
+    counts[rng.random((B, T, N_IN)) < 0.02] += 2  # some counts > 1
+    return counts
+
+
+def reference_layers(params):
+    return [ref.DenseLayer(params[f"layer{k}.W"].copy(), params[f"layer{k}.b"].copy(), params[f"layer{k}.G"].copy(),
+                           params[f"layer{k}.g"].copy()) for k in range(1, len(SIZES) + 1)]
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def device(request):
+    return request.param
+
+
+def build(spec, device, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"batch_{spec.learning.optimizer}") if device != "runtime" else None
+    return Simulator(spec, T, device=device, build_dir=folder, probes=("u", "s"))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamax"])
+def test_batch_of_four_agrees_with_batched_reference(optimizer, device, tmp_path_factory):
+    spec = make_spec(optimizer)
+    sim = build(spec, device, tmp_path_factory)
+    params = make_params(spec)
+    counts = make_batch()
+    inputs = pack_batch([(counts[b], LABELS[b]) for b in range(B)], T, N_CLASSES, lr=spec.learning.lr,
+                        burnin=BURNIN, learn=True, dropout=spec.learning.dropout, layer_sizes=list(SIZES),
+                        rng=np.random.default_rng(5))
+    out = sim.run_chunk(inputs, params)
+
+    layers = reference_layers(params)
+    masks = [from_units(m, B) for m in inputs.masks]
+    assert not np.array_equal(masks[0][:, 0], masks[0][:, 1])  # dropout masks per sample
+    expected = run_batch(layers, counts, LABELS, n_classes=N_CLASSES, burnin=BURNIN, learn=True, loss="smoothl1",
+                         surrogate="fast_sigmoid", slope=10.0, optimizer=optimizer, lr=spec.learning.lr, masks=masks)
+    for k in range(len(SIZES)):
+        spikes = from_units(out.probes[k]["s"], B)
+        assert 0.02 * spikes.size < spikes.sum() < 0.8 * spikes.size, f"layer {k + 1}: test would be weak"
+        assert not np.array_equal(spikes[:, 0], spikes[:, 1])  # the samples really differ
+        np.testing.assert_array_equal(spikes, expected["spikes"][k], err_msg=f"spikes of layer {k + 1}")
+        np.testing.assert_allclose(from_units(out.probes[k]["u"], B), expected["u"][k], rtol=0, atol=1e-9,
+                                   err_msg=f"U of layer {k + 1}")
+        np.testing.assert_allclose(from_units(out.y[k], B), expected["y"][k], rtol=0, atol=1e-9,
+                                   err_msg=f"readout of layer {k + 1}")
+    for k, layer in enumerate(layers, start=1):
+        for name, value in (("W", layer.W), ("b", layer.b)):
+            new = out.params[f"layer{k}.{name}"]
+            assert not np.allclose(new, params[f"layer{k}.{name}"]), f"layer{k}.{name} did not learn"
+            np.testing.assert_allclose(new, value, rtol=1e-6, atol=1e-12, err_msg=f"layer{k}.{name}")
+        for name in ("G", "g"):  # the fixed readout comes back as it went in
+            np.testing.assert_array_equal(out.params[f"layer{k}.{name}"], params[f"layer{k}.{name}"])
+        if optimizer == "adamax":
+            for name in ("W", "b"):
+                np.testing.assert_allclose(out.params[f"layer{k}.v_{name}"], expected["opt_state"][k - 1][name],
+                                           rtol=1e-6, atol=1e-12, err_msg=f"layer{k}.v_{name}")
+
+
+def test_unit_layout_round_trip():
+    values = np.arange(2 * 3 * 5).reshape(2, 3, 5)  # (steps, B, n)
+    units = to_units(values)
+    assert units[1, 4 * 3 + 2] == values[1, 2, 4]  # unit j of sample b is j * B + b
+    np.testing.assert_array_equal(from_units(units, 3), values)
+
+
+def test_batch_mean_is_not_the_sum():
+    """The oracle the network is held to differs from the same batch without the 1/B (the test can fail)."""
+    spec = make_spec("sgd")
+    params = make_params(spec)
+    counts = make_batch()
+    mean_layers, sum_layers = reference_layers(params), reference_layers(params)
+    kw = dict(n_classes=N_CLASSES, burnin=T - 1, learn=True, slope=10.0, optimizer="sgd")
+    run_batch(mean_layers, counts, LABELS, lr=spec.learning.lr, **kw)
+    run_batch(sum_layers, counts, LABELS, lr=spec.learning.lr * B, **kw)  # SGD: B x the step of the mean
+    start = reference_layers(params)
+    change_mean = mean_layers[0].W - start[0].W
+    assert np.abs(change_mean).max() > 0
+    np.testing.assert_allclose(sum_layers[0].W - start[0].W, B * change_mean, rtol=1e-9, atol=1e-15)
+    assert not np.allclose(copy.deepcopy(sum_layers[0].W), mean_layers[0].W, rtol=1e-6, atol=0)
+
+
+def test_batch_spec_checks():
+    assert make_spec("sgd", 1).structure_key() == NetworkSpec(
+        n_inputs=N_IN, layers=tuple(DenseLayerSpec(n) for n in SIZES), n_classes=N_CLASSES,
+        learning=make_spec("sgd").learning).structure_key()  # batch 1: the online network, same build
+    assert make_spec("sgd", 4).structure_key() != make_spec("sgd", 1).structure_key()
+    with pytest.raises(SpecError, match="network.batch_size: must be an integer >= 1"):
+        make_spec("sgd", 0).validate()
+    with pytest.raises(SpecError, match="mode 'exact' only"):
+        NetworkSpec(n_inputs=N_IN, layers=(DenseLayerSpec(5),), batch_size=2, mode="event",
+                    neuron=make_spec("sgd").neuron).validate()
+    conv = ConvLayerSpec(channels=2, kernel=3, in_shape=(1, 4, 6))
+    with pytest.raises(SpecError, match="dense layers only"):
+        NetworkSpec(n_inputs=24, input_shape=(1, 4, 6), layers=(conv,), batch_size=2).validate()
+    with pytest.raises(ValueError, match="one length"):
+        pack_batch([(np.zeros((5, 3)), 0), (np.zeros((6, 3)), 1)], 10, 2, lr=0.1, burnin=0, learn=False,
+                   dropout=0.0, layer_sizes=[2])
