@@ -162,21 +162,12 @@ class TrainingTable(Table):
 
     epochs: int = Field(1, ge=1, description="passes over the training set")
     batch_size: int = Field(ONLINE_BATCH, ge=1, description="samples simulated side by side, one optimiser step "
-                            "per time step on their mean gradient (docs/batch.md); 1 = online learning, the only "
-                            "value the compiled network runs so far")
+                            "per time step on their mean gradient (docs/batch.md); 1 = online learning; above 1: "
+                            "dense layers in mode 'exact' only, without recording")
     chunk_samples: int = Field(16, ge=1, description="samples per run of the compiled network")
     eval_every: int = Field(1, ge=1, description="evaluate on the test split every this many epochs")
     checkpoint_every: int = Field(256, ge=1, description="write a checkpoint every this many training samples")
     progress: bool = Field(True, description="show tqdm progress bars")
-
-    @model_validator(mode="after")
-    def _online_only(self) -> TrainingTable:
-        if self.batch_size != ONLINE_BATCH:
-            raise _keyed("training.batch_size", f"training.batch_size = {self.batch_size}: minibatch training is "
-                         "not built into the compiled network yet (only its NumPy reference, "
-                         "decolle_brian.reference_batch, exists: docs/batch.md); set training.batch_size = 1 "
-                         "(online learning, one optimiser step per time step on one sample)")
-        return self
 
     @model_serializer(mode="wrap")
     def _omit_online_batch(self, handler) -> dict:
@@ -237,6 +228,25 @@ class Config(Table):
     training: TrainingTable = Field(default_factory=TrainingTable, description="training loop")
     device: DeviceTable = Field(default_factory=DeviceTable, description="Brian2 device")
     recording: RecordingTable = Field(default_factory=RecordingTable, description="recordings")
+
+    @model_validator(mode="after")
+    def _batches_where_built(self) -> Config:
+        # the compiled batched network exists for dense layers in mode 'exact' (docs/batch.md); say why not elsewhere
+        batch = self.training.batch_size
+        if batch == ONLINE_BATCH:
+            return self
+        conv = any(isinstance(layer, dict) and layer.get("kind") == "conv" for layer in self.network.layers)
+        reasons = [why for refused, why in (
+            (self.network.mode != "exact", f"network.mode = {self.network.mode!r}: the event-driven mode has no "
+             "batched network (docs/event_driven.md, 'Batches')"),
+            (conv, "conv layers: the batched network is built for dense layers only so far (docs/batch.md)"),
+            (bool(self.recording.variables), "recording.variables: recordings read one sample per run"),
+        ) if refused]
+        if reasons:
+            raise _keyed("training.batch_size", f"training.batch_size = {batch} is not built for this configuration: "
+                         f"{'; '.join(reasons)}. Set training.batch_size = 1 (online learning, one optimiser step "
+                         "per time step on one sample), or use dense layers in mode 'exact' without recording")
+        return self
 
 
 # ---- reading, overriding, resolving ----------------------------------------------------------------------------
@@ -430,7 +440,7 @@ def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple
             learning=LearningSpec(**{k: learning[k] for k in _SPEC_LEARNING_KEYS},
                                   surrogate_params=tuple(sorted(learning["surrogate_params"].items()))),
             input_shape=tuple(input_shape) if input_shape is not None else None,
-            mode=config["network"]["mode"],
+            mode=config["network"]["mode"], batch_size=config["training"].get("batch_size", ONLINE_BATCH),
         )
         spec.validate()
     except SpecError as exc:

@@ -39,6 +39,8 @@ class ChunkOutputs:
     """What one run returns."""
 
     params: dict[str, np.ndarray]   # parameters after the run (learned ones updated)
+    # a batch (spec.batch_size = B > 1): y and probes in the unit layout of network/batch.py (n_classes * B
+    # columns, class k of sample b at k * B + b), n_spikes per layer (n_steps, B)
     y: list[np.ndarray]             # per layer (n_steps, n_classes) readout at every step
     n_spikes: list[np.ndarray]      # per layer (n_steps,) spikes of the whole layer per step
     probes: list[dict[str, np.ndarray]]  # per layer {variable: (n_steps, n_neurons)} when probes were asked
@@ -120,7 +122,8 @@ class Simulator:
         new_params = {key: np.array(binding.from_brian(np.asarray(getattr(binding.view_owner, binding.variable)[:])))
                       for key, binding in net.bindings.items()}
         y = [np.asarray(mon.y[:]).T.copy() for mon in net.y_monitors]
-        n_spikes = [np.asarray(mon.n_spikes[0]).copy() for mon in net.count_monitors]
+        n_spikes = [np.asarray(mon.n_spikes[0]).copy() if net.batch_size == 1 else np.asarray(mon.n_spikes[:]).T.copy()
+                    for mon in net.count_monitors]
         probes = [{} for _ in net.layers]
         for mon in net.probe_monitors:
             layer = int(mon.source.name.removeprefix("layer")) - 1

@@ -79,7 +79,9 @@ class Experiment:
         if config["learning"]["burnin"] >= train_set.n_steps:
             raise ConfigError(f"learning.burnin: {config['learning']['burnin']} steps leave nothing to learn from "
                               f"samples of {train_set.n_steps} steps")
-        chunk_steps = max(config["training"]["chunk_samples"] * train_set.n_steps, test_set.n_steps)
+        # a batch is one run: its samples side by side (training.chunk_samples is for online learning)
+        per_run = config["training"]["chunk_samples"] if spec.batch_size == 1 else 1
+        chunk_steps = max(per_run * train_set.n_steps, test_set.n_steps)
         return cls(config, train_set, test_set, spec, chunk_steps)
 
     def simulator(self, device: str | None = None, threads: int | None = None, probes=()) -> Simulator:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from decolle_brian.devices import Simulator
+from decolle_brian.network.batch import from_units, pack_batch
 from decolle_brian.network.chunks import Slot, pack_chunk, plan_chunks
 
 
@@ -98,6 +100,10 @@ def iter_chunks(
     before it is yielded (recording: :mod:`decolle_brian.recording`).
     """
     spec = sim.spec
+    if getattr(spec, "batch_size", 1) > 1:  # a spec-like record without the field is online
+        yield from iter_batches(sim, dataset, indices, params, learn=learn, lr=lr, rng=rng, neuron=neuron,
+                                observer=observer, augment_shift=augment_shift)
+        return
     learning = spec.learning
     lengths = [dataset.n_steps] * len(indices) if hasattr(dataset, "n_steps") else None
     samples_by_chunk = plan_chunks(lengths or [len(dataset[i][0]) for i in indices], sim.chunk_steps)
@@ -119,6 +125,56 @@ def iter_chunks(
         params = outputs.params
         done += len(chunk)
         yield done, params, sample_results(outputs, slots, learning.burnin, sim.loss_fn, spec.n_classes)
+
+
+def iter_batches(
+    sim: Simulator,
+    dataset,
+    indices: Sequence[int],
+    params: dict[str, np.ndarray],
+    *,
+    learn: bool,
+    lr: float = 0.0,
+    rng: np.random.Generator | None = None,
+    neuron=None,
+    observer: Callable | None = None,
+    augment_shift: int = 0,
+) -> Iterator[tuple[int, dict[str, np.ndarray], list[SampleResult]]]:
+    """:func:`iter_chunks` of a batched network (``spec.batch_size = B > 1``): one run per batch of B samples.
+
+    The B samples of ``indices`` side by side (:func:`decolle_brian.network.batch.pack_batch`), one optimiser
+    step per time step on their mean gradient. Learning, a last batch of fewer than B samples is left out (its
+    mean would weigh the samples differently; the epoch's next permutation includes them again); evaluating, it
+    is filled up with empty samples whose results are dropped (without learning the samples do not interact).
+    Dropout masks and shifts come from ``rng``, sample by sample in batch order.
+    """
+    if observer is not None:
+        raise ValueError("recordings read one sample per run: record with training.batch_size = 1")
+    spec, batch = sim.spec, sim.spec.batch_size
+    learning = spec.learning
+    stop = len(indices) - len(indices) % batch if learn else len(indices)
+    done = 0
+    for start in range(0, stop, batch):
+        samples = []
+        for index in indices[start:start + batch]:
+            counts, label = dataset[index][:2]
+            if learn and augment_shift > 0:
+                counts = random_shift(counts, augment_shift, rng)
+            samples.append((flat_counts(counts), int(label)))
+        n_real = len(samples)
+        samples += [(np.zeros_like(samples[0][0]), 0)] * (batch - n_real)  # evaluation only (see above)
+        inputs = pack_batch(samples, sim.chunk_steps, spec.n_classes, lr=lr, burnin=learning.burnin, learn=learn,
+                            dropout=learning.dropout, layer_sizes=[layer.n for layer in spec.layers], rng=rng)
+        outputs = sim.run_chunk(inputs, params, neuron)
+        params = outputs.params
+        done += n_real
+        y = [from_units(values, batch) for values in outputs.y]
+        results = []
+        n_steps = samples[0][0].shape[0]
+        for b, (_, label) in enumerate(samples[:n_real]):
+            one = SimpleNamespace(y=[values[:, b] for values in y], n_spikes=[n[:, b] for n in outputs.n_spikes])
+            results += sample_results(one, [Slot(0, n_steps, label)], learning.burnin, sim.loss_fn, spec.n_classes)
+        yield done, params, results
 
 
 @dataclass

@@ -363,7 +363,7 @@ def test_stored_config_from_the_previous_writer_loads_identically(tmp_path):
     assert to_toml(config) == STORED_BEFORE
 
 
-# ---- training.batch_size: online (1) until the compiled batched network exists -----------------------------------
+# ---- training.batch_size: online (1) by default; batches for dense layers in mode 'exact' -------------------------
 def test_batch_size_one_is_online_learning_unchanged():
     # 1 is the default and is not written: a resolved configuration is what it was before the key existed
     assert resolve({"training": {"batch_size": 1}}) == resolve({})
@@ -373,9 +373,21 @@ def test_batch_size_one_is_online_learning_unchanged():
 
 
 @pytest.mark.parametrize("value", [2, 72])
-def test_batch_size_above_one_refused_with_key_reason_and_fix(value):
-    _raises({"training": {"batch_size": value}}, f"training.batch_size = {value}", "not built into the compiled "
-            "network", "decolle_brian.reference_batch", "set training.batch_size = 1")
+def test_batch_size_above_one_for_dense_exact_networks(value):
+    config = resolve({"training": {"batch_size": value}})
+    assert config["training"]["batch_size"] == value
+    assert network_spec(config, 64, 10).batch_size == value
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ({"network": {"mode": "event"}}, "network.mode = 'event'"),
+    ({"network": {"layers": [{"kind": "conv", "channels": 2, "kernel": 3}]}}, "conv layers"),
+    ({"recording": {"variables": ["u"]}}, "recording.variables"),
+])
+def test_batch_size_above_one_refused_elsewhere_with_key_reason_and_fix(raw, reason):
+    raw = {**raw, "training": {"batch_size": 4}}
+    _raises(raw, "training.batch_size = 4 is not built for this configuration", reason,
+            "Set training.batch_size = 1")
     _raises({"training": {"batch_size": 0}}, "training.batch_size: must be >= 1")
 
 

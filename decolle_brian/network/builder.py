@@ -115,7 +115,8 @@ class BrianNetwork:
             source = objects.group
         self.y_monitors = [StateMonitor(lo.readout, "y", record=True, when="after_resets", order=ORDER["monitors"],
                                         name=f"readout{k}_y") for k, lo in enumerate(self.layers, start=1)]
-        self.count_monitors = [StateMonitor(lo.counter, "n_spikes", record=0, when="after_resets",
+        self.count_monitors = [StateMonitor(lo.counter, "n_spikes", record=0 if batch == 1 else True,
+                                            when="after_resets",
                                             order=ORDER["monitors"],
                                             name=f"layer{k}_count") for k, lo in enumerate(self.layers, start=1)]
         self.probe_monitors = []
@@ -261,10 +262,13 @@ class BrianNetwork:
         # the batch-mean loss (1/B) sum_b loss_b: each sample's dL/dy is its own over B (docs/batch.md)
         err = code.readout.err if batch == 1 else f"{code.readout.err}\nerr = err / {batch}"
         readout.run_regularly(err, when="after_resets", order=ORDER["err"], name=f"readout{index}_err")
-        counter = NeuronGroup(1, "n_spikes : 1", name=f"layer{index}_counter")
+        counter = NeuronGroup(batch, "n_spikes : 1", name=f"layer{index}_counter")  # one per sample
         counter_syn = Synapses(group, counter, "n_spikes_post = s_pre : 1 (summed)", name=f"counter{index}")
-        counter_syn.connect()
-        self.codegen.all_to_all_sums(counter_syn)
+        if batch == 1:
+            counter_syn.connect()
+            self.codegen.all_to_all_sums(counter_syn)
+        else:
+            counter_syn.connect(i=np.arange(len(group)), j=np.arange(len(group)) % batch)  # unit i B + b -> b
         reschedule(counter_syn.summed_updaters["n_spikes_post"], "after_resets", ORDER["readout"])
         layer.readout, layer.readout_synapses, layer.counter = readout, ro_syn, counter
         layer.counter_synapses = counter_syn
