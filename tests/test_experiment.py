@@ -283,6 +283,18 @@ def test_unusable_device_exits_4_before_compiling(tiny, tmp_path, capsys, monkey
     assert not (tmp_path / "out").exists()  # no run folder
 
 
+def test_cuda_training_without_a_gpu_exits_4_before_the_run_folder(tiny, tmp_path, capsys, monkeypatch):
+    """device cuda_standalone on a machine without a GPU: exit 4 naming the missing GPU and the fix, before any
+    build and before a run folder exists (building alone, for another machine, stays possible)."""
+    from decolle_brian import cuda  # noqa: PLC0415
+
+    monkeypatch.setattr(cuda, "find_gpus", lambda: {"source": None, "driver_cuda": None, "gpus": []})
+    assert main(["train", str(tiny), "--device", "cuda_standalone", "--out", str(tmp_path / "out")]) == 4
+    err = capsys.readouterr().err
+    assert "No CUDA GPU found" in err and "cpp_standalone" in err
+    assert not (tmp_path / "out").exists()  # no run folder
+
+
 def test_meta_json_says_what_ran(reference_run, tiny):
     meta = json.loads((reference_run / "meta.json").read_text())
     experiment = Experiment.from_config(load_config(tiny))
