@@ -340,6 +340,18 @@ def test_checkpoint_has_no_pickle(reference_run):
         assert isinstance(f.attrs["state"], str)
 
 
+def test_info_names_the_compiler_the_build_uses(tmp_path, capsys, monkeypatch):
+    """``info`` reports the compiler C++ standalone builds with: $CXX when set (found or not), else g++."""
+    from decolle_brian.info import info_lines  # noqa: PLC0415
+
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    line = next(line for line in info_lines() if line.startswith("C++ compiler"))
+    assert "no-such-c++ (from CXX) not found" in line
+    monkeypatch.delenv("CXX")
+    line = next(line for line in info_lines() if line.startswith("C++ compiler"))
+    assert "make's default" in line and "not found" not in line
+
+
 def test_info_reports_versions_devices_and_data(shared_data, capsys, monkeypatch):
     monkeypatch.chdir(PROJECT_ROOT)  # ../shared/data is also searched relative to the working directory
     assert main(["info"]) == 0
