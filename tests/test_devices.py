@@ -215,7 +215,7 @@ def test_a_spike_queue_pathway_compiles_the_thread_count_in(tmp_path):
     saved = prefs.devices.cpp_standalone.openmp_threads, prefs.logging.warn_for_unused_objects
     prefs.logging.warn_for_unused_objects = False  # never run: Brian would warn when they are collected
     try:
-        for threads, compiled, folder in ((2, 2, "net-omp2"), (1, 0, "net")):
+        for threads, compiled, folder in ((2, 2, "net-omp2"), (1, 1, "net")):
             backend = cpp_standalone.CppStandaloneBackend(threads=threads)
             backend.build_dir, backend.default_folder = tmp_path / "net", True
             backend.configure_threads(network)

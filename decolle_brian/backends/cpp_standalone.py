@@ -129,6 +129,8 @@ class CppStandaloneBackend(Backend):
     def set_device(self) -> None:
         """``set_device`` of this backend's Brian device, building into ``build_dir``."""
         set_device("cpp_standalone", directory=str(self.build_dir), build_on_run=False)
+        # before any object is made: connect() generates its code at once (rand() reads this preference)
+        prefs.devices.cpp_standalone.openmp_threads = MAX_THREADS
 
     def check_network(self, network: Network) -> None:
         """Raise :class:`DeviceError` before generating code if the device cannot take ``network``."""
@@ -138,15 +140,16 @@ class CppStandaloneBackend(Backend):
 
         Brian's spike queue splits the synapses of a pathway between a compiled-in number of threads; with
         another count at run time some parts would never be pushed. A network with such a pathway gets
-        Brian's compiled-in count (and, in a default folder, a folder per count); every other one is compiled
-        for :data:`MAX_THREADS` and started with :data:`RUN_TIME_THREADS`.
+        Brian's compiled-in count (and, in a default folder, a folder per count); every other one stays
+        compiled for :data:`MAX_THREADS` (:meth:`set_device`) and is started with :data:`RUN_TIME_THREADS`.
+        Code generated before this (``connect``) may use every thread number below ``MAX_THREADS``; a
+        compiled-in count keeps OpenMP on (1 thread, not Brian's 0: no OpenMP) so that code still compiles.
         """
         if spike_queue_pathways(network):
-            prefs.devices.cpp_standalone.openmp_threads = self.threads if self.threads > 1 else 0
+            prefs.devices.cpp_standalone.openmp_threads = self.threads
             if self.default_folder and self.threads > 1:
                 self.build_dir = self.build_dir.with_name(f"{self.build_dir.name}-omp{self.threads}")
             return
-        prefs.devices.cpp_standalone.openmp_threads = MAX_THREADS
         self.device.insert_code("main", RUN_TIME_THREADS)
         self.run_time_threads = True
 
