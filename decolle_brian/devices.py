@@ -69,8 +69,7 @@ class Simulator:
     build_dir : path, optional
         Standalone project folder (default: one per structure, see :func:`default_build_dir`).
     threads : int
-        OpenMP threads of the C++ standalone device's runs (at most ``MAX_THREADS``, 64); a run-time value: one
-        binary serves every count.
+        OpenMP threads of the C++ standalone device (compiled in).
     runtime_target : {"numpy", "cython"}
         Code generation target of the runtime device.
     probes : tuple of str or Probes
@@ -95,10 +94,10 @@ class Simulator:
         self.loss_fn = loss_function(spec.learning.loss)
         self.backend: Backend = backend_type(threads=threads, runtime_target=runtime_target, profile=profile)
         self.backend.activate(spec, chunk_steps, Probes.of(probes).tag(), build_dir)
+        self.build_dir = self.backend.build_dir
         self.net = BrianNetwork(spec, self.rule, chunk_steps, probes=Probes.of(probes), codegen=self.backend)
         self.network = Network(self.net.all_objects())
         self.backend.prepare(self.network, self.net.namespace, chunk_steps)
-        self.build_dir = self.backend.build_dir  # known once the backend has seen the network
 
     # ---- running -------------------------------------------------------------------------------------------
     def run_chunk(self, inputs: ChunkInputs, params: dict[str, np.ndarray],

@@ -1,7 +1,6 @@
 """The standalone run layer: one build folder used by several processes at once (two seeds of one experiment in
 two terminals: built by both at once, then run by both at once), and the files a run passes to the binary."""
 
-import gc
 import multiprocessing
 import os
 import queue as queues
@@ -14,7 +13,7 @@ from brian2 import set_device
 from brian2.devices.device import all_devices
 
 from decolle_brian.backends import cpp_standalone
-from decolle_brian.devices import DeviceError, Simulator
+from decolle_brian.devices import Simulator
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
@@ -190,38 +189,3 @@ def test_profile_needs_profile_true():
     sim.run_chunk(inputs, init_params(SPEC, rng))
     with pytest.raises(ValueError, match="profile=True"):
         sim.profiling_info()
-
-
-# ---- OpenMP threads: a run-time value, except where Brian's spike queue needs them compiled in -----------------
-def test_more_threads_than_a_build_holds_is_refused_before_building(tmp_path):
-    with pytest.raises(DeviceError, match=f"at most {cpp_standalone.MAX_THREADS} OpenMP threads"):
-        Simulator(SPEC, STEPS, build_dir=tmp_path / "build", threads=cpp_standalone.MAX_THREADS + 1)
-    assert not (tmp_path / "build").exists()
-
-
-def test_a_spike_queue_pathway_compiles_the_thread_count_in(tmp_path):
-    """Brian's spike queue splits the synapses between a compiled-in number of threads: such a network keeps
-    Brian's compiled-in count, in a folder per count; the dense-row pathways of this package do not need it."""
-    from brian2 import Network, NeuronGroup, Synapses, prefs  # noqa: PLC0415
-
-    group = NeuronGroup(3, "v : 1", threshold="v > 1", name="queued_group")
-    queued = Synapses(group, group, "w : 1", on_pre="v_post += w", name="queued")
-    dense = Synapses(group, group, "w : 1", on_pre="v_post += w", name="dense")
-    dense.pre.template = "dense_synapses"  # as decolle_brian.backends.dense_rows.dense_pathway makes it
-    network = Network(group, queued, dense)
-    assert cpp_standalone.spike_queue_pathways(network) == ["queued_pre"]
-    assert cpp_standalone.spike_queue_pathways(Network(group, dense)) == []
-
-    saved = prefs.devices.cpp_standalone.openmp_threads, prefs.logging.warn_for_unused_objects
-    prefs.logging.warn_for_unused_objects = False  # never run: Brian would warn when they are collected
-    try:
-        for threads, compiled, folder in ((2, 2, "net-omp2"), (1, 1, "net")):
-            backend = cpp_standalone.CppStandaloneBackend(threads=threads)
-            backend.build_dir, backend.default_folder = tmp_path / "net", True
-            backend.configure_threads(network)
-            assert prefs.devices.cpp_standalone.openmp_threads == compiled
-            assert backend.build_dir.name == folder and not backend.run_time_threads
-    finally:
-        del group, queued, dense, network
-        gc.collect()
-        prefs.devices.cpp_standalone.openmp_threads, prefs.logging.warn_for_unused_objects = saved

@@ -3,8 +3,7 @@
 Three layers, fixed random weights, inputs with event counts > 1, >= 200 steps: spikes identical and U
 within 1e-9 on the runtime and the C++ standalone device (1 and 2 OpenMP threads); after one learning sample
 of 200 steps (SGD and Adamax, with dropout masks shared with the reference) every weight and bias within 1e-6
-relative. Each (device, optimiser) network is compiled once and shared by the tests of its class; the C++
-standalone binary runs with 1 and with 2 threads (a run-time value).
+relative. Each (device, threads, optimiser) network is compiled once and shared by the tests of its class.
 Every built-in loss x surrogate is run once, smaller, on the runtime device.
 """
 
@@ -58,8 +57,7 @@ def sim_fixture(optimizer):
     def fixture(request, tmp_path_factory):
         device, threads = request.param
         spec = make_spec(optimizer)
-        # one folder for both thread counts (a run-time value): the second finds the binary up to date
-        build = tmp_path_factory.getbasetemp() / f"build_{optimizer}" if device != "runtime" else None
+        build = tmp_path_factory.mktemp(f"build_{optimizer}_omp{threads}") if device != "runtime" else None
         sim = Simulator(spec, T, device=device, build_dir=build, threads=threads, probes=("u", "s", "delta"))
         if threads > 1:  # the binary really runs the loops in parallel
             assert "#pragma omp parallel" in (sim.build_dir / "code_objects" / "layer1_stateupdater_codeobject.cpp"

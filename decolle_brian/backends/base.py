@@ -44,13 +44,16 @@ def build_root() -> Path:
     return Path(os.environ.get("DECOLLE_BUILD_DIR", Path(tempfile.gettempdir()) / "decolle-brian-build"))
 
 
-def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag: str = "") -> Path:
+def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag: str = "",
+                      threads: int = 1) -> Path:
     """Per-structure build folder, so that equal structures reuse one compiled binary.
 
-    The OpenMP thread count is not in the name: the C++ standalone binary takes it at run time (see
-    :mod:`decolle_brian.backends.cpp_standalone`; a network that needs it compiled in adds ``-omp<threads>``).
+    The OpenMP thread count is compiled in: a build with ``threads > 1`` is another binary and gets its own
+    folder (``-omp<threads>``); sharing one would recompile at every switch and let a process with one count
+    run, or overwrite, the other's binary.
     """
-    return build_root() / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}"
+    omp = f"-omp{threads}" if threads > 1 else ""
+    return build_root() / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}{omp}"
 
 
 @dataclass
@@ -78,7 +81,7 @@ class Backend(CodeGeneration):
     Parameters
     ----------
     threads : int
-        OpenMP threads of a run (C++ standalone only).
+        OpenMP threads (C++ standalone only).
     runtime_target : str
         Code generation target (runtime only).
     profile : bool

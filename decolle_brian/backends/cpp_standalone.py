@@ -5,13 +5,6 @@ a structure compiles once and serves every sample, learning rate and time consta
 be used by several processes at once: each process writes its run-argument files under its own names and
 reads its results from its own folder (``results-<pid>``).
 
-OpenMP: the thread count is a run-time value. Every build is compiled with OpenMP, its per-thread
-structures sized for :data:`MAX_THREADS`, and each run tells the binary its count (:data:`THREADS_ENV`), so
-one binary serves every ``threads`` (no recompiling when it changes; one build folder per structure). Brian's
-spike queues are the exception: they split the synapses between a compiled-in number of threads, so a
-network with an event pathway that uses one (all of this package's pathways are dense rows, which do not)
-compiles its count in, into a folder of its own (``-omp<threads>``).
-
 Code generation: all-to-all synapses get the dense-row loops of :mod:`decolle_brian.backends.dense_rows`
 instead of Brian's generic ones, and very large synapse sets are connected without Brian's Python-side
 index caches (:meth:`CppStandaloneBackend.connecting`).
@@ -39,35 +32,6 @@ from decolle_brian.network.spec import NetworkSpec
 RESULTS_PREFIX = "results-"
 #: the binary's profile of a run, in its results folder
 PROFILING_FILE = "profiling_info.txt"
-#: the most OpenMP threads of a run: the per-thread structures (random generators) of every build are this many
-MAX_THREADS = 64
-#: environment variable that gives the binary the OpenMP thread count of a run (1 when unset)
-THREADS_ENV = "DECOLLE_THREADS"
-#: written by the binary into a run's results folder: the threads its parallel regions ran with
-THREADS_FILE = "openmp_threads.txt"
-#: event pathway templates that never touch Brian's spike queue (and so run with any thread count)
-QUEUE_FREE_TEMPLATES = frozenset({"dense_synapses"})
-
-#: C++ run at the start of the binary's main (after Brian's ``omp_set_num_threads(MAX_THREADS)``)
-RUN_TIME_THREADS = f"""{{
-    const char* _threads_text = std::getenv("{THREADS_ENV}");
-    const int _threads = _threads_text ? std::atoi(_threads_text) : 1;
-    if (_threads < 1 || _threads > {MAX_THREADS})
-    {{
-        std::cerr << "{THREADS_ENV} must be a whole number from 1 to {MAX_THREADS}, got '"
-                  << _threads_text << "'" << std::endl;
-        exit(1);
-    }}
-    omp_set_num_threads(_threads);
-    int _threads_used = 0;
-    #pragma omp parallel
-    {{
-        #pragma omp single
-        _threads_used = omp_get_num_threads();
-    }}
-    std::ofstream _threads_file((brian::results_dir + "{THREADS_FILE}").c_str());
-    _threads_file << _threads_used << std::endl;
-}}"""
 
 _run_counter = 0  # names the files of one run's arrays
 
@@ -86,23 +50,9 @@ def remove_stale_results(build_dir: Path) -> None:
             pass  # alive, another user's
 
 
-def spike_queue_pathways(network: Network) -> list[str]:
-    """Names of the event pathways of ``network`` that use Brian's spike queue (not dense rows)."""
-    return sorted(pathway.name for obj in network.objects if isinstance(obj, brian2.Synapses)
-                  for pathway in obj._pathways if pathway.template not in QUEUE_FREE_TEMPLATES)
-
-
 @register_backend("cpp_standalone")
 class CppStandaloneBackend(Backend):
     """Compile once (:meth:`prepare`), then run the binary with each chunk's values as ``run_args``."""
-
-    #: whether the binary takes the thread count at run time (False: compiled in, see :meth:`configure_threads`)
-    run_time_threads = False
-
-    def __init__(self, *, threads: int = 1, **options):
-        if threads > MAX_THREADS:
-            raise DeviceError(f"threads = {threads}: a C++ standalone run uses at most {MAX_THREADS} OpenMP threads")
-        super().__init__(threads=threads, **options)
 
     @classmethod
     def check_toolchain(cls) -> None:
@@ -121,42 +71,22 @@ class CppStandaloneBackend(Backend):
     def make_current(self, spec: NetworkSpec, chunk_steps: int, tag: str, build_dir: str | Path | None) -> None:
         # profiling is compiled in: a profiled build is another binary, in another folder
         tag += "-profile" if self.profile else ""
-        self.default_folder = not build_dir
-        self.build_dir = Path(build_dir) if build_dir else default_build_dir(spec, self.name, chunk_steps, tag)
+        self.build_dir = (Path(build_dir) if build_dir
+                          else default_build_dir(spec, self.name, chunk_steps, tag, threads=self.threads))
+        self.build_dir.mkdir(parents=True, exist_ok=True)
         self.set_device()
         self.device = get_device()
 
     def set_device(self) -> None:
         """``set_device`` of this backend's Brian device, building into ``build_dir``."""
         set_device("cpp_standalone", directory=str(self.build_dir), build_on_run=False)
-        # before any object is made: connect() generates its code at once (rand() reads this preference)
-        prefs.devices.cpp_standalone.openmp_threads = MAX_THREADS
+        prefs.devices.cpp_standalone.openmp_threads = self.threads if self.threads > 1 else 0
 
     def check_network(self, network: Network) -> None:
         """Raise :class:`DeviceError` before generating code if the device cannot take ``network``."""
 
-    def configure_threads(self, network: Network) -> None:
-        """OpenMP for ``network``, before its code is generated: the thread count at run time where it can be.
-
-        Brian's spike queue splits the synapses of a pathway between a compiled-in number of threads; with
-        another count at run time some parts would never be pushed. A network with such a pathway gets
-        Brian's compiled-in count (and, in a default folder, a folder per count); every other one stays
-        compiled for :data:`MAX_THREADS` (:meth:`set_device`) and is started with :data:`RUN_TIME_THREADS`.
-        Code generated before this (``connect``) may use every thread number below ``MAX_THREADS``; a
-        compiled-in count keeps OpenMP on (1 thread, not Brian's 0: no OpenMP) so that code still compiles.
-        """
-        if spike_queue_pathways(network):
-            prefs.devices.cpp_standalone.openmp_threads = self.threads
-            if self.default_folder and self.threads > 1:
-                self.build_dir = self.build_dir.with_name(f"{self.build_dir.name}-omp{self.threads}")
-            return
-        self.device.insert_code("main", RUN_TIME_THREADS)
-        self.run_time_threads = True
-
     def prepare(self, network: Network, namespace: dict, chunk_steps: int) -> None:
         self.check_network(network)
-        self.configure_threads(network)
-        self.build_dir.mkdir(parents=True, exist_ok=True)
         # records the run into the project; values come through run_args on every device.run
         network.run(chunk_steps * DT, namespace=namespace, profile=self.profile or None)  # None: Brian's default
         # one process at a time compiles a build folder (the others then find it up to date)
@@ -174,8 +104,6 @@ class CppStandaloneBackend(Backend):
         run_args = dict(values.arrays)
         for owner, variable, value in [*values.params, *values.constants]:
             run_args[getattr(owner, variable)] = value
-        if self.run_time_threads:
-            self.device.run_environment_variables[THREADS_ENV] = str(self.threads)  # Brian sets it for the binary
         files = []
         try:
             # results of this process only: other runs may use the same build folder at the same time

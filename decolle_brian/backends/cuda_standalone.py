@@ -9,7 +9,7 @@ of the C++ dense-row loops.
 
 from __future__ import annotations
 
-from brian2 import Network, prefs
+from brian2 import Network
 
 from decolle_brian.backends.base import RunValues, register_backend
 from decolle_brian.backends.cpp_standalone import CppStandaloneBackend
@@ -22,13 +22,9 @@ class CudaStandaloneBackend(CppStandaloneBackend):
 
     def set_device(self) -> None:
         activate_cuda(self.build_dir)
-        prefs.devices.cpp_standalone.openmp_threads = 0  # no OpenMP in the host code of a GPU build
 
     def check_network(self, network: Network) -> None:
         check_clocks(network.objects)  # brian2cuda needs every object on one clock
-
-    def configure_threads(self, network: Network) -> None:
-        pass  # one thread on the host (set_device)
 
     def run(self, network: Network, namespace: dict, chunk_steps: int, values: RunValues) -> None:
         before_run_check(self.build_dir)  # no GPU / wrong compute capability: say so, do not crash

@@ -10,11 +10,11 @@ static arrays, and a run writes ``results/`` and run-argument files there. Hence
     <key>.workers/<host>-<slot>/<name>/     a worker's private copy, where its points run
     <key>.workers/<host>-<slot>.lock        held by the process using that copy
 
-``key`` is the Simulator's per-structure folder name (device, structure hash, chunk steps); the OpenMP
-thread count is a run-time value, so points with different counts share one build. The master is (re)built
-under its lock, so concurrent workers wait for one compile instead of compiling the same code twice; a
-private copy keeps file times, so ``make`` in it finds nothing to do. Whether a point compiled is measured,
-not assumed: the binary ``main`` changed (modification time or size) in the master or in the private copy.
+``key`` is the Simulator's per-structure folder name (device, structure hash, chunk steps) plus the
+OpenMP thread count, which is compiled in too. The master is (re)built under its lock, so concurrent
+workers wait for one compile instead of compiling the same code twice; a private copy keeps file times,
+so ``make`` in it finds nothing to do. Whether a point compiled is measured, not assumed: the binary
+``main`` changed (modification time or size) in the master or in the private copy.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def fresh_brian_names() -> None:
 def structure_key(experiment) -> str:
     """Build folder name of an experiment's network (see the module docstring)."""
     dev = experiment.config["device"]
-    return default_build_dir(experiment.spec, dev["name"], experiment.chunk_steps).name
+    return default_build_dir(experiment.spec, dev["name"], experiment.chunk_steps, threads=dev["threads"]).name
 
 
 @contextmanager
