@@ -20,6 +20,8 @@ from decolle_brian.cuda import activate_cuda, before_run_check, check_clocks, ch
 class CudaStandaloneBackend(CppStandaloneBackend):
     """Build with brian2cuda (nvcc), run on a GPU; the run files and results as the C++ backend's."""
 
+    precompiled_header = False  # nvcc builds: g++'s precompiled header does not apply
+
     @classmethod
     def check_runnable(cls) -> None:
         check_gpu_visible()  # a training without a GPU stops before its run folder exists
