@@ -60,10 +60,10 @@ def learning_run(sim_event):
     return spec, sim, params, out, full, layers, expected
 
 
-def event_semantics(spec, params, counts, masks, *, lr):
-    """NumPy model of a conv network in mode "event" (SGD): the exact conv layers of the reference, except
-    that each unit's forward input is q_syn/u_syn filtering (1 - beta) conv(events, K) with the kernel in
-    use at the events' arrival."""
+def event_semantics(spec, params, counts, masks, *, lr, optimizer="sgd"):
+    """NumPy model of a conv network in mode "event": the exact conv layers of the reference (their optimiser
+    step on every learning step), except that each unit's forward input is q_syn/u_syn filtering
+    (1 - beta) conv(events, K) with the kernel in use at the events' arrival."""
     c = ref.Constants()
     layers = [ref.ConvLayer(params[f"layer{k}.K"].copy(), params[f"layer{k}.b"].copy(), params[f"layer{k}.G"],
                             params[f"layer{k}.g"], layer.padding, layer.pool, layer.in_shape)
@@ -72,6 +72,7 @@ def event_semantics(spec, params, counts, masks, *, lr):
     n_full = [int(np.prod(layer.full_shape)) for layer in layers]
     q, p = [np.zeros(layer.n_in) for layer in layers], [np.zeros(layer.n_in) for layer in layers]
     q_syn, u_syn, r, s_prev = ([np.zeros(n) for n in n_full] for _ in range(4))
+    state = [{"K": np.zeros(layer.K.shape), "b": np.zeros(layer.b.shape)} for layer in layers]  # Adamax's u
     rec = {"spikes": [np.zeros((T, layer.n_out)) for layer in layers],
            "u": [np.zeros((T, layer.n_out)) for layer in layers]}
     for t in range(T):
@@ -94,9 +95,12 @@ def event_semantics(spec, params, counts, masks, *, lr):
             signals.append(e_full if t >= BURNIN else np.zeros_like(e_full))
             rec["spikes"][k][t], rec["u"][k][t], s_prev[k], x = s, u, s_full, s
         for k, layer in enumerate(layers):
-            layer.K -= lr * ref.conv2d_kernel_grad(p[k].reshape(layer.in_shape), signals[k], layer.K.shape[2],
-                                                   layer.K.shape[3], layer.padding)
-            layer.b -= lr * signals[k].sum(axis=(1, 2))
+            if t < BURNIN:
+                continue
+            gk = ref.conv2d_kernel_grad(p[k].reshape(layer.in_shape), signals[k], layer.K.shape[2], layer.K.shape[3],
+                                        layer.padding)
+            for param, grad, key in ((layer.K, gk, "K"), (layer.b, signals[k].sum(axis=(1, 2)), "b")):
+                ref.optimizer_step(param, grad, state[k][key], optimizer, lr, spec.learning.beta2, spec.learning.eps)
     rec["K"], rec["b"] = [layer.K for layer in layers], [layer.b for layer in layers]
     return rec
 
@@ -126,11 +130,23 @@ def test_event_synapses_are_the_taps_or_none(sim_event):
 
 def test_learning_run_is_the_event_semantics(learning_run):
     spec, _, params, out, _, _, _ = learning_run
+    assert_event_semantics(spec, params, out)
+
+
+def test_adamax_learning_run_is_the_event_semantics_runtime():
+    """Adamax (every learning step, as the exact conv layer) on the runtime device: no extra compiled network."""
+    spec = replace(make_spec("adamax"), mode="event")
+    sim = Simulator(spec, T, device="runtime", probes=("u", "s", "delta"))
+    params, out, _, _, _ = run_both(spec, sim, learn=True, masks_seed=5)
+    assert_event_semantics(spec, params, out, optimizer="adamax")
+
+
+def assert_event_semantics(spec, params, out, optimizer="sgd"):
     counts = make_input(spec.n_inputs)  # the input and masks of run_both
     inputs, _ = pack_chunk([(counts, LABEL)], T, N_CLASSES, lr=spec.learning.lr, burnin=BURNIN, learn=True,
                            dropout=spec.learning.dropout, layer_sizes=spec.layer_sizes()[1:],
                            rng=np.random.default_rng(5))
-    expected = event_semantics(spec, params, counts, inputs.masks, lr=spec.learning.lr)
+    expected = event_semantics(spec, params, counts, inputs.masks, lr=spec.learning.lr, optimizer=optimizer)
     for k in range(len(spec.layers)):
         np.testing.assert_array_equal(out.probes[k]["s"], expected["spikes"][k], err_msg=f"spikes of layer {k + 1}")
         np.testing.assert_allclose(out.probes[k]["u"], expected["u"][k], rtol=0, atol=1e-9, err_msg=f"u {k + 1}")
