@@ -26,7 +26,8 @@ Every conv synapse is one multiply-add of the forward sum and one of the kernel 
 weight, only the index of the input it reads (``in_idx``), so the learned state is the kernel and the biases.
 The C++ standalone backend creates no synapse at all: it runs both summed variables as loops over the
 convolution (:mod:`decolle_brian.backends.conv_loops`), skipping the gradient where :func:`gradient_gates`
-proves it unused.
+proves it unused. In mode "event" (:mod:`decolle_brian.network.conv_event`) the forward sum is replaced by
+events scattered into postsynaptic filters; the gradients stay as here.
 """
 
 from __future__ import annotations
