@@ -182,3 +182,21 @@ def test_event_connectivity_is_the_convolution():
                 for x in range(6) if 0 <= y + a - 1 < 5 and 0 <= x + e - 1 < 6}
     assert len(pre) == len(expected) == layer.n_synapses
     assert set(zip(pre.tolist(), post.tolist(), element.tolist(), strict=True)) == expected
+
+
+def test_derivation_refuses_a_conv_forward_the_events_cannot_reproduce(monkeypatch):
+    """The event scatter is conv_forward.eq's sum only if that sum is K p_in; anything else stops derive()."""
+    from decolle_brian import derivation
+
+    real = derivation.load_model
+
+    def load_model(name):
+        model = real(name)
+        if name == "conv_forward":  # a tap whose contribution is not linear in the input trace
+            model = {**model, "equations": model["equations"].replace("w_pre * p_in", "w_pre * p_in**2")}
+        return model
+
+    derivation.derive()  # the shipped files pass
+    monkeypatch.setattr(derivation, "load_model", load_model)
+    with pytest.raises(derivation.DerivationError, match="conv_forward.eq's forward sum is not sum K p_in"):
+        derivation.derive()
