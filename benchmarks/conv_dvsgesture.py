@@ -15,7 +15,10 @@ Not a CI test.
 Usage::
 
     .venv/bin/python benchmarks/conv_dvsgesture.py [--steps 20] [--chunks 3] [--eval-chunks 2]
-        [--reference-python /path/to/refenv/bin/python]
+        [--mode exact|event] [--reference-python /path/to/refenv/bin/python]
+
+``--mode event`` builds the network in mode "event" (docs/conv.md): the forward pass scatters the kernel
+taps of each event into the units' postsynaptic filters instead of summing every tap every step.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +41,10 @@ from brian2 import get_device
 from decolle_brian.data import load_dataset
 from decolle_brian.data.dvsgesture import write_synthetic_recording
 from decolle_brian.devices import Simulator
+from decolle_brian.names import MODES
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
+from decolle_brian.network.spec import NetworkSpec
 from decolle_brian.presets import dvsgesture_spec
 
 
@@ -50,7 +56,8 @@ def counts(sim: Simulator) -> dict:
             "layer": k, "full_shape": list(spec.full_shape), "out_shape": list(spec.out_shape),
             "kernel_elements": len(lo.kernel), "biases": len(lo.bias),
             "full_units": len(lo.full), "pooled_units": len(lo.group),
-            "conv_taps": spec.n_synapses, "conv_synapses_created": len(lo.forward),
+            "conv_taps": spec.n_synapses,
+            "conv_synapses_created": len(lo.forward) + (len(lo.events) if lo.events is not None else 0),
             "bias_synapses": len(lo.bias_synapses),
             "readout_synapses": len(lo.readout_synapses),
             "learned_values_in_brian": sum(lo.learned_state().values()),
@@ -93,21 +100,29 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads of the C++ standalone device")
     parser.add_argument("--rate", type=float, default=2e5, help="events per second of the synthetic recording")
     parser.add_argument("--build-dir", default=None, help="standalone project folder (default: per structure)")
-    parser.add_argument("--json", default=str(Path(__file__).parent / "out" / "conv_dvsgesture.json"),
-                        help="write the results to this file too (default benchmarks/out/conv_dvsgesture.json)")
+    parser.add_argument("--mode", choices=list(MODES), default=NetworkSpec.mode,
+                        help="network.mode: 'exact' sums every tap every step, 'event' scatters the taps of events")
+    parser.add_argument("--json", default=None,
+                        help="write the results to this file too (default benchmarks/out/conv_dvsgesture.json, "
+                             "conv_dvsgesture_<mode>.json for another mode)")
     add_reference_option(parser)
     args = parser.parse_args(argv)
     if args.chunks < 2 or args.eval_chunks < 1 or args.steps < 1:
         parser.error("need --chunks >= 2 (the first is a warm-up), --eval-chunks >= 1 and --steps >= 1")
 
-    spec = dvsgesture_spec(burnin=0)  # learn on every step: the cost of a training step
+    if args.json is None:
+        suffix = "" if args.mode == NetworkSpec.mode else f"_{args.mode}"
+        args.json = str(Path(__file__).parent / "out" / f"conv_dvsgesture{suffix}.json")
+    # learn on every step: the cost of a training step
+    spec = replace(dvsgesture_spec(burnin=0), mode=args.mode).validate()
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     # the profile is compiled into the standalone project (a build folder of its own)
     sim = Simulator(spec, args.steps, device="cpp_standalone", build_dir=args.build_dir, threads=args.threads,
                     profile=True)
     build_s = time.perf_counter() - t0
-    result = {"network": "dvsgesture conv 64-128-128 7x7 pools 2,1,2", "structure": spec.structure_key(),
+    result = {"network": "dvsgesture conv 64-128-128 7x7 pools 2,1,2", "mode": args.mode,
+              "structure": spec.structure_key(),
               "steps_per_chunk": args.steps, "threads": args.threads,
               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "build_and_compile_s": round(build_s, 1), "load_average_during_build": round(load_before, 1)}

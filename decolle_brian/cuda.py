@@ -626,6 +626,15 @@ def compiled_target(build_dir: str | Path) -> dict:
     return out
 
 
+def check_gpu_visible() -> None:
+    """Raise :class:`DeviceError` when no CUDA GPU is visible: what a run needs, before anything is built or written
+    (:func:`before_run_check` checks a compiled network against the GPU found)."""
+    found = find_gpus()
+    s = {"gpu_source": found["source"], "gpu_error": found.get("error")}
+    if not found["gpus"]:
+        _check_gpu([], found["driver_cuda"], 0, MIN_COMPUTE_CAPABILITY, None, _gpu_reason(s))
+
+
 def before_run_check(build_dir: str | Path) -> None:
     """Raise a clear :class:`DeviceError` if the compiled CUDA network in ``build_dir`` cannot run here.
 

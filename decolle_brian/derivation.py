@@ -343,6 +343,10 @@ def _derive_event(grad_w: sp.Expr) -> EventForm:
     p_pre = sp.Symbol("p_pre", real=True)
     if sp.simplify(sp.diff(forward_sum, sp.Symbol("w", real=True)) - p_pre) != 0:
         raise DerivationError("forward.eq's forward sum is not sum_j w_ij p_j: the event form does not apply")
+    # ... and conv_forward.eq's: a tap adds K p_in, so events scattered through the kernel (w_now = K) are it too
+    conv_sum = _summed(Equations(load_model("conv_forward")["equations"]), "u_syn_post")
+    if sp.simplify(conv_sum - sp.Symbol("w_pre", real=True) * sp.Symbol("p_in", real=True)) != 0:
+        raise DerivationError("conv_forward.eq's forward sum is not sum K p_in: the conv event form does not apply")
     # 3. modes of the trace between events, from Brian's own update of trace.eq: x[t+1] = D x[t]
     taus = {name: sp.Symbol(name, real=True) for name in ("tau_mem", "tau_syn")}
     eqs = Equations(trace["equations"] + "".join(f"\n{name} : second" for name in taus))

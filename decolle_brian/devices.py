@@ -30,7 +30,7 @@ from decolle_brian.network.params import check_params
 from decolle_brian.network.schedule import DT
 from decolle_brian.network.spec import NetworkSpec, NeuronParams
 
-__all__ = ["DEVICES", "ChunkOutputs", "DeviceError", "Simulator", "build_root", "check_toolchain",
+__all__ = ["DEVICES", "ChunkOutputs", "DeviceError", "Simulator", "build_root", "check_runnable", "check_toolchain",
            "default_build_dir"]
 
 
@@ -55,6 +55,14 @@ def check_toolchain(device: str) -> None:
     """Raise :class:`DeviceError` when ``device`` cannot build here (e.g. no C++ compiler): before anything is
     built or written (:meth:`Backend.check_toolchain <decolle_brian.backends.base.Backend.check_toolchain>`)."""
     backend_class(device).check_toolchain()
+
+
+def check_runnable(device: str) -> None:
+    """Raise :class:`DeviceError` when ``device`` cannot build or cannot run here (e.g. a CUDA device without a
+    GPU): before a run folder is made (:meth:`Backend.check_runnable
+    <decolle_brian.backends.base.Backend.check_runnable>`)."""
+    check_toolchain(device)
+    backend_class(device).check_runnable()
 
 
 class Simulator:

@@ -22,7 +22,7 @@ import numpy as np
 from decolle_brian.callbacks import CheckpointWriter, MetricsWriter, ProgressBar, accuracy_line
 from decolle_brian.config import ConfigError, load_config, network_spec, to_toml
 from decolle_brian.data import DataError, load_dataset
-from decolle_brian.devices import Simulator, check_toolchain
+from decolle_brian.devices import Simulator, check_runnable
 from decolle_brian.errors import Interrupted
 from decolle_brian.loop import Callback, TrainingLoop, TrainingState
 from decolle_brian.network.params import expected_shapes, init_params
@@ -153,7 +153,7 @@ def train(config: dict | None, out_root: str | Path = "runs/out", *, resume: str
         state, rng = TrainingState.from_json(record, read_metrics(run_dir))
         logger.info("Resuming %s at epoch %d, sample %d", run_dir, state.epoch + 1, state.position)
     else:
-        check_toolchain(device or config["device"]["name"])  # an unusable device fails before the run folder
+        check_runnable(device or config["device"]["name"])  # an unusable device fails before the run folder
         run_dir = new_run_dir(Path(out_root), config["name"])
         atomic_write_text(run_dir / "config.toml", to_toml(config))
         write_meta(run_dir, device=device or config["device"]["name"], seed=config["seed"], structure_key=structure,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -9,11 +10,16 @@ from decolle_brian.store import package_versions
 
 
 def _compiler_line() -> str:
-    cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    """The compiler C++ standalone builds would use: ``$CXX`` when set (Brian's makefile compiles with it), else
+    make's default ``g++`` (as :meth:`CppStandaloneBackend.check_toolchain` checks)."""
+    chosen = os.environ.get("CXX", "").split()
+    name, origin = (chosen[0], "from CXX") if chosen else ("g++", "make's default")
+    cxx = shutil.which(name)
     if not cxx:
-        return "C++ compiler: none found (cpp_standalone needs g++ or clang++; runtime works without)"
+        return (f"C++ compiler: {name} ({origin}) not found: cpp_standalone needs one (install g++ or set CXX); "
+                "runtime works without")
     first = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
-    return f"C++ compiler: {first[0] if first else cxx} ({cxx})"
+    return f"C++ compiler: {first[0] if first else cxx} ({cxx}, {origin})"
 
 
 def _cuda_line() -> str:

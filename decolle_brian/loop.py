@@ -271,8 +271,14 @@ class TrainingLoop:
                 learned_wall = wall()
                 evaluation = None
                 if (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs:
-                    evaluation = evaluate_dataset(self.sim, self.test_set, self.params, progress=self.eval_progress,
-                                                  desc=f"test after epoch {epoch + 1}")
+                    try:
+                        evaluation = evaluate_dataset(self.sim, self.test_set, self.params,
+                                                      progress=self.eval_progress, desc=f"test after epoch {epoch + 1}")
+                    except RuntimeError:
+                        if not received:  # the simulator failed on its own
+                            raise
+                    if received:  # a signal during the test pass: stop before the epoch closes; a resume re-tests
+                        self._stop(f"Stopped by {signal.Signals(received[0]).name}", 128 + received[0])
                 stats = state.epoch_stats
                 state.next_epoch()
                 state.wall_s = wall()

@@ -40,13 +40,14 @@ def import_or_skip(module: str, why: str):
         pytest.skip(f"{module} does not import ({exc}); {why}")
 
 
-#: Test files that compile networks, longest first (fresh-clone CI on 2 cores: the CUDA build ~320 s, the
-#: event-driven and equivalence fixtures ~300 s and ~200 s of compiles each, conv ~150 s). ``--dist loadfile``
+#: Test files that compile networks, longest first (fresh-clone CI on 2 cores: the CUDA build ~320 s of nvcc;
+#: then the files with the most C++ compiles: event-driven and equivalence 4 each, conv 2). ``--dist loadfile``
 #: hands whole files to the workers in collection order; starting the longest first keeps one worker from
 #: beginning a long file while the other has nothing left (longest-processing-time-first scheduling).
 LONGEST_FIRST = ("test_cuda.py", "test_event_driven.py", "test_equivalence.py", "test_conv.py",
-                 "test_experiment.py", "test_sweep.py", "test_recording.py", "test_plotting.py",
-                 "test_devices.py", "test_learning.py", "test_api.py")
+                 "test_conv_event.py", "test_batch.py", "test_nir.py", "test_experiment.py", "test_docs.py",
+                 "test_sweep.py", "test_recording.py", "test_plotting.py", "test_devices.py", "test_learning.py",
+                 "test_api.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -189,3 +189,43 @@ def test_profile_needs_profile_true():
     sim.run_chunk(inputs, init_params(SPEC, rng))
     with pytest.raises(ValueError, match="profile=True"):
         sim.profiling_info()
+
+
+# ---- the precompiled objects.h (decolle_brian.backends.precompiled_header) ------------------------------------
+class _MakeDevice:
+    """Brian's compile_source in short: make with the make arguments of Brian's preferences."""
+
+    def compile_source(self, directory, compiler, debug, clean):
+        from brian2 import prefs  # noqa: PLC0415
+
+        args = " ".join(prefs.devices.cpp_standalone.extra_make_args_unix)
+        assert os.system(f"cd {directory} && make -s {args} >/dev/null") == 0
+
+
+@pytest.mark.standalone
+def test_a_compile_uses_a_fresh_precompiled_header_and_removes_it(tmp_path, monkeypatch):
+    from decolle_brian.backends import precompiled_header  # noqa: PLC0415
+
+    monkeypatch.delenv("CXX", raising=False)
+    (tmp_path / "objects.h").write_text("#ifndef OBJECTS_H\n#define OBJECTS_H\n#include <vector>\n"
+                                        "struct Thing { std::vector<int> v; };\n#endif\n")  # guarded, as Brian's
+    (tmp_path / "a.cpp").write_text('#include "objects.h"\nint main() { Thing t; return (int)t.v.size(); }\n')
+    (tmp_path / "makefile").write_text(
+        "CXXFLAGS = -c -O0 -I.\nall: main\nmain: a.o\n\t$(CXX) a.o -o main\n"
+        "a.o: a.cpp objects.h makefile\n\t$(CXX) $(CXXFLAGS) a.cpp -o a.o\n"
+        "\techo '$(CXX)' > cxx.txt\n\tls objects.h.gch > gch.txt\n")
+    device = _MakeDevice()
+    with precompiled_header.precompiled_objects_header(device):
+        device.compile_source(str(tmp_path), "gcc", False, False)
+    assert (tmp_path / "main").is_file() and os.system(str(tmp_path / "main")) == 0
+    assert (tmp_path / "cxx.txt").read_text().split() == ["g++", "-include", "objects.h", "-Winvalid-pch"]
+    assert (tmp_path / "gch.txt").read_text().strip() == "objects.h.gch"  # there while make compiled
+    assert not (tmp_path / "objects.h.gch").exists()  # made fresh for every compile: never stale
+    assert device.compile_source.__func__ is _MakeDevice.compile_source  # the device's own method again
+
+    (tmp_path / "cxx.txt").unlink()
+    precompiled = []
+    monkeypatch.setattr(precompiled_header, "_precompile", lambda *args: precompiled.append(args))
+    with precompiled_header.precompiled_objects_header(device):
+        device.compile_source(str(tmp_path), "gcc", False, False)  # up to date: make -q, nothing compiled
+    assert not precompiled and not (tmp_path / "cxx.txt").exists()

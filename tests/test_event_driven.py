@@ -312,10 +312,12 @@ def test_mode_in_spec_and_structure_key():
     assert replace(exact, learning=replace(learning, loss="mse")).structure_key() != exact.structure_key()
     with pytest.raises(SpecError, match="network.mode"):
         replace(exact, mode="lazy").validate()
-    conv = NetworkSpec(n_inputs=2 * 8 * 8, layers=(ConvLayerSpec(4, 3, (2, 8, 8)),), input_shape=(2, 8, 8),
-                       mode="event")
-    with pytest.raises(SpecError, match=r"network.layers\[0\].*dense layers only"):
-        conv.validate()
+    conv = ConvLayerSpec(4, 3, (2, 8, 8))
+    conv_dense = NetworkSpec(n_inputs=2 * 8 * 8, layers=(conv, DenseLayerSpec(10)), input_shape=(2, 8, 8),
+                             mode="event")
+    with pytest.raises(SpecError, match=r"network.layers\[1\].*no dense layer after a conv layer"):
+        conv_dense.validate()
+    replace(conv_dense, layers=(conv,)).validate()  # conv layers only: tests/test_conv_event.py
     with pytest.raises(SpecError, match="alpha != beta"):
         replace(exact, mode="event", neuron=NeuronParams(alpha=0.92, beta=0.92)).validate()
 
@@ -326,9 +328,10 @@ def test_mode_in_config():
     assert network_spec(resolve({}), 64, 10).mode == "exact"
     with pytest.raises(ConfigError, match="network.mode"):
         resolve({"network": {"mode": "fast"}})
-    with pytest.raises(ConfigError, match=r"network.layers\[0\].*dense layers only"):
-        network_spec(resolve({"network": {"mode": "event", "layers": [{"kind": "conv", "channels": 2,
-                                                                       "kernel": 3}]}}), 2 * 8 * 8, 10, (2, 8, 8))
+    with pytest.raises(ConfigError, match=r"network.layers\[1\].*no dense layer after a conv layer"):
+        network_spec(resolve({"network": {"mode": "event", "layers": [{"kind": "conv", "channels": 2, "kernel": 3},
+                                                                      {"kind": "dense", "n": 10}]}}),
+                     2 * 8 * 8, 10, (2, 8, 8))
 
 
 def test_derived_modes_reproduce_the_trace_update():

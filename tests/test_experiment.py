@@ -283,6 +283,18 @@ def test_unusable_device_exits_4_before_compiling(tiny, tmp_path, capsys, monkey
     assert not (tmp_path / "out").exists()  # no run folder
 
 
+def test_cuda_training_without_a_gpu_exits_4_before_the_run_folder(tiny, tmp_path, capsys, monkeypatch):
+    """device cuda_standalone on a machine without a GPU: exit 4 naming the missing GPU and the fix, before any
+    build and before a run folder exists (building alone, for another machine, stays possible)."""
+    from decolle_brian import cuda  # noqa: PLC0415
+
+    monkeypatch.setattr(cuda, "find_gpus", lambda: {"source": None, "driver_cuda": None, "gpus": []})
+    assert main(["train", str(tiny), "--device", "cuda_standalone", "--out", str(tmp_path / "out")]) == 4
+    err = capsys.readouterr().err
+    assert "No CUDA GPU found" in err and "cpp_standalone" in err
+    assert not (tmp_path / "out").exists()  # no run folder
+
+
 def test_meta_json_says_what_ran(reference_run, tiny):
     meta = json.loads((reference_run / "meta.json").read_text())
     experiment = Experiment.from_config(load_config(tiny))
@@ -326,6 +338,18 @@ def test_checkpoint_has_no_pickle(reference_run):
     with h5py.File(reference_run / CHECKPOINT, "r") as f:
         assert all(f["params"][k].dtype.kind == "f" for k in f["params"])
         assert isinstance(f.attrs["state"], str)
+
+
+def test_info_names_the_compiler_the_build_uses(tmp_path, capsys, monkeypatch):
+    """``info`` reports the compiler C++ standalone builds with: $CXX when set (found or not), else g++."""
+    from decolle_brian.info import info_lines  # noqa: PLC0415
+
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    line = next(line for line in info_lines() if line.startswith("C++ compiler"))
+    assert "no-such-c++ (from CXX) not found" in line
+    monkeypatch.delenv("CXX")
+    line = next(line for line in info_lines() if line.startswith("C++ compiler"))
+    assert "make's default" in line and "not found" not in line
 
 
 def test_info_reports_versions_devices_and_data(shared_data, capsys, monkeypatch):

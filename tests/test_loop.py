@@ -226,6 +226,38 @@ def test_a_chunk_the_signal_broke_is_redone_exactly(tmp_path):
     assert _without_wall(read_metrics(tmp_path / "stopped")) == _without_wall(read_metrics(tmp_path / "reference"))
 
 
+@pytest.mark.parametrize("simulator_killed", [False, True])
+def test_a_signal_during_the_test_pass_stops_and_resumes_exactly(tmp_path, simulator_killed):
+    """SIGTERM while a test pass runs (after the second of three epochs): the run stops there (exit 128 + 15,
+    checkpoint at the end of the epoch's learning) instead of going on (or, after the last epoch, ending with
+    exit 0 as if no signal came), whether the simulator's evaluation chunk survived the signal or failed; the
+    resumed run tests again and equals the uninterrupted one."""
+
+    class KilledInTest(ToySimulator):
+        def run_chunk(self, inputs, params, neuron=None):
+            if inputs.eta.max() == 0 and not getattr(self, "killed", False):  # the first test pass
+                self.killed = True
+                os.kill(os.getpid(), signal.SIGTERM)
+                if simulator_killed:
+                    raise RuntimeError("the simulation process was terminated")
+            return super().run_chunk(inputs, params, neuron)
+
+    reference = _run_with_store(tmp_path / "reference")
+    reference_evaluation = reference.run()
+    stopped = _run_with_store(tmp_path / "stopped")
+    stopped.sim = KilledInTest()
+    with pytest.raises(Interrupted, match="SIGTERM") as info:
+        stopped.run()
+    assert info.value.code == 128 + signal.SIGTERM
+    _, record = read_checkpoint(tmp_path / "stopped")
+    assert (record["epoch"], record["position"]) == (1, 10)  # the second epoch learned, not yet tested
+    resumed = _resume(tmp_path / "stopped")
+    evaluation = resumed.run()
+    np.testing.assert_array_equal(resumed.params["layer1.W"], reference.params["layer1.W"])
+    assert evaluation.accuracy == reference_evaluation.accuracy
+    assert _without_wall(read_metrics(tmp_path / "stopped")) == _without_wall(read_metrics(tmp_path / "reference"))
+
+
 def test_checkpoint_writer_counts_samples_per_epoch(tmp_path, monkeypatch):
     written = []
     monkeypatch.setattr(CheckpointWriter, "write", lambda self, loop: (written.append(

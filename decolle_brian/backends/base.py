@@ -121,6 +121,11 @@ class Backend(CodeGeneration):
     def check_toolchain(cls) -> None:
         """Raise :class:`DeviceError` when the tools this device builds with are missing: before anything is built."""
 
+    @classmethod
+    def check_runnable(cls) -> None:
+        """Raise :class:`DeviceError` when this device's networks cannot run here (e.g. no GPU): before a run
+        folder is made. Building alone (for another machine) needs only :meth:`check_toolchain`."""
+
     def make_current(self, spec: NetworkSpec, chunk_steps: int, tag: str, build_dir: str | Path | None) -> None:
         """Make this backend's Brian device the current one (``set_device``)."""
         raise NotImplementedError

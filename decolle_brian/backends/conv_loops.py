@@ -31,6 +31,7 @@ explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolu
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import asdict, dataclass
 
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
@@ -59,7 +60,8 @@ class ConvGeometry:
 
 
 #: the index loads of Brian's generic synapse code that the conv loops compute instead (name -> array key)
-INDEX_LOADS = {"_presynaptic_idx": "_synaptic_pre", "_postsynaptic_idx": "_synaptic_post", "in_idx": "in_idx"}
+INDEX_LOADS = {"_presynaptic_idx": "_synaptic_pre", "_postsynaptic_idx": "_synaptic_post", "in_idx": "in_idx",
+               "k_idx": "k_idx"}
 
 
 def conv_code_lines(code_lines, arrays: dict) -> list[str]:
@@ -111,3 +113,24 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
                                  "gate": gate if onto_kernel else None}
         extra = [name for name in (skip_zero, gate) if name] if onto_kernel else []
         updater.needed_variables = [*updater.needed_variables, "_synaptic_pre", "_synaptic_post", "in_idx", *extra]
+
+
+def conv_event_scatter(pathway, geometry: ConvGeometry) -> None:
+    """Run the event pathway of empty conv event synapses (mode "event") as loops over the taps of each event.
+
+    Every event of the source (presynaptic unit (c, y_i, x_i), read from its event space: no spike queue, the
+    delay is 0) runs Brian's ``on_pre`` statements once per output channel o and tap (a, e) whose unit
+    (o, y_i + pad - a, x_i + pad - e) lies in the full-resolution grid, with the kernel element index
+    ``k_idx`` = ((o c_in + c) k + a) k + e computed instead of loaded: events x c_out x k^2 per step.
+    """
+    pathway.template = "conv_event_scatter"
+    pathway.codeobj_class = ConvLoopCodeObject
+    pathway.template_kwds = {**(pathway.template_kwds or {}), "conv": asdict(geometry)}
+    pathway.needed_variables = [*pathway.needed_variables, pathway.eventspace_name, "_synaptic_pre",
+                                "_synaptic_post", "k_idx"]
+
+    def create_code_objects(run_namespace):
+        # only the scatter code: it reads the event space itself, Brian's spike queue is never filled
+        pathway.code_objects[:] = [weakref.proxy(pathway.create_default_code_object(run_namespace))]
+
+    pathway.create_code_objects = create_code_objects

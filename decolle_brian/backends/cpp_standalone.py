@@ -5,6 +5,8 @@ a structure compiles once and serves every sample, learning rate and time consta
 be used by several processes at once: each process writes its run-argument files under its own names and
 reads its results from its own folder (``results-<pid>``).
 
+Compiling: with ``objects.h`` precompiled (:mod:`decolle_brian.backends.precompiled_header`).
+
 Code generation: all-to-all synapses get the dense-row loops of :mod:`decolle_brian.backends.dense_rows`
 instead of Brian's generic ones, conv layers the loops over the convolution of
 :mod:`decolle_brian.backends.conv_loops` instead of a synapse list, and very large synapse sets are
@@ -16,7 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import brian2
@@ -24,8 +26,9 @@ import numpy as np
 from brian2 import Network, get_device, prefs, second, set_device
 
 from decolle_brian.backends.base import Backend, RunValues, default_build_dir, register_backend
-from decolle_brian.backends.conv_loops import ConvGeometry, conv_loops
+from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops
 from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
+from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.errors import DeviceError
 from decolle_brian.network.schedule import DT
 from decolle_brian.network.spec import NetworkSpec
@@ -55,6 +58,9 @@ def remove_stale_results(build_dir: Path) -> None:
 @register_backend("cpp_standalone")
 class CppStandaloneBackend(Backend):
     """Compile once (:meth:`prepare`), then run the binary with each chunk's values as ``run_args``."""
+
+    #: compile with a precompiled ``objects.h`` (:mod:`decolle_brian.backends.precompiled_header`)
+    precompiled_header = True
 
     @classmethod
     def check_toolchain(cls) -> None:
@@ -94,7 +100,8 @@ class CppStandaloneBackend(Backend):
         # one process at a time compiles a build folder (the others then find it up to date)
         with open(self.build_dir / ".build.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self.device.build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
+            with precompiled_objects_header(self.device) if self.precompiled_header else nullcontext():
+                self.device.build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
         remove_stale_results(self.build_dir)
 
     def check_usable(self) -> None:
@@ -167,6 +174,10 @@ class CppStandaloneBackend(Backend):
     def convolution(self, synapses, layer, connect, gates) -> None:
         # loops over the convolution: nothing per synapse is created, stored or streamed
         conv_loops(synapses, ConvGeometry.of(layer), gates.gradient, gates.skip_zero, gates.gate)
+
+    def conv_events(self, pathway, layer, connect) -> None:
+        # loops over the taps of each event, read from the source's event space: no synapse, no spike queue
+        conv_event_scatter(pathway, ConvGeometry.of(layer))
 
     @contextmanager
     def connecting(self, synapses):

@@ -13,12 +13,18 @@ from brian2 import Network
 
 from decolle_brian.backends.base import RunValues, register_backend
 from decolle_brian.backends.cpp_standalone import CppStandaloneBackend
-from decolle_brian.cuda import activate_cuda, before_run_check, check_clocks
+from decolle_brian.cuda import activate_cuda, before_run_check, check_clocks, check_gpu_visible
 
 
 @register_backend("cuda_standalone")
 class CudaStandaloneBackend(CppStandaloneBackend):
     """Build with brian2cuda (nvcc), run on a GPU; the run files and results as the C++ backend's."""
+
+    precompiled_header = False  # nvcc builds: g++'s precompiled header does not apply
+
+    @classmethod
+    def check_runnable(cls) -> None:
+        check_gpu_visible()  # a training without a GPU stops before its run folder exists
 
     def set_device(self) -> None:
         activate_cuda(self.build_dir)

@@ -26,7 +26,8 @@ Every conv synapse is one multiply-add of the forward sum and one of the kernel 
 weight, only the index of the input it reads (``in_idx``), so the learned state is the kernel and the biases.
 The C++ standalone backend creates no synapse at all: it runs both summed variables as loops over the
 convolution (:mod:`decolle_brian.backends.conv_loops`), skipping the gradient where :func:`gradient_gates`
-proves it unused.
+proves it unused. In mode "event" (:mod:`decolle_brian.network.conv_event`) the forward sum is replaced by
+events scattered into postsynaptic filters; the gradients stay as here.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class ConvLayerObjects(LayerObjects):
     kernel: NeuronGroup | None = None
     bias: NeuronGroup | None = None
     bias_synapses: Synapses | None = None
+    events: Synapses | None = None  # mode "event": the pathway that scatters presynaptic events (conv_event.py)
     full_monitors: list = field(default_factory=list)
 
     def learned_state(self) -> dict[str, int]:
@@ -82,6 +84,9 @@ class ConvLayerObjects(LayerObjects):
 @layer_builder("exact", "conv")
 class ConvLayerBuilder(LayerBuilder):
     """A conv LIF layer with shared kernel and max-pool, from the previous layer's P traces (``source``)."""
+
+    #: full-unit state cleared at a new sample (the forward sum ``u_syn`` is recomputed every step)
+    sample_state = ("r", "s")
 
     def build(self) -> ConvLayerObjects:
         net, layer, name = self.net, self.layer, f"layer{self.index}"
@@ -144,7 +149,7 @@ class ConvLayerBuilder(LayerBuilder):
             "decay_ref : 1 (shared, constant)  # exp(-dt/tau_ref), used by the refractory jump\n"
             "w_rp : 1 (shared, constant)  # refractory jump size\n"
         )
-        group = NeuronGroup(layer.n_full, lif_eqs + unit_eqs + extra, threshold=lif["threshold"],
+        group = NeuronGroup(layer.n_full, self._forward_input(lif_eqs) + unit_eqs + extra, threshold=lif["threshold"],
                             reset=lif["reset"], method=METHOD, name=f"{name}_full", namespace=net.namespace)
         group.oc = f"i // {hf * wf}"
         group.oy = f"(i // {wf}) % {hf}"
@@ -154,8 +159,8 @@ class ConvLayerBuilder(LayerBuilder):
         group.slot = f"{inside} * ((oy % {pool}) * {pool} + ox % {pool} + 1) - 1"
         group.pool_idx = f"{inside} * (oc * {hp * wp} + (oy // {pool}) * {wp} + ox // {pool})"
         group.b = linked_var(bias, "w", index="oc")
-        group.run_regularly("r = r * (1 - new_sample(t))\ns = s * (1 - new_sample(t))", when="start", order=0,
-                            name=f"{name}_full_sample_reset")
+        group.run_regularly("\n".join(f"{v} = {v} * (1 - new_sample(t))" for v in self.sample_state), when="start",
+                            order=0, name=f"{name}_full_sample_reset")
         group.run_regularly(lif["after_decay"], when="groups", order=1, name=f"{name}_full_after_decay")
         group.run_regularly(unit["store"], when="groups", order=CONV_ORDER["store"], name=f"{name}_full_store")
         group.run_regularly(code.full_neuron, when="after_resets", order=CONV_ORDER["route"],
@@ -164,6 +169,10 @@ class ConvLayerBuilder(LayerBuilder):
         net.bind_constant(group, "decay_ref", lambda p: p.alpharp)
         net.bind_constant(group, "w_rp", lambda p: p.wrp)
         return group
+
+    def _forward_input(self, lif_eqs: Equations) -> Equations:
+        """lif.eq's equations as the forward pass feeds them: here ``u_syn``, the summed variable below."""
+        return lif_eqs
 
     def _pooled_group(self, name: str, code: ConvCode, full: NeuronGroup) -> NeuronGroup:
         """Pooled units (the layer's output): max of U over the window, spike, traces for the next layer."""
@@ -206,8 +215,7 @@ class ConvLayerBuilder(LayerBuilder):
         layer = self.layer
         _, h, w = layer.in_shape
         pad = layer.padding
-        model = load_model("conv_forward")["equations"] + f"\ngw_pre = {code.kernel_gradient} : 1 (summed)"
-        syn = Synapses(kernel, full, model=model, name=f"forward{self.index}")
+        syn = Synapses(kernel, full, model=self._conv_model(code), name=f"forward{self.index}")
         syn.p_in = linked_var(self.source, "p", index="in_idx")
 
         def connect():
@@ -218,9 +226,14 @@ class ConvLayerBuilder(LayerBuilder):
             syn.in_idx = f"kc_pre * {h * w} + (oy_post + ka_pre - {pad}) * {w} + (ox_post + ke_pre - {pad})"
 
         self.net.codegen.convolution(syn, layer, connect, gradient_gates(code))
-        reschedule(syn.summed_updaters["u_syn_post"], "groups", FORWARD_SUM_ORDER)
+        if "u_syn_post" in syn.summed_updaters:
+            reschedule(syn.summed_updaters["u_syn_post"], "groups", FORWARD_SUM_ORDER)
         reschedule(syn.summed_updaters["gw_pre"], "after_resets", CONV_ORDER["gradients"])
         return syn
+
+    def _conv_model(self, code: ConvCode) -> str:
+        """Model of the conv synapses: conv_forward.eq (forward sum) and the derived kernel gradient."""
+        return load_model("conv_forward")["equations"] + f"\ngw_pre = {code.kernel_gradient} : 1 (summed)"
 
     def _full_monitors(self, full: NeuronGroup, name: str) -> list:
         """Probes of the full-resolution units (same variables and slots as the layer probes)."""

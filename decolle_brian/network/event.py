@@ -95,9 +95,11 @@ class EventMode(NetworkMode):
     def __init__(self, net):
         super().__init__(net)
         self.code = net.rule_code
-        # only the inputs some code reads (a standalone run refuses values for an unused TimedArray)
+        # only the inputs some code reads (a standalone run refuses values for an unused TimedArray); without
+        # a dense layer only the input group's frame code runs (conv layers have no lazy rule)
+        running = self.code if any(layer.kind == "dense" for layer in net.spec.layers) else self.code.frame
         used = [name for name in FRAME_INPUTS
-                if name == "flush_step" or f"{name}(t)" in str(astuple(self.code))]
+                if name == "flush_step" or f"{name}(t)" in str(astuple(running))]
         self.arrays = {name: TimedArray(np.zeros(net.chunk_steps), dt=DT, name=name) for name in used}
         net.namespace.update(self.arrays)
         self.pending: dict[int, list] = {}  # layer -> monitors of the pending sums of recorded synapses

@@ -106,6 +106,15 @@ class CodeGeneration:
         """
         connect()
 
+    def conv_events(self, pathway, layer, connect) -> None:
+        """The event pathway of a conv ``layer`` in mode "event" (previous layer -> full units, still empty).
+
+        ``connect()`` creates one synapse per tap inside the input, each with its kernel element ``k_idx``,
+        on which Brian's generic pathway scatters every event exactly; that is the default. A device may
+        instead loop over the taps of each event, reading the source's event space.
+        """
+        connect()
+
     def connecting(self, synapses: Synapses) -> AbstractContextManager:
         """Context of the ``connect`` calls of (very many) ``synapses``."""
         return nullcontext()

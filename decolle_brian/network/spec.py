@@ -287,7 +287,7 @@ class NetworkSpec:
     neuron: NeuronParams = field(default_factory=NeuronParams)
     learning: LearningSpec = field(default_factory=LearningSpec)
     input_shape: tuple | None = None  # (channels, height, width) of the input; needed before a conv layer
-    # "exact": every synapse every step; "event": work driven by events (docs/event_driven.md; dense layers only)
+    # "exact": every synapse every step; "event": work driven by events (docs/event_driven.md, docs/conv.md)
     mode: str = "exact"
     # samples simulated side by side with shared weights, one optimiser step per step on their mean gradient
     # (docs/batch.md); 1 = online learning. Compiled in: every layer holds batch_size x n units.
@@ -324,9 +324,11 @@ class NetworkSpec:
         self.learning.validate()
         _check(self.mode in MODES, "network.mode", f"unknown mode {self.mode!r}; choose one of {list(MODES)}")
         if self.mode == "event":
-            for index, layer in enumerate(self.layers):
-                _check(layer.kind == "dense", f"network.layers[{index}]",
-                       f"mode 'event' supports dense layers only (this one is {layer.kind!r}); use mode 'exact'")
+            # a dense layer's lazy rule needs its presynaptic trace modes, which a conv layer's output lacks
+            for index, (before, layer) in enumerate(zip(self.layers[:-1], self.layers[1:], strict=True), start=1):
+                _check(not (before.kind == "conv" and layer.kind == "dense"), f"network.layers[{index}]",
+                       "mode 'event' supports no dense layer after a conv layer (this one follows layer "
+                       f"{index - 1}, a conv layer); use mode 'exact' or conv layers only")
             check_event_neuron(self.neuron)
         _check(isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool) and self.batch_size >= 1,
                "network.batch_size", f"must be an integer >= 1, got {self.batch_size!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -40,6 +41,7 @@ from decolle_brian.sweep.folder import (  # noqa: F401 - STATE_JSON, read_sweep_
 from decolle_brian.sweep.spec import SweepError, SweepSpec, load_sweep
 from decolle_brian.sweep.worker import STOP, finished_run, point_dir, pool_initializer, run_point, run_point_subprocess
 
+logger = logging.getLogger(__name__)
 MAX_CRASHES = 2  # a point whose worker process dies this often in one session is recorded as failed
 
 
@@ -199,7 +201,7 @@ class _Stop(KeyboardInterrupt):  # a signal, handled as Ctrl-C is
 
 def run_sweep(spec: SweepSpec | str | Path | None = None, out: str | Path = "runs/out/sweeps", *,
               workers: int = 2, scheduler: str | None = None, dask_local: bool = False,
-              resume: str | Path | None = None, log=print, progress: bool = True, plots: bool = True) -> Path:
+              resume: str | Path | None = None, log=None, progress: bool = True, plots: bool = True) -> Path:
     """Run a sweep (or resume one) and return its folder.
 
     Parameters
@@ -217,7 +219,9 @@ def run_sweep(spec: SweepSpec | str | Path | None = None, out: str | Path = "run
         Start a dask LocalCluster of ``workers`` single-threaded processes.
     resume : path, optional
         A sweep folder: finished points are kept, the others run (interrupted ones from their checkpoints).
-    log : callable
+    log : callable, optional
+        Where the progress lines go; default the ``decolle_brian.sweep`` logger at INFO (the command line prints
+        it as plain lines, :func:`decolle_brian.logs.console_logging`).
     progress : bool
         A tqdm bar over points.
     plots : bool
@@ -235,6 +239,7 @@ def run_sweep(spec: SweepSpec | str | Path | None = None, out: str | Path = "run
     decolle_brian.experiment.Interrupted
         SIGINT/SIGTERM: running points checkpointed, state saved; continue with ``--resume``.
     """
+    log = log or logger.info
     if scheduler and dask_local:
         raise SweepError("--scheduler and --dask-local exclude each other")
     if not isinstance(workers, int) or workers < 1:
