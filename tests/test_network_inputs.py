@@ -118,10 +118,14 @@ def test_every_mode_and_layer_kind_has_a_builder():
     from decolle_brian.network.registry import layer_builder_for, network_mode_for  # noqa: PLC0415
 
     assert {network_mode_for(mode).name for mode in MODES} == set(MODES)
-    for mode, kind in (("exact", "dense"), ("exact", "conv"), ("event", "dense")):
+    from decolle_brian.network.batch import BATCHED_DENSE  # noqa: PLC0415
+
+    for mode, kind in (("exact", "dense"), ("exact", "conv"), ("exact", BATCHED_DENSE), ("event", "dense"),
+                       ("event", "conv")):
         assert layer_builder_for(mode, kind) is not None
-    with pytest.raises(ValueError, match=r"'event' has no builder for layers of kind 'conv'; it builds \['dense'\]"):
-        layer_builder_for("event", "conv")
+    with pytest.raises(ValueError, match=r"'event' has no builder for layers of kind 'dense \(batched\)'; "
+                                         r"it builds \['conv', 'dense'\]"):
+        layer_builder_for("event", BATCHED_DENSE)
     with pytest.raises(ValueError, match="Unknown network mode 'lazy'"):
         network_mode_for("lazy")
 
