@@ -20,7 +20,15 @@ from pathlib import Path
 import numpy as np
 from brian2 import Network
 
-from decolle_brian.backends import DEVICES, Backend, RunValues, backend_class, build_root, default_build_dir
+from decolle_brian.backends import (
+    DEVICES,
+    Backend,
+    RunValues,
+    backend_class,
+    build_folder_lock,
+    build_root,
+    default_build_dir,
+)
 from decolle_brian.derivation import derive, loss_function
 from decolle_brian.errors import DeviceError
 from decolle_brian.names import DEFAULT_RUNTIME_TARGET
@@ -30,8 +38,8 @@ from decolle_brian.network.params import check_params
 from decolle_brian.network.schedule import DT
 from decolle_brian.network.spec import NetworkSpec, NeuronParams
 
-__all__ = ["DEVICES", "ChunkOutputs", "DeviceError", "Simulator", "build_root", "check_runnable", "check_toolchain",
-           "default_build_dir"]
+__all__ = ["DEVICES", "ChunkOutputs", "DeviceError", "Simulator", "build_folder_lock", "build_root", "check_runnable",
+           "check_toolchain", "default_build_dir"]
 
 
 @dataclass

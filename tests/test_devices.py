@@ -1,9 +1,11 @@
 """The standalone run layer: one build folder used by several processes at once (two seeds of one experiment in
-two terminals: built by both at once, then run by both at once), and the files a run passes to the binary."""
+two terminals: built by both at once, then run by both at once; one building while the other runs), and the
+files a run passes to the binary."""
 
 import multiprocessing
 import os
 import queue as queues
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from brian2 import set_device
 from brian2.devices.device import all_devices
 
 from decolle_brian.backends import cpp_standalone
-from decolle_brian.devices import Simulator
+from decolle_brian.devices import Simulator, build_folder_lock
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
@@ -108,6 +110,38 @@ def test_concurrent_processes_share_a_build_folder(build_dir):
     got = dict(_collect(workers, queue, len(workers)))
     for seed in (1, 2):  # each process read its own results, never the other's
         np.testing.assert_array_equal(got[seed], expected[seed])
+
+
+@pytest.mark.standalone
+def test_a_run_waits_while_another_process_builds_its_folder(build_dir):
+    """Every build truncates and rewrites the folder's static arrays (same content or not), and the binary reads
+    them at every start: a run started mid-rewrite read torn arrays and learned different weights, silently
+    (a resume of tests/test_experiment.py diverged while tests/test_sweep.py built the same structure). A run
+    holds the folder's lock shared and a build holds it exclusively, so the run waits for the whole build."""
+    sim = Simulator(SPEC, STEPS, build_dir=build_dir)
+    expected = _learn(sim, 1)
+    arrays = {path: path.read_bytes() for path in (build_dir / "static_arrays").glob("*")}
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(_learn(sim, 1))
+        except Exception as error:  # a torn read may also end in NaN weights
+            outcome.append(error)
+
+    runner = threading.Thread(target=run)
+    with build_folder_lock(build_dir, exclusive=True):  # another process's build, half way through its writes
+        for path in arrays:
+            path.write_bytes(b"")
+        runner.start()
+        runner.join(timeout=2)  # time for a run that does not wait to read the torn arrays
+        waited = runner.is_alive()
+        for path, content in arrays.items():
+            path.write_bytes(content)
+    runner.join(timeout=120)
+    assert waited, "the run did not wait for the build in progress"
+    assert not isinstance(outcome[0], Exception), outcome[0]
+    np.testing.assert_array_equal(outcome[0], expected)
 
 
 @pytest.mark.standalone

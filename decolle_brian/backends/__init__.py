@@ -11,6 +11,7 @@ from decolle_brian.backends.base import (
     Backend,
     RunValues,
     backend_class,
+    build_folder_lock,
     build_root,
     default_build_dir,
 )
@@ -20,4 +21,5 @@ from decolle_brian.names import DEVICES
 if set(BACKENDS) != set(DEVICES):
     raise ImportError(f"Registered backends {sorted(BACKENDS)} differ from names.DEVICES {sorted(DEVICES)}")
 
-__all__ = ["BACKENDS", "DEVICES", "Backend", "RunValues", "backend_class", "build_root", "default_build_dir"]
+__all__ = ["BACKENDS", "DEVICES", "Backend", "RunValues", "backend_class", "build_folder_lock", "build_root",
+           "default_build_dir"]

@@ -13,9 +13,12 @@ with one chunk's values. The :class:`~decolle_brian.devices.Simulator` only call
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +57,26 @@ def default_build_dir(spec: NetworkSpec, device_name: str, chunk_steps: int, tag
     """
     omp = f"-omp{threads}" if threads > 1 else ""
     return build_root() / f"{device_name}-{spec.structure_key()}-{chunk_steps}{tag}{omp}"
+
+
+#: the lock file of a build folder (see :func:`build_folder_lock`)
+BUILD_LOCK = ".build.lock"
+
+
+@contextmanager
+def build_folder_lock(build_dir: str | Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold a build folder's lock: ``exclusive`` while its files are written, shared while they are read.
+
+    Every build of a standalone project rewrites its static arrays in place (Brian truncates and writes each
+    file, same content or not), and every run of the binary reads them when it starts: a run that starts
+    while another process builds the folder reads a torn file and computes silently different numbers.
+    So a build, or a copy into the folder, holds the lock exclusively; a run of the binary, or a copy out
+    of the folder, holds it shared (runs of many processes still overlap). An ``flock`` is released by the
+    kernel when its holder dies, killed or not.
+    """
+    with open(Path(build_dir) / BUILD_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield  # closing the file releases the lock
 
 
 @dataclass

@@ -3,7 +3,9 @@
 Everything that changes between runs (inputs, parameters, neuron constants) goes through ``run_args``, so
 a structure compiles once and serves every sample, learning rate and time constant. One build folder may
 be used by several processes at once: each process writes its run-argument files under its own names and
-reads its results from its own folder (``results-<pid>``).
+reads its results from its own folder (``results-<pid>``); what they share, the binary and the static
+arrays it reads at every start, is rewritten by every build, so builds hold the folder's lock exclusively
+and runs hold it shared (:func:`~decolle_brian.backends.base.build_folder_lock`).
 
 Compiling: with ``objects.h`` precompiled (:mod:`decolle_brian.backends.precompiled_header`).
 
@@ -15,7 +17,6 @@ connected without Brian's Python-side index caches (:meth:`CppStandaloneBackend.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from contextlib import contextmanager, nullcontext
@@ -25,7 +26,13 @@ import brian2
 import numpy as np
 from brian2 import Network, get_device, prefs, second, set_device
 
-from decolle_brian.backends.base import Backend, RunValues, default_build_dir, register_backend
+from decolle_brian.backends.base import (
+    Backend,
+    RunValues,
+    build_folder_lock,
+    default_build_dir,
+    register_backend,
+)
 from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops
 from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
@@ -97,9 +104,9 @@ class CppStandaloneBackend(Backend):
         self.check_network(network)
         # records the run into the project; values come through run_args on every device.run
         network.run(chunk_steps * DT, namespace=namespace, profile=self.profile or None)  # None: Brian's default
-        # one process at a time compiles a build folder (the others then find it up to date)
-        with open(self.build_dir / ".build.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        # one process at a time compiles a build folder (the others then find it up to date), and none runs
+        # its binary meanwhile: the build rewrites the static arrays every run reads
+        with build_folder_lock(self.build_dir, exclusive=True):
             with precompiled_objects_header(self.device) if self.precompiled_header else nullcontext():
                 self.device.build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
         remove_stale_results(self.build_dir)
@@ -115,9 +122,12 @@ class CppStandaloneBackend(Backend):
             run_args[getattr(owner, variable)] = value
         files = []
         try:
-            # results of this process only: other runs may use the same build folder at the same time
-            self.device.run(results_directory=f"{RESULTS_PREFIX}{os.getpid()}",
-                            run_args=self.command_line(run_args, files), with_output=False)
+            arguments = self.command_line(run_args, files)
+            # shared: other processes may run this binary at the same time, but none may build the folder
+            with build_folder_lock(self.build_dir, exclusive=False):
+                # results of this process only: other runs may use the same build folder at the same time
+                self.device.run(results_directory=f"{RESULTS_PREFIX}{os.getpid()}", run_args=arguments,
+                                with_output=False)
         finally:
             for path in files:
                 path.unlink(missing_ok=True)

@@ -12,7 +12,10 @@ static arrays, and a run writes ``results/`` and run-argument files there. Hence
 
 ``key`` is the Simulator's per-structure folder name (device, structure hash, chunk steps) plus the
 OpenMP thread count, which is compiled in too. The master is (re)built under its lock, so concurrent
-workers wait for one compile instead of compiling the same code twice; a private copy keeps file times,
+workers wait for one compile instead of compiling the same code twice. The master is also the build
+folder of plain runs, which build and run there without that lock; copies out of and into it therefore
+hold the folder's own lock too (:func:`~decolle_brian.devices.build_folder_lock`: shared to copy out,
+exclusive to copy in), so that no copy takes a torn file and no run reads one. A private copy keeps file times,
 so ``make`` in it finds nothing to do. Whether a point compiled is measured, not assumed: the binary
 ``main`` changed (modification time or size) in the master or in the private copy.
 """
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from brian2.utils.filelock import FileLock, Timeout
 
-from decolle_brian.devices import Simulator, build_root, default_build_dir
+from decolle_brian.devices import Simulator, build_folder_lock, build_root, default_build_dir
 
 BINARY = "main"
 SEEDED = "seeded.json"
@@ -139,7 +142,8 @@ def structure_build(experiment, build_root: str | Path) -> Iterator[BuildSlot]:
             slot.compiled = master_stamp != before
             seeded = _read_json(private_root / SEEDED)
             if seeded != master_stamp or stamp(private / BINARY) is None:
-                _copy_project(master, private)
+                with build_folder_lock(master, exclusive=False):  # a plain run may be building the master
+                    _copy_project(master, private)
                 _write_json(private_root / SEEDED, master_stamp)
         os.environ["DECOLLE_BUILD_DIR"] = str(private_root)
         private_before = stamp(private / BINARY)
@@ -150,7 +154,8 @@ def structure_build(experiment, build_root: str | Path) -> Iterator[BuildSlot]:
             if private_after != private_before:
                 slot.compiled = True
                 if private_after is not None:
-                    with master_lock:  # share what this worker had to compile
+                    # share what this worker had to compile; no plain run reads the master meanwhile
+                    with master_lock, build_folder_lock(master, exclusive=True):
                         _copy_project(private, master)
                         _write_json(private_root / SEEDED, stamp(master / BINARY))
     finally:
