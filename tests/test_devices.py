@@ -151,9 +151,12 @@ def test_a_second_simulator_in_one_process_reuses_the_binary(build_dir):
     Simulator(SPEC, STEPS, build_dir=build_dir)
     binary = build_dir / "main"
     built = binary.stat().st_mtime_ns
+    arrays = {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in (build_dir / "static_arrays").iterdir()}
     Simulator(SPEC, STEPS, build_dir=build_dir)
     assert binary.stat().st_mtime_ns == built
     assert not list((build_dir / "code_objects").glob("*_1.cpp"))
+    # nor were the static arrays written again (atomic_arrays: only changed ones are)
+    assert {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in arrays} == arrays
 
 
 @pytest.mark.standalone
@@ -223,6 +226,59 @@ def test_profile_needs_profile_true():
     sim.run_chunk(inputs, init_params(SPEC, rng))
     with pytest.raises(ValueError, match="profile=True"):
         sim.profiling_info()
+
+
+# ---- static arrays written whole (decolle_brian.backends.atomic_arrays) -------------------------------------------
+class _ArraysDevice:
+    """Brian's write_static_arrays in short: each file of <directory>/static_arrays truncated and written; with
+    ``fail_after``, the build stops (is killed) after that many files."""
+
+    def __init__(self, arrays, fail_after=None):
+        self.arrays, self.fail_after = arrays, fail_after
+
+    def write_static_arrays(self, directory):
+        for index, (name, content) in enumerate(self.arrays.items()):
+            if index == self.fail_after:
+                raise KeyboardInterrupt
+            (Path(directory) / "static_arrays" / name).write_bytes(content)
+
+
+def _folder(tmp_path, files):
+    (tmp_path / "static_arrays").mkdir()
+    for name, content in files.items():
+        (tmp_path / "static_arrays" / name).write_bytes(content)
+    return {name: (tmp_path / "static_arrays" / name).stat().st_ino for name in files}
+
+
+def test_static_arrays_are_replaced_whole_and_only_when_changed(tmp_path):
+    from decolle_brian.backends import atomic_arrays  # noqa: PLC0415
+
+    inodes = _folder(tmp_path, {"changed": b"old", "same": b"same"})
+    (tmp_path / atomic_arrays.STAGING).mkdir()  # left by a build killed in its staging folder
+    device = _ArraysDevice({"changed": b"new", "same": b"same", "added": b"added"})
+    with atomic_arrays.atomic_static_arrays(device):
+        device.write_static_arrays(str(tmp_path))
+    arrays = tmp_path / "static_arrays"
+    assert {p.name: p.read_bytes() for p in arrays.iterdir()} == {"changed": b"new", "same": b"same",
+                                                                   "added": b"added"}
+    assert (arrays / "same").stat().st_ino == inodes["same"]  # unchanged: not written at all
+    assert (arrays / "changed").stat().st_ino != inodes["changed"]  # changed: a new file renamed over the old
+    assert not (tmp_path / atomic_arrays.STAGING).exists()
+    assert device.write_static_arrays.__func__ is _ArraysDevice.write_static_arrays  # Brian's own method again
+
+
+def test_a_build_stopped_half_way_leaves_the_static_arrays_whole(tmp_path):
+    """Brian truncated each file and wrote it in place: a build stopped between two writes left a torn or empty
+    file that the binary then read at every start, silently."""
+    from decolle_brian.backends import atomic_arrays  # noqa: PLC0415
+
+    _folder(tmp_path, {"first": b"old first", "second": b"old second"})
+    device = _ArraysDevice({"first": b"new first", "second": b"new second"}, fail_after=1)
+    with pytest.raises(KeyboardInterrupt), atomic_arrays.atomic_static_arrays(device):
+        device.write_static_arrays(str(tmp_path))
+    arrays = tmp_path / "static_arrays"
+    assert {p.name: p.read_bytes() for p in arrays.iterdir()} == {"first": b"old first", "second": b"old second"}
+    assert not (tmp_path / atomic_arrays.STAGING).exists()
 
 
 # ---- the precompiled objects.h (decolle_brian.backends.precompiled_header) ------------------------------------

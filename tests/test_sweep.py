@@ -1,7 +1,7 @@
 """Parameter sweeps: spec validation, local pool and Dask give the same points, one compile per structure,
 kill and resume without rerunning finished points, a failing point recorded while the others run.
 
-One tiny configuration (digits, 24 training / 20 test samples, 20 steps, one Adamax layer of 20, one epoch, 6
+One tiny configuration (digits, 24 training / 20 test samples, 20 steps, one Adamax layer of 24, one epoch, 6
 samples per 120-step chunk): the network structure of tests/test_experiment.py's configuration, and the sweeps
 build in the per-structure build root of plain runs (``$DECOLLE_BUILD_DIR``), so the two modules compile one
 network between them (in whichever runs first) and every later point only copies and reuses the binary.
@@ -33,7 +33,7 @@ test_samples = 20
 [data.params]
 n_steps = 20
 [network]
-layers = [20]  # not test_experiment's [24]: same structure and chunk length would share one build folder
+layers = [24]  # test_experiment's structure and chunk length: one build folder for both modules
 [learning]
 optimizer = "adamax"
 lr = 1e-3

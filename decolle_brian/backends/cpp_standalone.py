@@ -7,7 +7,8 @@ reads its results from its own folder (``results-<pid>``); what they share, the 
 arrays it reads at every start, is rewritten by every build, so builds hold the folder's lock exclusively
 and runs hold it shared (:func:`~decolle_brian.backends.base.build_folder_lock`).
 
-Compiling: with ``objects.h`` precompiled (:mod:`decolle_brian.backends.precompiled_header`).
+Compiling: with ``objects.h`` precompiled (:mod:`decolle_brian.backends.precompiled_header`), the static arrays
+written whole or not at all (:mod:`decolle_brian.backends.atomic_arrays`).
 
 Code generation: all-to-all synapses get the dense-row loops of :mod:`decolle_brian.backends.dense_rows`
 instead of Brian's generic ones, conv layers the loops over the convolution of
@@ -26,6 +27,7 @@ import brian2
 import numpy as np
 from brian2 import Network, get_device, prefs, second, set_device
 
+from decolle_brian.backends.atomic_arrays import atomic_static_arrays
 from decolle_brian.backends.base import (
     Backend,
     RunValues,
@@ -105,8 +107,9 @@ class CppStandaloneBackend(Backend):
         # records the run into the project; values come through run_args on every device.run
         network.run(chunk_steps * DT, namespace=namespace, profile=self.profile or None)  # None: Brian's default
         # one process at a time compiles a build folder (the others then find it up to date), and none runs
-        # its binary meanwhile: the build rewrites the static arrays every run reads
-        with build_folder_lock(self.build_dir, exclusive=True):
+        # its binary meanwhile: the build rewrites what every run reads (static arrays: whole files, only
+        # when changed, see atomic_arrays)
+        with build_folder_lock(self.build_dir, exclusive=True), atomic_static_arrays(self.device):
             with precompiled_objects_header(self.device) if self.precompiled_header else nullcontext():
                 self.device.build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
         remove_stale_results(self.build_dir)

@@ -184,7 +184,8 @@ def _claim_slot(workers: Path) -> tuple[FileLock, Path]:
 def _copy_project(source: Path, target: Path) -> None:
     """Copy a standalone project keeping file times (so make finds it up to date); not its results."""
     shutil.copytree(source, target, dirs_exist_ok=True, copy_function=shutil.copy2,
-                    ignore=shutil.ignore_patterns("results", "results-*", "*.lock", "init_*.dat", "decolle_*.dat"))
+                    ignore=shutil.ignore_patterns("results", "results-*", "*.lock", "init_*.dat", "decolle_*.dat",
+                                                 ".static_arrays.staging"))
 
 
 def _read_json(path: Path):
