@@ -477,7 +477,7 @@ def event_batch_code(rule: DerivedRule, optimizer: str = "sgd", batch_size: int 
     (``dpc`` is 0 for the samples without an event), the weight in use is ``w`` minus the whole sum, and a
     flush subtracts it. The bias is shared: one step per neuron on :math:`\sum_b` (the rule's bias gradient
     with the sample's ``fac``). The per-unit statements are :func:`event_code`'s without the bias step.
-    Adamax cannot be lazy at every step: :data:`ADAMAX_EVENT_BATCH_REASON`.
+    Adamax cannot be lazy at every step: :data:`decolle_brian.names.ADAMAX_EVENT_BATCH_REASON`.
     """
     opt = optimizer_emitter(optimizer)
     if not opt.linear:
