@@ -32,6 +32,7 @@ import sympy as sp
 from brian2.parsing.sympytools import sympy_to_str
 
 from decolle_brian.derivation import DELTA_POST, MODES, OPTIMIZERS, DerivationError, DerivedRule, suffixed
+from decolle_brian.names import ADAMAX_EVENT_BATCH_REASON
 
 #: the layer's shared step size, set every step (declared by every group that learns)
 LR_EQUATION = "lr : 1 (shared)  # step size of this step; 0 during burn-in and evaluation"
@@ -413,16 +414,118 @@ def event_code(rule: DerivedRule, optimizer: str = "sgd") -> EventCode:
     return EventCode(readout=readout_code(rule), neuron=neuron, synapse=synapse, frame=frame)
 
 
+def sample_name(name: str, sample: int) -> str:
+    """Name of sample ``sample``'s copy of a per-neuron variable in the batch columns (``pc0`` -> ``pc0_b2``)."""
+    return f"{name}_b{sample}"
+
+
+@dataclass(frozen=True)
+class EventBatchSynapseCode:
+    """Forward synapses of a batched event-driven layer: one stored weight for the whole batch.
+
+    Attributes
+    ----------
+    on_event : str
+        Fold of every sample's coefficient changes into ``w`` (run first at an event of any sample).
+    w_now : str
+        Expression of the weight in use, ``w`` minus the pending sums of every sample.
+    on_flush : str
+        The pending sums of the whole batch applied.
+    """
+
+    on_event: str
+    w_now: str
+    on_flush: str
+
+
+@dataclass(frozen=True)
+class EventBatchCode:
+    """Brian2 code of the rule in mode ``"event"`` for a batch (see :func:`event_batch_code`).
+
+    Attributes
+    ----------
+    readout, frame : as :class:`EventCode` (per unit: one copy per sample)
+    neuron : LearnCode
+        Per unit: learning signal, ``fac`` and accumulators, as :class:`EventCode` without the bias step.
+    synapse : EventBatchSynapseCode
+    bias : LearnCode
+        The shared bias of a neuron: its step on the gradient summed over the batch (``fac_b<b>``).
+    batch_size : int
+    """
+
+    readout: ReadoutCode
+    neuron: LearnCode
+    synapse: EventBatchSynapseCode
+    frame: FrameCode
+    bias: LearnCode
+    batch_size: int
+
+
+def event_batch_code(rule: DerivedRule, optimizer: str = "sgd", batch_size: int = 2) -> EventBatchCode:
+    r"""Brian2 code of the rule in mode ``"event"`` for B samples side by side sharing one weight (SGD).
+
+    The SGD step of the batch-mean loss, :math:`W_{ij} \mathrel{-}= \sum_b F_{bi}[t] P_{bj}[t]` (the 1/B is in
+    the readout error, so in :math:`F_{bi}`), is linear in every sample's trace, so :func:`event_code`'s lazy
+    algebra holds per sample: sample b keeps its own coefficients ``pc<m>_b<b>`` and accumulators
+    ``acc<m>_b<b>``, and the one stored weight folds all of them,
+
+    .. math::
+
+        w = W_{ij} + \sum_b \sum_m c_{mbj}\,acc_{mbi},\qquad
+        \text{event of any sample at } j:\ w \mathrel{+}= \sum_b \sum_m dc_{mbj}\,acc_{mbi}
+
+    (``dpc`` is 0 for the samples without an event), the weight in use is ``w`` minus the whole sum, and a
+    flush subtracts it. The bias is shared: one step per neuron on :math:`\sum_b` (the rule's bias gradient
+    with the sample's ``fac``). The per-unit statements are :func:`event_code`'s without the bias step.
+    Adamax cannot be lazy at every step: :data:`decolle_brian.names.ADAMAX_EVENT_BATCH_REASON`.
+    """
+    opt = optimizer_emitter(optimizer)
+    if not opt.linear:
+        raise DerivationError(f"mode 'event' with batches needs a linear optimiser (SGD): {ADAMAX_EVENT_BATCH_REASON}")
+    single = event_code(rule, optimizer)
+    n_modes = len(rule.event.decays)
+    own_bias_step = opt.step(Parameter("b", to_brian(rule.grad_b), "bias gradient"))
+    lines = single.neuron.statements.splitlines()
+    if own_bias_step not in lines:
+        raise DerivationError(f"the event code's bias step {own_bias_step!r} was not found in its statements")
+    neuron = LearnCode(single.neuron.equations, "\n".join(line for line in lines if line != own_bias_step))
+
+    def per_sample(name: str, b: int, side: str) -> sp.Symbol:
+        return sp.Symbol(f"{sample_name(name, b)}_{side}", real=True)
+
+    samples = range(batch_size)
+    pending = to_brian(sum(per_sample(f"pc{m}", b, "pre") * per_sample(f"acc{m}", b, "post")
+                           for b in samples for m in range(n_modes)))
+    change = to_brian(sum(per_sample(f"dpc{m}", b, "pre") * per_sample(f"acc{m}", b, "post")
+                          for b in samples for m in range(n_modes)))
+    delta = sp.Symbol("delta", real=True)
+    summed_bias = to_brian(sum(rule.grad_b.subs(delta, sp.Symbol(sample_name("fac", b), real=True)) for b in samples))
+    bias = LearnCode("\n".join(f"{sample_name('fac', b)} : 1  # fac of sample {b}" for b in samples),
+                     opt.step(Parameter("b", summed_bias, lr=None)))
+    synapse = EventBatchSynapseCode(on_event=f"w += {change}", w_now=f"w - ({pending})",
+                                    on_flush=opt.step(Parameter("w", pending, lr=None)))
+    return EventBatchCode(readout=single.readout, neuron=neuron, synapse=synapse, frame=single.frame, bias=bias,
+                          batch_size=batch_size)
+
+
 #: the Brian2 code of a dense layer per mode (the names: derivation.MODES)
 MODE_EMITTERS: dict[str, Callable[[DerivedRule, str], ExactCode | EventCode]] = {
     "exact": exact_code, "event": event_code,
 }
 
 
-def dense_code(rule: DerivedRule, optimizer: str = "sgd", mode: str = "exact") -> ExactCode | EventCode:
-    """Brian2 code of the rule for dense layers, in one mode (:data:`MODE_EMITTERS`)."""
+#: the Brian2 code of a batched dense layer per mode, where it is not the conv code (docs/batch.md)
+BATCH_MODE_EMITTERS: dict[str, Callable[[DerivedRule, str, int], EventBatchCode]] = {"event": event_batch_code}
+
+
+def dense_code(rule: DerivedRule, optimizer: str = "sgd", mode: str = "exact",
+               batch_size: int = 1) -> ExactCode | EventCode | EventBatchCode:
+    """Brian2 code of the rule for dense layers, in one mode (:data:`MODE_EMITTERS`; a batch of more than one
+    sample in a mode of :data:`BATCH_MODE_EMITTERS`: its batched code)."""
     if mode not in MODE_EMITTERS:
         raise DerivationError(f"Unknown mode '{mode}'; choose one of {list(MODES)}")
+    if batch_size > 1 and mode in BATCH_MODE_EMITTERS:
+        return BATCH_MODE_EMITTERS[mode](rule, optimizer, batch_size)
     return MODE_EMITTERS[mode](rule, optimizer)
 
 

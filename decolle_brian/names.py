@@ -24,6 +24,12 @@ OPTIMIZERS = ("sgd", "adamax")
 #: how the forward sum and the weight step run: every synapse every step, or driven by events (docs/event_driven.md)
 MODES = ("exact", "event")
 
+#: why mode "event" with batches (training.batch_size > 1) refuses Adamax: spec, config and emission say this
+ADAMAX_EVENT_BATCH_REASON = (
+    "Adamax at every step cannot be lazy: v = max(beta2 v, |g| + eps) needs the full batch gradient of every "
+    "synapse at every learning step (its infinity norm is not linear in g), the O(synapses) per step that mode "
+    "'event' exists to avoid (docs/event_driven.md, 'Batches')")
+
 #: Brian2 devices a network runs on: runtime (Python), C++ standalone, CUDA standalone (brian2cuda).
 DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
 #: code generation targets of the runtime device

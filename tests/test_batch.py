@@ -134,9 +134,9 @@ def test_batch_spec_checks():
     assert make_spec("sgd", 4).structure_key() != make_spec("sgd", 1).structure_key()
     with pytest.raises(SpecError, match="network.batch_size: must be an integer >= 1"):
         make_spec("sgd", 0).validate()
-    with pytest.raises(SpecError, match="mode 'exact' only"):
+    with pytest.raises(SpecError, match="in mode 'event' need learning.optimizer = 'sgd'"):  # tests/test_event_batch.py
         NetworkSpec(n_inputs=N_IN, layers=(DenseLayerSpec(5),), batch_size=2, mode="event",
-                    neuron=make_spec("sgd").neuron).validate()
+                    neuron=make_spec("sgd").neuron, learning=make_spec("adamax").learning).validate()
     conv = ConvLayerSpec(channels=2, kernel=3, in_shape=(1, 4, 6))
     with pytest.raises(SpecError, match="dense layers only"):
         NetworkSpec(n_inputs=24, input_shape=(1, 4, 6), layers=(conv,), batch_size=2).validate()

@@ -379,8 +379,15 @@ def test_batch_size_above_one_for_dense_exact_networks(value):
     assert network_spec(config, 64, 10).batch_size == value
 
 
+def test_batch_size_above_one_for_dense_event_networks_with_sgd():
+    config = resolve({"network": {"mode": "event"}, "learning": {"optimizer": "sgd"}, "training": {"batch_size": 4}})
+    spec = network_spec(config, 64, 10)
+    assert (spec.mode, spec.batch_size, spec.learning.optimizer) == ("event", 4, "sgd")
+
+
 @pytest.mark.parametrize(("raw", "reason"), [
-    ({"network": {"mode": "event"}}, "network.mode = 'event'"),
+    ({"network": {"mode": "event"}, "learning": {"optimizer": "adamax"}},
+     "network.mode = 'event' with learning.optimizer = 'adamax': Adamax at every step cannot be lazy"),
     ({"network": {"layers": [{"kind": "conv", "channels": 2, "kernel": 3}]}}, "conv layers"),
     ({"recording": {"variables": ["u"]}}, "recording.variables"),
 ])
@@ -392,8 +399,9 @@ def test_batch_size_above_one_refused_elsewhere_with_key_reason_and_fix(raw, rea
 
 
 def test_batch_size_cli_exit_2_before_anything(tmp_path, capsys):
-    assert main(["train", str(RUNS / "digits.toml"), "--set", "training.batch_size=4", "--out",
-                 str(tmp_path / "out")]) == 2
+    # digits.toml is mode 'event' with SGD (batches built); with Adamax its batches are refused
+    assert main(["train", str(RUNS / "digits.toml"), "--set", "training.batch_size=4", "--set",
+                 'learning.optimizer="adamax"', "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "training.batch_size = 4" in err and "Traceback" not in err
+    assert "training.batch_size = 4" in err and "cannot be lazy" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()

@@ -121,11 +121,11 @@ def test_every_mode_and_layer_kind_has_a_builder():
     from decolle_brian.network.batch import BATCHED_DENSE  # noqa: PLC0415
 
     for mode, kind in (("exact", "dense"), ("exact", "conv"), ("exact", BATCHED_DENSE), ("event", "dense"),
-                       ("event", "conv")):
+                       ("event", "conv"), ("event", BATCHED_DENSE)):
         assert layer_builder_for(mode, kind) is not None
-    with pytest.raises(ValueError, match=r"'event' has no builder for layers of kind 'dense \(batched\)'; "
-                                         r"it builds \['conv', 'dense'\]"):
-        layer_builder_for("event", BATCHED_DENSE)
+    with pytest.raises(ValueError, match=r"'event' has no builder for layers of kind 'pool'; "
+                                         r"it builds \['conv', 'dense', 'dense \(batched\)'\]"):
+        layer_builder_for("event", "pool")
     with pytest.raises(ValueError, match="Unknown network mode 'lazy'"):
         network_mode_for("lazy")
 

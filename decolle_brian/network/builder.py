@@ -79,7 +79,7 @@ class BrianNetwork:
         self.probe_spec = Probes.of(probes)
         # layer builders may probe their own groups (conv: full resolution)
         self.probes = self.probe_spec.variables if self.probe_spec.conv_full else ()
-        self.rule_code = dense_code(rule, spec.learning.optimizer, mode=spec.mode)
+        self.rule_code = dense_code(rule, spec.learning.optimizer, mode=spec.mode, batch_size=spec.batch_size)
         self.bindings: dict[str, ParamBinding] = {}
         self.constant_bindings: list = []
         self.objects: list = []

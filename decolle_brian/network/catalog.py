@@ -5,4 +5,4 @@ Import this module (not the builder modules one by one) before looking anything 
 added here.
 """
 
-from decolle_brian.network import batch, conv, conv_event, event, exact  # noqa: F401 - imported for their registrations
+from decolle_brian.network import batch, conv, conv_event, event, event_batch, exact  # noqa: F401 - imported for their registrations

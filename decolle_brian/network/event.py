@@ -108,7 +108,7 @@ class EventMode(NetworkMode):
     def input_group(self) -> NeuronGroup:
         """Input neurons that emit events of the step's counts (trace.eq + input_event.eq)."""
         net, model = self.net, load_model("input_event")
-        group = net.trace_group(net.spec.n_inputs, "input",
+        group = net.trace_group(net.counts.n, "input",  # n_inputs x batch
                                 extra=self._pre_equations(model["equations"]) + net.counts.equations(),
                                 threshold=model["threshold"], reset=self.code.frame.pre_event,
                                 events={"flush": "flush_step(t) > 0"})
@@ -124,6 +124,10 @@ class EventMode(NetworkMode):
 
     def lif_parts(self, lif_equations: str) -> tuple[str, str, dict]:
         """lif.eq's equations with ``u_syn`` made the postsynaptic trace, the extra reset, extra group kwargs."""
+        if self.net.batch_size > 1:
+            # batches: the forward filters are per sample in the layer's columns (network/event_batch.py), which
+            # write each unit's u_syn; the flush is an event of the columns
+            return self._pre_equations(lif_equations), self.code.frame.pre_event, {}
         lines = lif_equations.splitlines()
         kept = [line for line in lines if not re.match(r"\s*u_syn\s*:", line)]
         if len(kept) != len(lines) - 1:
@@ -143,7 +147,7 @@ class EventMode(NetworkMode):
         start += [f"{v} = {v} * (1 - new_sample(t))" for v in group.variables if re.fullmatch(r"pc\d+", v)]
         end = self.code.frame.pre_anchor
         if post:
-            start += [f"{v} = {v} * (1 - new_sample(t))" for v in ("q_syn", "u_syn")]
+            start += [f"{v} = {v} * (1 - new_sample(t))" for v in ("q_syn", "u_syn") if v in group.variables]
             end += "\n" + self.code.frame.post_anchor
         group.run_regularly("\n".join(start), when="start", order=0, name=f"{group.name}_frame")
         group.run_regularly(end, when="end", order=0, name=f"{group.name}_anchor")

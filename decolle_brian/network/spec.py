@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError
 
 from decolle_brian.errors import SpecError
-from decolle_brian.names import DT_MS, LOSSES, MODES, OPTIMIZERS, SURROGATES
+from decolle_brian.names import ADAMAX_EVENT_BATCH_REASON, DT_MS, LOSSES, MODES, OPTIMIZERS, SURROGATES
 from decolle_brian.strict import Table, error_lines
 
 
@@ -333,10 +333,16 @@ class NetworkSpec:
         _check(isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool) and self.batch_size >= 1,
                "network.batch_size", f"must be an integer >= 1, got {self.batch_size!r}")
         if self.batch_size > 1:
-            # the batched network exists for dense layers in mode 'exact' only (docs/batch.md says why)
-            _check(self.mode == "exact", "network.batch_size",
-                   f"batches (batch_size = {self.batch_size}) are built in mode 'exact' only, not {self.mode!r}; "
-                   "use mode 'exact' or batch_size = 1")
+            # the batched network exists for dense layers, in mode 'exact' and, with SGD, in mode 'event'
+            # (docs/batch.md, docs/event_driven.md 'Batches' say why not elsewhere)
+            _check(self.mode in ("exact", "event"), "network.batch_size",
+                   f"batches (batch_size = {self.batch_size}) are built in modes 'exact' and 'event' only, not "
+                   f"{self.mode!r}; use one of them or batch_size = 1")
+            _check(self.mode != "event" or self.learning.optimizer == "sgd", "network.batch_size",
+                   f"batches (batch_size = {self.batch_size}) in mode 'event' need learning.optimizer = 'sgd', not "
+                   f"{self.learning.optimizer!r}: {ADAMAX_EVENT_BATCH_REASON}. Use learning.optimizer = 'sgd', "
+                   "mode 'exact' (Adamax at every step on the batch mean), or batch_size = 1 (mode 'event' steps "
+                   "Adamax once per sample)")
             for index, layer in enumerate(self.layers):
                 _check(layer.kind == "dense", f"network.layers[{index}]",
                        f"batches (batch_size = {self.batch_size}) are built for dense layers only (this one is "
