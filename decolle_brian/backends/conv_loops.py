@@ -152,3 +152,24 @@ def conv_event_scatter(pathway, geometry: ConvGeometry) -> None:
         pathway.code_objects[:] = [weakref.proxy(pathway.create_default_code_object(run_namespace))]
 
     pathway.create_code_objects = create_code_objects
+
+
+#: Brian's templates -> their versions that run only while a shared variable is non-zero (``templates/gated_*``)
+GATED_TEMPLATES = {"stateupdate": "gated_stateupdate", "summed_variable": "gated_summed_variable"}
+
+
+def gated(runner, gate: str) -> None:
+    """Run the code of ``runner`` (a run_regularly or a summed variable) only while shared ``gate`` is non-zero.
+
+    For code that provably changes nothing the network reads when ``gate`` is 0 (the builder's proof,
+    :func:`decolle_brian.network.conv.gradient_gates`): the optimiser step of the shared conv parameters and
+    the bias gradient, which only that step reads, in burn-in and evaluation (``lr = 0``). A summed variable's
+    target is then 0 instead of the unused sum (as the kernel gradient of ``conv_gradient_sum``).
+    """
+    if runner.template not in GATED_TEMPLATES:
+        raise NotImplementedError(f"{runner.name}: no gated version of Brian's template {runner.template!r} "
+                                  f"(known: {sorted(GATED_TEMPLATES)})")
+    runner.template = GATED_TEMPLATES[runner.template]
+    runner.codeobj_class = ConvLoopCodeObject
+    runner.template_kwds = {**(runner.template_kwds or {}), "gate": gate}
+    runner.needed_variables = [*runner.needed_variables, gate]

@@ -26,7 +26,7 @@ import numpy as np
 from brian2 import Network, get_device, prefs, second, set_device
 
 from decolle_brian.backends.base import Backend, RunValues, default_build_dir, register_backend
-from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops
+from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops, gated
 from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.errors import DeviceError
@@ -178,6 +178,9 @@ class CppStandaloneBackend(Backend):
     def conv_events(self, pathway, layer, connect) -> None:
         # loops over the taps of each event, read from the source's event space: no synapse, no spike queue
         conv_event_scatter(pathway, ConvGeometry.of(layer))
+
+    def gated(self, runner, gate: str) -> None:
+        gated(runner, gate)  # burn-in and evaluation skip it
 
     @contextmanager
     def connecting(self, synapses):

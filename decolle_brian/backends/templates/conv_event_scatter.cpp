@@ -31,6 +31,7 @@
                 continue;
             const int _e0 = (_x_in + _pad - _w_full + 1 > 0 ? _x_in + _pad - _w_full + 1 : 0);
             const int _e1 = (_x_in + _pad + 1 < _k ? _x_in + _pad + 1 : _k);
+            #pragma GCC ivdep
             for (int _e = _e0; _e < _e1; _e++)
             {
                 const int32_t _postsynaptic_idx = (_o * _h_full + _y) * _w_full + _x_in + _pad - _e;
