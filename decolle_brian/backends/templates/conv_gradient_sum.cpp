@@ -23,12 +23,18 @@
     const int _c_out = {{conv.c_out}}, _c_in = {{conv.c_in}}, _k = {{conv.k}};
     const int _h = {{conv.h}}, _w = {{conv.w}}, _h_full = {{conv.h_full}}, _w_full = {{conv.w_full}};
     const int _pad = {{conv.pad}};
-    for (int _t = 0; _t < _c_out * _c_in * _k * _k; _t++)
-        {{_target_var_array}}[_t + {{_target_start}}] = 0;
+    // the target is 0 unless this step learns; it is cleared only when it may hold a gradient (the first step
+    // of a run, the step after a learning step): burn-in and evaluation steps write nothing
+    static bool _target_written = true;
+    if (_target_written)
+        for (int _t = 0; _t < _c_out * _c_in * _k * _k; _t++)
+            {{_target_var_array}}[_t + {{_target_start}}] = 0;
+    _target_written = false;
     {% if gate %}
     if ({{get_array_name(variables[gate])}}[0] != 0)
     {% endif %}
     {
+    _target_written = true;
     // channel-last copies of the inputs read at in_idx, and the gradient of one output channel, [a][e][c]
     {% for _array, _copy in _inputs.items() %}
     static double {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
