@@ -8,8 +8,9 @@ learned state stored in Brian, build + compile time, per chunk the time per step
 itself and the fixed cost of a run (wall time of ``run_chunk`` minus the steps: writing the run's arrays,
 starting the binary, loading and writing every array, reading the results back), peak memory of this
 process and of the binary, the machine's load average, and Brian's profile of the most expensive code
-objects. With ``--reference-python`` the published reference (decolle 0.2, PyTorch CPU, batch 1, same thread
-count) is timed by ``benchmarks/reference_anchor.py`` under that interpreter and printed side by side.
+objects (of the last learning run and of the last evaluation run). With ``--reference-python`` the published
+reference (decolle 0.2, PyTorch CPU, batch 1, same thread count) is timed by ``benchmarks/reference_anchor.py``
+under that interpreter and printed side by side.
 Not a CI test.
 
 Usage::
@@ -159,10 +160,11 @@ def main(argv=None) -> dict:
         if chunk == 0:  # standalone: sizes are known once the binary has run
             result.update(counts(sim))
             print(json.dumps(result["total"], indent=1), flush=True)
-        if chunk == args.chunks - 1:  # the profile of the last learning run
+        last = {args.chunks - 1: "profile_ms_per_step", args.chunks + args.eval_chunks - 1: "profile_eval_ms_per_step"}
+        if chunk in last:  # the profile of the last learning run and of the last evaluation run
             profile = sim.profiling_info()  # most expensive first
-            result["profile_ms_per_step"] = {name: round(1e3 * float(t) / args.steps, 2) for name, t in profile[:12]}
-            print(json.dumps({"profile_ms_per_step": result["profile_ms_per_step"]}, indent=1), flush=True)
+            result[last[chunk]] = {name: round(1e3 * float(t) / args.steps, 2) for name, t in profile[:12]}
+            print(json.dumps({last[chunk]: result[last[chunk]]}, indent=1), flush=True)
     result["runs"] = runs
     learning, evaluating = runs[1:args.chunks], runs[args.chunks:]
     result["summary"] = {

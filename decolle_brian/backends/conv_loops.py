@@ -23,7 +23,11 @@ code that reads any other per-synapse value). The loops:
   variable (the kernel group's step size ``lr``) is 0 nothing else runs, else only full units whose
   ``skip_zero`` variable (their learning signal ``delta``) is non-zero add their taps: (units with a
   learning signal) x c_in k^2 multiply-adds. The builder proves both skips exact before asking for them
-  (:func:`decolle_brian.network.conv.gradient_gates`).
+  (:func:`decolle_brian.network.conv.gradient_gates`). The innermost loop runs over the input channels: the
+  inputs are read from a channel-last copy made once per learning step (``in_idx`` indexes that copy,
+  :func:`conv_code_lines` points the reads there) and each output channel's terms go to a local
+  [a][e][c] slice, written to the kernel's ``gw`` in its C order at the end; each element receives the same
+  terms in the same order as over the synapse list's units, so the sums agree to the bit.
 
 Memory: nothing per synapse; the kernel, the units and the code. brian2cuda and the runtime device keep the
 explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolution`).
@@ -64,12 +68,16 @@ INDEX_LOADS = {"_presynaptic_idx": "_synaptic_pre", "_postsynaptic_idx": "_synap
                "k_idx": "k_idx"}
 
 
-def conv_code_lines(code_lines, arrays: dict) -> list[str]:
+def conv_code_lines(code_lines, arrays: dict, copies: dict | None = None) -> list[str]:
     """Brian's vector code of a conv summed variable without its per-synapse index loads.
 
     ``arrays`` maps the keys of :data:`INDEX_LOADS` to the C++ array names. A line that still reads a
     per-synapse value (``[_idx]``) means the model grew a synaptic variable the loops cannot compute: that
     is refused (at code generation, before anything is compiled), not silently miscomputed.
+
+    ``copies`` (array name -> name of its copy) is for a loop whose ``in_idx`` indexes a rearranged copy of
+    the inputs (the gradient loop's channel-last copy): every read at ``in_idx`` then reads the copy, and a
+    read at ``in_idx`` of an array without a copy is refused.
     """
     loads = {f"const int32_t {name} = {arrays[key]}[_idx];" for name, key in INDEX_LOADS.items() if key in arrays}
     lines = [line for line in code_lines if line.strip() not in loads]
@@ -77,6 +85,14 @@ def conv_code_lines(code_lines, arrays: dict) -> list[str]:
     if stray:
         raise NotImplementedError(f"The conv loops compute only the indices {sorted(INDEX_LOADS)}; this code reads "
                                   f"other per-synapse values: {stray}")
+    if copies is not None:
+        for array, copy in copies.items():
+            lines = [line.replace(f"{array}[in_idx]", f"{copy}[in_idx]") for line in lines]
+        stray = [line.strip() for line in lines
+                 if "[in_idx]" in line and not any(f"{copy}[in_idx]" in line for copy in copies.values())]
+        if stray:
+            raise NotImplementedError(f"This conv loop reads its inputs at in_idx from copies of {sorted(copies)} "
+                                      f"only; this code reads another array there: {stray}")
     return lines
 
 
@@ -104,13 +120,15 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
         Presynaptic shared variable (``lr_pre``) whose value 0 makes the optimiser step ignore the gradient
         (None: no gate).
     """
+    # the variables read at the input index (``p_in``): the gradient loop reads them from channel-last copies
+    inputs = sorted(name for name, index in synapses.variables.indices.items() if index == "in_idx")
     for name, updater in synapses.summed_updaters.items():
         onto_kernel = name == gradient
         updater.template = "conv_gradient_sum" if onto_kernel else "conv_forward_sum"
         updater.codeobj_class = ConvLoopCodeObject
         updater.template_kwds = {**updater.template_kwds, "conv": asdict(geometry),
                                  "skip_zero": skip_zero if onto_kernel else None,
-                                 "gate": gate if onto_kernel else None}
+                                 "gate": gate if onto_kernel else None, "conv_inputs": inputs}
         extra = [name for name in (skip_zero, gate) if name] if onto_kernel else []
         updater.needed_variables = [*updater.needed_variables, "_synaptic_pre", "_synaptic_post", "in_idx", *extra]
 
@@ -134,3 +152,24 @@ def conv_event_scatter(pathway, geometry: ConvGeometry) -> None:
         pathway.code_objects[:] = [weakref.proxy(pathway.create_default_code_object(run_namespace))]
 
     pathway.create_code_objects = create_code_objects
+
+
+#: Brian's templates -> their versions that run only while a shared variable is non-zero (``templates/gated_*``)
+GATED_TEMPLATES = {"stateupdate": "gated_stateupdate", "summed_variable": "gated_summed_variable"}
+
+
+def gated(runner, gate: str) -> None:
+    """Run the code of ``runner`` (a run_regularly or a summed variable) only while shared ``gate`` is non-zero.
+
+    For code that provably changes nothing the network reads when ``gate`` is 0 (the builder's proof,
+    :func:`decolle_brian.network.conv.gradient_gates`): the optimiser step of the shared conv parameters and
+    the bias gradient, which only that step reads, in burn-in and evaluation (``lr = 0``). A summed variable's
+    target is then 0 instead of the unused sum (as the kernel gradient of ``conv_gradient_sum``).
+    """
+    if runner.template not in GATED_TEMPLATES:
+        raise NotImplementedError(f"{runner.name}: no gated version of Brian's template {runner.template!r} "
+                                  f"(known: {sorted(GATED_TEMPLATES)})")
+    runner.template = GATED_TEMPLATES[runner.template]
+    runner.codeobj_class = ConvLoopCodeObject
+    runner.template_kwds = {**(runner.template_kwds or {}), "gate": gate}
+    runner.needed_variables = [*runner.needed_variables, gate]

@@ -35,7 +35,7 @@ from decolle_brian.backends.base import (
     default_build_dir,
     register_backend,
 )
-from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops
+from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops, gated
 from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.errors import DeviceError
@@ -62,6 +62,20 @@ def remove_stale_results(build_dir: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
         except PermissionError:
             pass  # alive, another user's
+
+
+def clear_results(folder: Path) -> None:
+    """Remove the files of the previous run's results before the binary writes new ones.
+
+    The binary writes every array into files of fixed names. Overwriting a file (truncate, then write) makes
+    ext4 start writing it to disk when it is closed (its ``auto_da_alloc`` safeguard), so each run waited
+    on the disk for the previous run's 60-85 MB (DvsGesture); files created anew stay in the page cache. Nothing
+    in the folder is read before the binary has written it again.
+    """
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file():
+                path.unlink(missing_ok=True)
 
 
 @register_backend("cpp_standalone")
@@ -124,13 +138,14 @@ class CppStandaloneBackend(Backend):
         for owner, variable, value in [*values.params, *values.constants]:
             run_args[getattr(owner, variable)] = value
         files = []
+        results = f"{RESULTS_PREFIX}{os.getpid()}"
+        clear_results(Path(self.device.project_dir) / results)
         try:
             arguments = self.command_line(run_args, files)
             # shared: other processes may run this binary at the same time, but none may build the folder
             with build_folder_lock(self.build_dir, exclusive=False):
                 # results of this process only: other runs may use the same build folder at the same time
-                self.device.run(results_directory=f"{RESULTS_PREFIX}{os.getpid()}", run_args=arguments,
-                                with_output=False)
+                self.device.run(results_directory=results, run_args=arguments, with_output=False)
         finally:
             for path in files:
                 path.unlink(missing_ok=True)
@@ -191,6 +206,9 @@ class CppStandaloneBackend(Backend):
     def conv_events(self, pathway, layer, connect) -> None:
         # loops over the taps of each event, read from the source's event space: no synapse, no spike queue
         conv_event_scatter(pathway, ConvGeometry.of(layer))
+
+    def gated(self, runner, gate: str) -> None:
+        gated(runner, gate)  # burn-in and evaluation skip it
 
     @contextmanager
     def connecting(self, synapses):

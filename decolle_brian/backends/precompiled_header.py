@@ -8,7 +8,8 @@ project's own ``CXXFLAGS`` into ``objects.h.gch``, has ``make`` put ``-include o
 compile (g++ then loads the precompiled file instead of parsing the header), and removes the file afterwards:
 it is made fresh from the current header for every compile, so it can never be stale, and a build folder keeps
 its size. Anything unexpected (another compiler than g++, a failed precompile) leaves Brian's build as it is;
-an unusable precompiled header is ignored by g++, which then parses the header as before.
+an unusable precompiled header is ignored by g++, which then parses the header as before. The same compile
+also writes ``make.deps`` and compiles ``objects.cpp`` as :mod:`decolle_brian.backends.make_deps` says.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from brian2 import prefs
+
+from decolle_brian.backends.make_deps import per_file_make_args, write_make_deps
 
 #: the header every source of a Brian C++ standalone project includes first
 HEADER = "objects.h"
@@ -54,6 +57,8 @@ def precompiled_objects_header(device):
     def compile_source(directory, compiler, debug, clean):
         folder = Path(directory)
         gcc = _gcc_command()
+        if os.name == "posix" and gcc is not None:
+            write_make_deps(folder, gcc)  # before make runs (make -q too): make.deps without Brian's serial pass
         if os.name != "posix" or gcc is None or _make(folder, "-q").returncode == 0:  # nothing to compile
             return original(directory, compiler, debug, clean)
         gch = folder / f"{HEADER}.gch"
@@ -64,7 +69,7 @@ def precompiled_objects_header(device):
             saved = list(prefs.devices.cpp_standalone.extra_make_args_unix)
             # make's CXX compiles and links; the link ignores -include (no source to preprocess)
             prefs.devices.cpp_standalone.extra_make_args_unix = [
-                *saved, shlex.quote(f"CXX={gcc} -include {HEADER} -Winvalid-pch")]
+                *saved, shlex.quote(f"CXX={gcc} -include {HEADER} -Winvalid-pch"), *per_file_make_args()]
             try:
                 return original(directory, compiler, debug, clean)
             finally:

@@ -91,6 +91,7 @@ class ConvLayerBuilder(LayerBuilder):
     def build(self) -> ConvLayerObjects:
         net, layer, name = self.net, self.layer, f"layer{self.index}"
         code = conv_code(net.rule, net.spec.learning.optimizer)
+        self.gates = gradient_gates(code)  # what burn-in and evaluation may skip, proven on the derived code
         kernel = self._shared_group(layer.kernel_shape, f"{name}_kernel", code, "K")
         bias = self._shared_group((layer.channels,), f"{name}_bias", code, "b")
         full = self._full_group(name, code, bias)
@@ -100,6 +101,8 @@ class ConvLayerBuilder(LayerBuilder):
                             name=f"{name}_bias_gradient")
         bias_syn.connect(j="oc_pre")  # each full unit -> the bias of its channel
         reschedule(bias_syn.summed_updaters["gw_post"], "after_resets", CONV_ORDER["gradients"])
+        if self.gates.gate:  # proven: with lr = 0 the optimiser step ignores it (its only reader)
+            net.codegen.gated(bias_syn.summed_updaters["gw_post"], "lr_post")
         monitors = self._full_monitors(full, name)
         net.objects += [kernel, bias, full, bias_syn] + monitors
         return ConvLayerObjects(group=pooled, forward=forward, full=full, kernel=kernel, bias=bias,
@@ -110,20 +113,12 @@ class ConvLayerBuilder(LayerBuilder):
         """Shared learned parameters (kernel elements or channel biases) with their optimiser step."""
         net, n = self.net, int(np.prod(shape))
         eqs = load_model("shared_param")["equations"] + "\n" + code.shared.equations
-        if key == "K":
-            eqs += ("\nko : integer (constant)  # output channel o of K[o, c, a, e]"
-                    "\nkc : integer (constant)  # input channel c"
-                    "\nka : integer (constant)  # kernel row a"
-                    "\nke : integer (constant)  # kernel column e")
         group = NeuronGroup(n, eqs, name=name, namespace=net.namespace)
-        if key == "K":
-            _, c_in, kh, kw = shape
-            group.ko = f"i // {c_in * kh * kw}"
-            group.kc = f"(i // {kh * kw}) % {c_in}"
-            group.ka = f"(i // {kw}) % {kh}"
-            group.ke = f"i % {kw}"
         group.run_regularly("lr = eta(t)", when="start", order=1, name=f"{name}_step_inputs")
-        group.run_regularly(code.shared.statements, when="after_resets", order=CONV_ORDER["step"], name=f"{name}_learn")
+        step = group.run_regularly(code.shared.statements, when="after_resets", order=CONV_ORDER["step"],
+                                   name=f"{name}_learn")
+        if self.gates.gate:  # proven: with lr = 0 the step leaves every variable unchanged
+            net.codegen.gated(step, "lr")
         prefix = f"layer{self.index}"
         net.bind(f"{prefix}.{key}", group, "w", lambda a: np.asarray(a).ravel(), lambda v: v.reshape(shape))
         if net.spec.learning.optimizer == "adamax":
@@ -213,6 +208,7 @@ class ConvLayerBuilder(LayerBuilder):
         Brian's generic code), or in loops over the convolution with no synapse at all.
         """
         layer = self.layer
+        _, c_in, k, _ = layer.kernel_shape
         _, h, w = layer.in_shape
         pad = layer.padding
         syn = Synapses(kernel, full, model=self._conv_model(code), name=f"forward{self.index}")
@@ -223,9 +219,11 @@ class ConvLayerBuilder(LayerBuilder):
             with self.net.codegen.connecting(syn):  # a standalone device keeps no Python copies of the indices
                 for start in range(0, len(pre), CONNECT_BLOCK):  # blocks: Brian copies each block several times
                     syn.connect(i=pre[start:start + CONNECT_BLOCK], j=post[start:start + CONNECT_BLOCK])
-            syn.in_idx = f"kc_pre * {h * w} + (oy_post + ka_pre - {pad}) * {w} + (ox_post + ke_pre - {pad})"
+            # kernel element i = ((o c_in + c) k + a) k + e reads input (c, y + a - pad, x + e - pad)
+            syn.in_idx = (f"((i // {k * k}) % {c_in}) * {h * w} + (oy_post + (i // {k}) % {k} - {pad}) * {w}"
+                          f" + (ox_post + i % {k} - {pad})")
 
-        self.net.codegen.convolution(syn, layer, connect, gradient_gates(code))
+        self.net.codegen.convolution(syn, layer, connect, self.gates)
         if "u_syn_post" in syn.summed_updaters:
             reschedule(syn.summed_updaters["u_syn_post"], "groups", FORWARD_SUM_ORDER)
         reschedule(syn.summed_updaters["gw_pre"], "after_resets", CONV_ORDER["gradients"])

@@ -115,6 +115,11 @@ class CodeGeneration:
         """
         connect()
 
+    def gated(self, runner, gate: str) -> None:
+        """``runner``'s code (a run_regularly or summed variable) provably changes nothing that the network
+        reads while the shared variable ``gate`` is 0; a device may skip it then. Default: Brian's code runs
+        on every step."""
+
     def connecting(self, synapses: Synapses) -> AbstractContextManager:
         """Context of the ``connect`` calls of (very many) ``synapses``."""
         return nullcontext()
