@@ -5,7 +5,7 @@ polarity packets with a special-event packet between them, the IBM header lines,
 recording; users 1 and 2 are training users, user 24 a test user), and the shipped configuration is trained on
 them with ``decolle-brian train`` exactly as on the real folder, shrunk by ``--set`` overrides only: the paper's
 three conv layers (7 x 7, padding 3, pools 2, 1, 2) with 4-8-8 channels instead of 64-128-128, the sensor
-summed 8 x 8 (16 x 16 input) instead of 4 x 4, 30-step windows, burn-in 5, 2 epochs. Its Adamax, lr, dropout,
+summed 8 x 8 (16 x 16 input) instead of 4 x 4, 20-step windows, burn-in 5, 2 epochs. Its Adamax, lr, dropout,
 lc_ampl and neuron constants stay the shipped ones. Then ``decolle-brian eval`` and ``decolle-brian plot``
 work on the run folder.
 
@@ -21,11 +21,9 @@ from conftest import PROJECT_ROOT
 from test_data_dvsgesture import make_recording, special_packet
 
 from decolle_brian.cli import main
-from decolle_brian.config import load_config
-from decolle_brian.experiment import Experiment
+from decolle_brian.config import load_config, network_spec
 from decolle_brian.network.params import init_params
 from decolle_brian.store import CHECKPOINT, read_checkpoint, read_metrics
-from decolle_brian.training import evaluate_dataset
 
 CONFIG = PROJECT_ROOT / "runs" / "dvsgesture.toml"
 #: (channels, pool) of the paper's three conv layers (64-128-128): as few channels as keep every layer firing
@@ -34,7 +32,7 @@ SHRINK = [
     "network.layers=[" + ", ".join(f'{{kind = "conv", channels = {c}, kernel = 7, padding = 3, pool = {p}}}'
                                    for c, p in LAYERS) + "]",
     "data.params.downsample=8",
-    "data.params.n_steps=30",
+    "data.params.n_steps=20",
     "learning.burnin=5",
     "training.epochs=2",
     "training.chunk_samples=8",
@@ -113,17 +111,17 @@ def test_labels_reach_the_run(trained):
     expected_train = _label_counts(["user01_fluorescent", "user02_led"])
     found = [int(line.split()[-1]) for line in described.splitlines() if line[:4].strip().isdigit()]
     np.testing.assert_array_equal(found, expected_train)
-    assert "(2, 16, 16) per step, T = 30 steps" in described
+    assert "(2, 16, 16) per step, T = 20 steps" in described
 
 
 def test_every_layer_learned(trained):
     """Every kernel and bias moved away from its initial value (drawn from the run seed), the fixed readouts did
-    not, and every layer's local loss on the test recording is lower than with the initial parameters."""
-    root, run_dir = trained
+    not, every layer fires, and every layer's local loss fell from the first epoch to the second."""
+    _, run_dir = trained
     config = load_config(run_dir / "config.toml")
-    experiment = Experiment.from_config(config, str(root))
-    spec = experiment.spec
-    assert spec.structure_key() == json.loads((run_dir / "meta.json").read_text())["structure_key"]
+    meta = json.loads((run_dir / "meta.json").read_text())
+    spec = network_spec(config, 2 * 16 * 16, 11, (2, 16, 16))
+    assert spec.structure_key() == meta["structure_key"]
     initial = init_params(spec, np.random.default_rng(config["seed"]))
     params, state = read_checkpoint(run_dir, structure_key=spec.structure_key())
     assert state["epoch"] == 2
@@ -135,10 +133,10 @@ def test_every_layer_learned(trained):
             assert not np.allclose(params[f"layer{k}.{name}"], initial[f"layer{k}.{name}"]), f"layer{k}.{name}"
             assert np.any(params[f"layer{k}.v_{name}"] > 0)  # Adamax state
         np.testing.assert_array_equal(params[f"layer{k}.G"], initial[f"layer{k}.G"])  # fixed random readout
-    before = evaluate_dataset(experiment.simulator(), experiment.test_set, initial)
-    after = json.loads((run_dir / "summary.json").read_text())
-    assert all(rate > 0 for rate in after["rate_hz"]), after["rate_hz"]  # every layer fires: the check is not empty
-    assert all(a < b for a, b in zip(after["test_loss"], before.loss, strict=True)), (after["test_loss"], before.loss)
+    first, second, test = read_metrics(run_dir)
+    for k in range(1, len(LAYERS) + 1):
+        assert test[f"rate_hz_L{k}"] > 0, f"layer {k} silent: its checks would be empty"
+        assert second[f"loss_L{k}"] < first[f"loss_L{k}"], (k, first, second)
 
 
 def test_eval_and_plot_of_the_run(trained, tmp_path, monkeypatch):
