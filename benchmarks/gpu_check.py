@@ -8,9 +8,14 @@
    mode) cuda vs the NumPy reference.
 3. ``benchmark``: networks learning on every step (Adamax, dropout 0.5) from Poisson input: the dense
    2048-1000-1000 (10 classes) and the DvsGesture conv network of ``runs/dvsgesture.toml`` (2x32x32 -> conv
-   64-128-128 7x7, 11 classes). Compile time, wall time per run (process start, synapse creation, CUDA context,
-   array transfers included) and the simulation loop time the binary measures itself, in ms per 1-ms step,
-   for cuda_standalone and cpp_standalone (dense: 1 thread and all cores; conv: all cores).
+   64-128-128 7x7, 11 classes; ``--conv-mode`` exact or event), the conv network also evaluating (no learning,
+   no dropout). Compile time, wall time per run (process start, synapse creation, CUDA context, array transfers
+   included) and the simulation loop time the binary measures itself, in ms per 1-ms step, for cuda_standalone
+   and cpp_standalone (dense: 1 thread and all cores; conv: all cores).
+4. ``benchmark.batch``: the dense network of ``runs/nmnist.toml`` (2048-1000-1000-1000) learning online (batch 1,
+   ``--online-samples`` samples one after the other per run) and in minibatches (``--batches``, default 72
+   samples side by side per run, one optimiser step per step on the batch mean): training samples per second
+   from the loop time and from the wall time of a run, cuda_standalone and cpp_standalone on all cores.
 
 Every stage is written to ``gpu_check.json`` as soon as it ends (a killed run keeps what it did), with a log
 ``gpu_check.log``. Exit status 0: all equivalence checks passed; 1: one failed; 2: no GPU or no CUDA build.
@@ -22,7 +27,7 @@ wheel already there), carry wheels of ``brian2==2.10.1`` and ``brian2cuda==1.0b1
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\
     export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && python3 benchmarks/gpu_check.py --out $OUT
 
-``--quick``: SGD equivalence and the dense 1156-500-500 only.
+``--quick``: SGD equivalence and the dense 1156-500-500 only (no conv, no minibatch stage).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import brian2
@@ -45,7 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a pl
 
 from decolle_brian import cuda  # noqa: E402
 from decolle_brian import reference as ref  # noqa: E402
+from decolle_brian.config import load_config  # noqa: E402
 from decolle_brian.devices import DeviceError, Simulator  # noqa: E402
+from decolle_brian.network.batch import pack_batch  # noqa: E402
 from decolle_brian.network.chunks import pack_chunk  # noqa: E402
 from decolle_brian.network.params import init_params  # noqa: E402
 from decolle_brian.network.spec import (  # noqa: E402
@@ -55,6 +63,7 @@ from decolle_brian.network.spec import (  # noqa: E402
     NetworkSpec,
     NeuronParams,
 )
+from decolle_brian.presets import dvsgesture_spec, runs_dir  # noqa: E402
 
 EQ_T, EQ_BURNIN, EQ_INPUTS, EQ_SIZES, EQ_CLASSES = 200, 20, 40, (30, 20, 12), 4
 TOL_U, TOL_PARAMS = 1e-9, 1e-6
@@ -199,14 +208,16 @@ def dense_spec(sizes: list[int]) -> NetworkSpec:
                        learning=LearningSpec(optimizer="adamax", lr=1e-3, dropout=0.5, burnin=0))
 
 
-def conv_spec() -> NetworkSpec:
-    """The DvsGesture network of ``runs/dvsgesture.toml``: 2x32x32 -> conv 64-128-128 7x7, pools 2, 1, 2."""
-    shape, layers = (2, 32, 32), []
-    for channels, pool in ((64, 2), (128, 1), (128, 2)):
-        layers.append(ConvLayerSpec(channels=channels, kernel=7, in_shape=shape, padding=3, pool=pool))
-        shape = layers[-1].out_shape
-    return NetworkSpec(n_inputs=2 * 32 * 32, input_shape=(2, 32, 32), layers=tuple(layers), n_classes=11,
-                       learning=LearningSpec(optimizer="adamax", lr=3.6e-4, dropout=0.5, burnin=0))
+def conv_spec(mode: str = "exact") -> NetworkSpec:
+    """The DvsGesture network of ``runs/dvsgesture.toml`` (2x32x32 -> conv 64-128-128 7x7, pools 2, 1, 2, its
+    Adamax, lr and dropout), learning from the first step (burn-in 0)."""
+    return replace(dvsgesture_spec(burnin=0), mode=mode)
+
+
+def nmnist_dense_sizes() -> list[int]:
+    """Inputs and dense layer sizes of ``runs/nmnist.toml`` (the reference's N-MNIST network, batch 72)."""
+    layers = load_config(runs_dir() / "nmnist.toml")["network"]["layers"]
+    return [2 * 32 * 32] + [layer if isinstance(layer, int) else int(layer["n"]) for layer in layers]
 
 
 def connections(spec: NetworkSpec) -> int:
@@ -218,41 +229,64 @@ def connections(spec: NetworkSpec) -> int:
     return total
 
 
+def _device_name(device: str, threads: int) -> str:
+    return f"{device}-{threads}t" if device == "cpp_standalone" else device
+
+
+def timed_runs(sim: Simulator, inputs, params: dict, repeats: int, steps: int, learn: bool) -> dict:
+    """``repeats`` timed runs after one warm-up (page cache, CUDA context): wall time of ``run_chunk`` and the
+    simulation loop time the binary measures itself. Learning runs carry the learned parameters on."""
+    entry = {"wall_s": [], "loop_s": []}
+    current = {k: v.copy() for k, v in params.items()}
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        out = sim.run_chunk(inputs, current)
+        wall = time.perf_counter() - t0
+        loop = getattr(get_device(), "_last_run_time", None)
+        if learn:
+            current = out.params
+        if i:
+            entry["wall_s"].append(wall)
+            entry["loop_s"].append(loop)
+    entry["spikes_per_run"] = [int(n.sum()) for n in out.n_spikes]
+    entry["wall_ms_per_step"] = float(np.median(entry["wall_s"]) / steps * 1e3)
+    if all(v is not None for v in entry["loop_s"]):
+        entry["loop_ms_per_step"] = float(np.median(entry["loop_s"]) / steps * 1e3)
+    entry["finite"] = bool(all(np.all(np.isfinite(v)) for v in out.params.values()))
+    return entry
+
+
 def benchmark(spec: NetworkSpec, label: str, steps: int, repeats: int, devices: list[tuple[str, int]],
-              work: Path, report: Report, rate: float) -> dict:
+              work: Path, report: Report, rate: float, phases: tuple[str, ...] = ("learn",)) -> dict:
+    """ms per step of ``spec`` on every device: learning on every step (the entry's own keys) and, with "eval"
+    in ``phases``, evaluating (no learning, no dropout: ``entry["eval"]``) with the same binary."""
     rng = np.random.default_rng(0)
     params = init_params(spec, rng)
     counts = rng.poisson(rate, (steps, spec.n_inputs)).astype(float)
-    inputs, _ = pack_chunk([(counts, 3)], steps, spec.n_classes, lr=spec.learning.lr, burnin=0, learn=True,
-                           dropout=spec.learning.dropout, layer_sizes=[layer.n for layer in spec.layers], rng=rng)
+    sizes = [layer.n for layer in spec.layers]
+    inputs = {learn: pack_chunk([(counts, 3)], steps, spec.n_classes, lr=spec.learning.lr, burnin=0, learn=learn,
+                                dropout=spec.learning.dropout, layer_sizes=sizes, rng=rng)[0]
+              for learn in (True, False)}
     synapses = connections(spec)
-    result = {"network": label, "steps_per_run": steps, "synapses": synapses, "input_rate": rate, "runs": {}}
+    result = {"network": label, "mode": spec.mode, "steps_per_run": steps, "synapses": synapses,
+              "input_rate": rate, "phases": list(phases), "runs": {}}
     for device, threads in devices:
-        name = f"{device}-{threads}t" if device == "cpp_standalone" else device
+        name = _device_name(device, threads)
         report.log(f"benchmark {label}: building {name}")
         t0 = time.perf_counter()
         sim = Simulator(spec, steps, device=device, build_dir=work / f"bench-{label}-{name}", threads=threads)
-        entry = {"build_s": time.perf_counter() - t0, "wall_s": [], "loop_s": []}
-        current = {k: v.copy() for k, v in params.items()}
-        for i in range(repeats + 1):  # the first run is a warm-up (page cache, CUDA context, JIT)
-            t0 = time.perf_counter()
-            out = sim.run_chunk(inputs, current)
-            wall = time.perf_counter() - t0
-            loop = getattr(get_device(), "_last_run_time", None)
-            current = out.params
-            if i:
-                entry["wall_s"].append(wall)
-                entry["loop_s"].append(loop)
-        entry["spikes_per_run"] = [int(n.sum()) for n in out.n_spikes]
-        entry["wall_ms_per_step"] = float(np.median(entry["wall_s"]) / steps * 1e3)
-        if all(v is not None for v in entry["loop_s"]):
-            entry["loop_ms_per_step"] = float(np.median(entry["loop_s"]) / steps * 1e3)
-            entry["ns_per_synapse_step"] = float(np.median(entry["loop_s"]) / (steps * synapses) * 1e9)
-        entry["finite"] = bool(all(np.all(np.isfinite(v)) for v in out.params.values()))
+        entry = {"build_s": time.perf_counter() - t0, **timed_runs(sim, inputs[True], params, repeats, steps, True)}
+        if "loop_ms_per_step" in entry:
+            entry["ns_per_synapse_step"] = entry["loop_ms_per_step"] / synapses * 1e6
+        if "eval" in phases:
+            entry["eval"] = timed_runs(sim, inputs[False], params, repeats, steps, False)
         result["runs"][name] = entry
-        report.log(f"  {name}: build {entry['build_s']:.1f} s, wall {entry['wall_ms_per_step']:.3f} ms and "
-                   f"loop {entry.get('loop_ms_per_step', float('nan')):.3f} ms per step, "
-                   f"spikes {entry['spikes_per_run']}")
+        for phase, values in (("learn", entry), ("eval", entry.get("eval"))):
+            if values is not None:
+                report.log(f"  {name} {phase}: wall {values['wall_ms_per_step']:.3f} ms and loop "
+                           f"{values.get('loop_ms_per_step', float('nan')):.3f} ms per step, "
+                           f"spikes {values['spikes_per_run']}")
+        report.log(f"  {name}: build {entry['build_s']:.1f} s")
         del sim
     gpu = result["runs"].get("cuda_standalone")
     for name, cpu in result["runs"].items():
@@ -260,6 +294,57 @@ def benchmark(spec: NetworkSpec, label: str, steps: int, repeats: int, devices: 
             result[f"speedup_wall_vs_{name}"] = cpu["wall_ms_per_step"] / gpu["wall_ms_per_step"]
             if "loop_ms_per_step" in gpu and "loop_ms_per_step" in cpu:
                 result[f"speedup_loop_vs_{name}"] = cpu["loop_ms_per_step"] / gpu["loop_ms_per_step"]
+            if "eval" in gpu and "loop_ms_per_step" in gpu["eval"] and "loop_ms_per_step" in cpu.get("eval", {}):
+                result[f"speedup_eval_loop_vs_{name}"] = (cpu["eval"]["loop_ms_per_step"]
+                                                          / gpu["eval"]["loop_ms_per_step"])
+    return result
+
+
+def batch_benchmark(sizes: list[int], batches: list[int], steps: int, online_samples: int, repeats: int,
+                    devices: list[tuple[str, int]], work: Path, report: Report, rate: float) -> dict:
+    """Training samples per second of a dense network, online (batch 1) and in minibatches (docs/batch.md).
+
+    Batch 1: one run holds ``online_samples`` samples of ``steps`` steps one after the other (as
+    ``training.chunk_samples``). Batch B > 1: one run holds B samples side by side (``training.batch_size``),
+    one optimiser step per time step on their mean gradient. Both learn on every step (Adamax, dropout 0.5);
+    samples/s from the binary's loop time (``loop_samples_per_s``) and from the wall time of a run.
+    """
+    result = {"network": "dense-" + "-".join(map(str, sizes)), "steps_per_sample": steps, "input_rate": rate,
+              "online_samples_per_run": online_samples, "runs": {}}
+    for device, threads in devices:
+        name = _device_name(device, threads)
+        for batch in batches:
+            spec = replace(dense_spec(sizes), batch_size=batch)
+            rng = np.random.default_rng(0)
+            params = init_params(spec, rng)
+            n_samples = online_samples if batch == 1 else batch
+            samples = [(rng.poisson(rate, (steps, spec.n_inputs)).astype(float), k % spec.n_classes)
+                       for k in range(n_samples)]
+            kw = {"lr": spec.learning.lr, "burnin": 0, "learn": True, "dropout": spec.learning.dropout,
+                  "layer_sizes": [layer.n for layer in spec.layers], "rng": rng}
+            if batch == 1:
+                chunk_steps = steps * n_samples
+                inputs, _ = pack_chunk(samples, chunk_steps, spec.n_classes, **kw)
+            else:
+                chunk_steps = steps
+                inputs = pack_batch(samples, chunk_steps, spec.n_classes, **kw)
+            label = f"{name}-batch{batch}"
+            report.log(f"batch benchmark: building {label}")
+            t0 = time.perf_counter()
+            sim = Simulator(spec, chunk_steps, device=device, build_dir=work / f"batch-{label}", threads=threads)
+            entry = {"build_s": time.perf_counter() - t0, "batch_size": batch, "samples_per_run": n_samples,
+                     **timed_runs(sim, inputs, params, repeats, chunk_steps, True)}
+            entry["wall_samples_per_s"] = n_samples / float(np.median(entry["wall_s"]))
+            if "loop_ms_per_step" in entry:
+                entry["loop_samples_per_s"] = n_samples / float(np.median(entry["loop_s"]))
+            result["runs"][label] = entry
+            report.log(f"  {label}: build {entry['build_s']:.1f} s, {entry.get('loop_samples_per_s', float('nan')):.1f}"
+                       f" samples/s (loop), {entry['wall_samples_per_s']:.1f} samples/s (wall)")
+            del sim
+        one, most = result["runs"].get(f"{name}-batch1"), result["runs"].get(f"{name}-batch{max(batches)}")
+        if one and most and most is not one and "loop_samples_per_s" in one and "loop_samples_per_s" in most:
+            result[f"speedup_loop_batch{max(batches)}_vs_1_{name}"] = (most["loop_samples_per_s"]
+                                                                       / one["loop_samples_per_s"])
     return result
 
 
@@ -282,6 +367,15 @@ def main(argv=None) -> int:
     parser.add_argument("--conv-steps", type=int, default=50,
                         help="steps per run of the conv (DvsGesture) benchmark; 0: skip it")
     parser.add_argument("--conv-repeats", type=int, default=1, help="timed conv benchmark runs per device")
+    parser.add_argument("--conv-mode", default="exact", choices=("exact", "event"),
+                        help="network.mode of the conv benchmark (default exact, as runs/dvsgesture.toml)")
+    parser.add_argument("--batches", default="1,72",
+                        help="batch sizes of the dense minibatch benchmark, comma-separated; '' skips it")
+    parser.add_argument("--batch-sizes", default=None,
+                        help="its dense network, input first (default: runs/nmnist.toml's, 2048 inputs)")
+    parser.add_argument("--batch-steps", type=int, default=300, help="steps per sample of the minibatch benchmark")
+    parser.add_argument("--online-samples", type=int, default=8,
+                        help="samples per run at batch 1 (training.chunk_samples) in the minibatch benchmark")
     parser.add_argument("--cpu-only", action="store_true",
                         help="dry run without a GPU: every stage on cpp_standalone only (checks this script)")
     args = parser.parse_args(argv)
@@ -333,16 +427,29 @@ def main(argv=None) -> int:
         stages = [("dense-" + "-".join(map(str, sizes)), dense_spec(sizes), args.steps, args.repeats,
                    [("cpp_standalone", 1)] + ([("cpp_standalone", cpus)] if cpus > 1 else []) + gpu)]
         if not args.quick and args.conv_steps > 0:  # GPU first; one CPU thread would take minutes per run
-            stages.append(("conv-dvsgesture", conv_spec(), args.conv_steps, args.conv_repeats,
+            stages.append(("conv-dvsgesture", conv_spec(args.conv_mode), args.conv_steps, args.conv_repeats,
                            gpu + [("cpp_standalone", cpus)]))
         report.data["benchmark"] = {}
         for label, spec, steps, repeats, devices in stages:
+            phases = ("learn", "eval") if label.startswith("conv") else ("learn",)
             try:
-                result = benchmark(spec, label, steps, repeats, devices, work, report, args.rate)
+                result = benchmark(spec, label, steps, repeats, devices, work, report, args.rate, phases)
             except Exception as err:
                 result = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
                 report.log(f"benchmark {label}: ERROR {err}")
             report.data["benchmark"][label] = result
+            report.save()
+        batches = [int(v) for v in args.batches.split(",") if v.strip()]
+        if batches and not args.quick:
+            batch_sizes = ([int(v) for v in args.batch_sizes.split(",")] if args.batch_sizes
+                           else nmnist_dense_sizes())
+            try:
+                result = batch_benchmark(batch_sizes, batches, args.batch_steps, args.online_samples, args.repeats,
+                                         gpu + [("cpp_standalone", cpus)], work, report, args.rate)
+            except Exception as err:
+                result = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+                report.log(f"batch benchmark: ERROR {err}")
+            report.data["benchmark"]["batch"] = result
             report.save()
 
     report.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The GPU device check in one go (stages in benchmarks/gpu_check.py): the three equivalence cases in parallel
 # processes (their cpp and cuda builds share the cores; timings do not matter there), then the benchmarks
-# alone on the machine. Every process writes OUT/<stage>/gpu_check.json and gpu_check.log as it goes.
+# alone on the machine: dense (ms/step), the DvsGesture conv network (ms/step learning and evaluating) and the
+# dense network of runs/nmnist.toml at batch 1 and 72 (samples/s). Every process writes
+# OUT/<stage>/gpu_check.json and gpu_check.log as it goes.
 #
 #   bash benchmarks/gpu_check.sh OUT_DIR [extra gpu_check.py benchmark options]
+#   e.g. ... --steps 300 --conv-steps 20 --batches 1,72 --batch-steps 300   (python3 benchmarks/gpu_check.py --help)
 #
 # Needs brian2 and brian2cuda importable (see gpu_check.py). Exit status: 0 when every equivalence case passed.
 # GPU_CHECK_CPU_ONLY=1: a dry run of the whole script without a GPU (cpp_standalone halves only).

@@ -24,6 +24,23 @@ def test_dvsgesture_config_is_the_paper_network():
     assert spec.learning.burnin == 100 and spec.n_classes == 11
 
 
+@pytest.mark.data
+def test_nmnist_conv_config_runs_on_the_shared_recordings(shared_data):
+    """runs/nmnist_conv.toml as the CLI opens it, on the real N-MNIST of ../shared/data: the 1,000 training and
+    100 test recordings, 2x32x32 input (34x34 centre-cropped), 300 steps, the reference's conv network; nothing
+    is compiled (``check=()``: the recordings themselves are read by tests/test_data_nmnist.py)."""
+    from decolle_brian.experiment import Experiment  # noqa: PLC0415 - imports the data sets
+
+    experiment = Experiment.from_config(load_config(RUNS / "nmnist_conv.toml"), str(shared_data), check=())
+    assert (len(experiment.train_set), len(experiment.test_set)) == (1000, 100)
+    assert experiment.train_set.input_shape == (2, 32, 32) and experiment.train_set.n_steps == 300
+    spec = experiment.spec.validate()
+    assert [(layer.channels, layer.kernel, layer.pool) for layer in spec.layers] == [(64, 7, 2), (128, 7, 1),
+                                                                                    (128, 7, 2)]
+    assert spec.n_classes == 10 and spec.learning.burnin == 60 and spec.learning.optimizer == "adamax"
+    assert experiment.chunk_steps == 4 * 300  # training.chunk_samples recordings per run of the network
+
+
 def test_conv_after_dense_is_refused():
     config = resolve({"network": {"layers": [32, {"kind": "conv", "channels": 4, "kernel": 3}]}})
     with pytest.raises(ConfigError, match=r"network.layers\[1\].*image-shaped"):

@@ -12,8 +12,10 @@
   learning sample; needs a GPU and skips without one.
 """
 
+import gc
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,13 +23,16 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from brian2 import Clock, defaultclock, ms
+from brian2 import Clock, defaultclock, get_device, ms
 
 from decolle_brian import cuda
+from decolle_brian.backends.cuda_standalone import CudaStandaloneBackend
 from decolle_brian.devices import DeviceError, Simulator, default_build_dir
+from decolle_brian.network.batch import pack_batch
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
-from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
+from decolle_brian.network.schedule import DT
+from decolle_brian.network.spec import ConvLayerSpec, DenseLayerSpec, LearningSpec, NetworkSpec
 
 ARCHS = [7.5, 8.0, 8.6, 8.7, 8.8, 8.9, 9.0, 10.0, 10.3, 11.0, 12.0, 12.1]
 H200 = {"index": 0, "name": "NVIDIA H200", "compute_capability": 9.0}
@@ -332,25 +337,28 @@ def _skip_without_cuda_build():
     return status
 
 
-@pytest.mark.cuda_build
-@pytest.mark.slow
-def test_build_small_network_then_run(monkeypatch, tmp_path, brian_prefs):
-    status = _skip_without_cuda_build()
+def _build_folder(spec: NetworkSpec, steps: int, tmp_path: Path, name: str = "build", tag: str = "-test") -> Path:
+    """The kept per-structure test folder (a rerun compiles only what changed), or a fresh one on request."""
+    return (tmp_path / name if os.environ.get("DECOLLE_CUDA_TEST_FRESH")
+            else default_build_dir(spec, "cuda_standalone", steps, tag))
+
+
+def _target_without_gpu(monkeypatch, status) -> None:
     if not status["gpus"] and status["compute_capability"] is None:
         monkeypatch.setenv(cuda.ENV_CC, "9.0")  # build for an H100/H200 without a GPU here
-    # one layer: every kind of code object of a DECOLLE network, each once (nvcc takes ~10 s per file)
-    spec, steps = small_spec(layers=1), 50
-    build_dir = (tmp_path / "build" if os.environ.get("DECOLLE_CUDA_TEST_FRESH")
-                 else default_build_dir(spec, "cuda_standalone", steps, "-test"))
-    sim = Simulator(spec, chunk_steps=steps, device="cuda_standalone", build_dir=build_dir)
 
-    # generated ...
-    sources = sorted((build_dir / "code_objects").glob("*.cu")) + sorted(build_dir.glob("*.cu"))
-    assert (build_dir / "main.cu").is_file() and any("layer1_learn" in p.name for p in sources)
+
+def _sources(build_dir: Path) -> list[Path]:
+    return sorted((build_dir / "code_objects").glob("*.cu")) + sorted(build_dir.glob("*.cu"))
+
+
+def _assert_compiled(build_dir: Path, sim: Simulator) -> None:
+    """The project was generated for the target and the binary compiled from these very sources."""
+    sources = _sources(build_dir)
+    assert (build_dir / "main.cu").is_file()
     makefile = (build_dir / "makefile").read_text()
     expected_cc = cuda.cuda_status()["compute_capability"]
     assert cuda.CXX_STD in makefile and f"-arch={cuda._sm(expected_cc)}" in makefile
-    # ... and compiled from these very sources
     binary = build_dir / "main"
     assert binary.is_file() and os.access(binary, os.X_OK)
     assert binary.stat().st_mtime >= max(p.stat().st_mtime for p in sources)
@@ -359,17 +367,140 @@ def test_build_small_network_then_run(monkeypatch, tmp_path, brian_prefs):
         assert "libcurand" in libs and "not found" not in libs, libs
     cuda.check_clocks(sim.network.objects)
 
+
+def _assert_no_gpu_error(sim: Simulator, build_dir: Path, inputs, params) -> None:
+    with pytest.raises(DeviceError, match="No CUDA GPU found"):
+        cuda.before_run_check(build_dir)
+    # Simulator.run_chunk calls before_run_check for cuda_standalone: the clear error, not a CUDA one
+    with pytest.raises(DeviceError, match="GPU"):
+        sim.run_chunk(inputs, params)
+
+
+@pytest.mark.cuda_build
+@pytest.mark.slow
+def test_build_small_network_then_run(monkeypatch, tmp_path, brian_prefs):
+    status = _skip_without_cuda_build()
+    _target_without_gpu(monkeypatch, status)
+    # one layer: every kind of code object of a DECOLLE network, each once (nvcc takes ~10 s per file)
+    spec, steps = small_spec(layers=1), 50
+    build_dir = _build_folder(spec, steps, tmp_path)
+    sim = Simulator(spec, chunk_steps=steps, device="cuda_standalone", build_dir=build_dir)
+    assert any("layer1_learn" in p.name for p in _sources(build_dir))
+    _assert_compiled(build_dir, sim)
+
     inputs, params = small_chunk(spec, steps, learn=True)
     if not cuda.find_gpus()["gpus"]:
-        with pytest.raises(DeviceError, match="No CUDA GPU found"):
-            cuda.before_run_check(build_dir)
-        # Simulator.run_chunk calls before_run_check for cuda_standalone: the clear error, not a CUDA one
-        with pytest.raises(DeviceError, match="GPU"):
-            sim.run_chunk(inputs, params)
+        _assert_no_gpu_error(sim, build_dir, inputs, params)
     else:
         out = sim.run_chunk(inputs, params)
         assert all(np.all(np.isfinite(y)) for y in out.y)
         assert any(n.sum() > 0 for n in out.n_spikes)
+
+
+# ---- conv layers and batches -----------------------------------------------------------------------------------
+#: set to 1 to build the batched and conv networks below without a GPU (nvcc only; figures in docs/cuda.md)
+ENV_BUILD_ALL = "DECOLLE_CUDA_TEST_ALL"
+BATCH = 4
+
+
+def batched_spec() -> NetworkSpec:
+    """A batched dense layer (B = 4): built by the conv layer builder (a 1 x 1 convolution over the batch)."""
+    return NetworkSpec(n_inputs=20, layers=(DenseLayerSpec(10),), n_classes=3, batch_size=BATCH,
+                       learning=LearningSpec(optimizer="adamax", lr=1e-3, dropout=0.5, burnin=10))
+
+
+def conv_spec() -> NetworkSpec:
+    """A conv layer as DvsGesture's first: kernel, zero padding and a 2 x 2 max-pool (batch 1)."""
+    conv = ConvLayerSpec(channels=3, kernel=3, in_shape=(2, 6, 6), padding=1, pool=2)
+    return NetworkSpec(n_inputs=72, input_shape=(2, 6, 6), layers=(conv,), n_classes=3,
+                       learning=LearningSpec(optimizer="adamax", lr=1e-3, dropout=0.5, burnin=10))
+
+
+def _code_objects() -> dict[str, str]:
+    """Template of every code object of the current standalone project, by name."""
+    return {name: obj.template_name for name, obj in get_device().code_objects.items()}
+
+
+def _numbers_aside(path: Path) -> str:
+    """A generated source with its number literals masked: sizes and constants differ between networks."""
+    return re.sub(r"\b\d+(\.\d+)?\b", "#", path.read_text())
+
+
+def _generate_only(monkeypatch) -> None:
+    """cuda_standalone writes its project (code generation, makefile) but does not compile it."""
+    def prepare(self, network, namespace, chunk_steps):
+        self.check_network(network)
+        network.run(chunk_steps * DT, namespace=namespace)
+        self.device.build(directory=str(self.build_dir), compile=False, run=False, with_output=False)
+
+    monkeypatch.setattr(CudaStandaloneBackend, "prepare", prepare)
+
+
+@pytest.mark.cuda_build
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_build_batched_and_conv_networks(monkeypatch, tmp_path, brian_prefs):
+    """The CUDA path of the conv layer builder, for batches and for conv layers, with as little nvcc as it takes.
+
+    A conv layer cannot be batched (refused), so two networks: the batched dense layer, compiled in full (it is
+    built by the conv builder: every kind of code object a conv layer has), then the conv layer with padding
+    and a 2 x 2 max-pool, generated, of which nvcc compiles only the sources that the batched build did not
+    already compile (numbers aside): the max over the window, its index setters, ... On a GPU the batched
+    network runs and must equal C++ standalone. Without a GPU it runs only with ``DECOLLE_CUDA_TEST_ALL=1``
+    (several minutes of nvcc on 2 cores, figures in docs/cuda.md).
+    """
+    status = _skip_without_cuda_build()
+    gpu = bool(cuda.find_gpus()["gpus"])
+    if not gpu and not os.environ.get(ENV_BUILD_ALL):
+        pytest.skip(f"no CUDA GPU here; set {ENV_BUILD_ALL}=1 to build the batched and conv networks anyway "
+                    "(minutes of nvcc)")
+    _target_without_gpu(monkeypatch, status)
+    steps = 50
+    spec = batched_spec()
+    build_dir = _build_folder(spec, steps, tmp_path, "batched")
+    sim = Simulator(spec, chunk_steps=steps, device="cuda_standalone", build_dir=build_dir)
+    batched_templates = set(_code_objects().values())
+    assert {"layer1_kernel_learn_codeobject", "forward1_summed_variable_gw_pre_codeobject"} <= set(
+        _code_objects())  # the conv builder's shared kernel, its step and its summed gradient
+    _assert_compiled(build_dir, sim)
+    compiled = {_numbers_aside(p) for p in _sources(build_dir)}
+
+    rng = np.random.default_rng(4)
+    params = init_params(spec, rng)
+    params["layer1.W"] *= 3.0  # strong enough that the layer fires
+    samples = [(rng.poisson(0.3, (steps, spec.n_inputs)).astype(float), b % spec.n_classes) for b in range(BATCH)]
+    inputs = pack_batch(samples, steps, spec.n_classes, lr=spec.learning.lr, burnin=spec.learning.burnin,
+                        learn=True, dropout=spec.learning.dropout, layer_sizes=[10], rng=rng)
+    if not gpu:
+        _assert_no_gpu_error(sim, build_dir, inputs, params)
+    else:
+        out = sim.run_chunk(inputs, {k: v.copy() for k, v in params.items()})
+        cpu = Simulator(spec, steps, device="cpp_standalone", build_dir=tmp_path / "cpp").run_chunk(
+            inputs, {k: v.copy() for k, v in params.items()})  # the Simulator itself is dropped here
+        assert cpu.n_spikes[0].sum() > 0, "silent layer: the comparison would be weak"
+        np.testing.assert_array_equal(out.n_spikes[0], cpu.n_spikes[0])
+        np.testing.assert_allclose(out.y[0], cpu.y[0], rtol=0, atol=1e-9)
+        assert not np.allclose(cpu.params["layer1.W"], params["layer1.W"]), "no learning: weak comparison"
+        for key, value in cpu.params.items():
+            np.testing.assert_allclose(out.params[key], value, rtol=1e-6, atol=1e-12, err_msg=key)
+
+    # the conv layer: generated; its code objects are of the kinds just compiled, and nvcc compiles the rest
+    del sim
+    gc.collect()  # frees the code object names: Brian would name the conv network's "..._codeobject_1"
+    _generate_only(monkeypatch)
+    conv_dir = _build_folder(conv_spec(), steps, tmp_path, "conv", "-test-generated")
+    Simulator(conv_spec(), chunk_steps=steps, device="cuda_standalone", build_dir=conv_dir)
+    conv_templates = _code_objects()
+    assert {"layer1_max_codeobject", "layer1_full_store_codeobject",
+            "forward1_summed_variable_u_syn_post_codeobject"} <= set(conv_templates)
+    assert set(conv_templates.values()) <= batched_templates, set(conv_templates.values()) - batched_templates
+    new = [p for p in _sources(conv_dir) if _numbers_aside(p) not in compiled]
+    assert any(p.name == "layer1_max_codeobject.cu" for p in new)  # the max over a 2 x 2 window
+    targets = [str(p.relative_to(conv_dir).with_suffix(".o")) for p in new]
+    make = subprocess.run(["make", f"-j{os.cpu_count() or 1}", *targets], cwd=conv_dir, capture_output=True,
+                          text=True)
+    assert make.returncode == 0, make.stdout[-3000:] + make.stderr[-3000:]
+    assert all((conv_dir / t).is_file() for t in targets)
 
 
 @pytest.mark.cuda
