@@ -24,6 +24,7 @@ import json
 import os
 import pstats
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,57 @@ N_IN, SIZES, T, N_CLASSES, LR = 2048, (500, 500), 300, 10, 1e-3
 
 
 def make_inputs(n_samples: int, activity: float, seed: int = 0):
+    """``n_samples`` Bernoulli event counts (T, 2048) at ``activity``, each with a random label."""
     rng = np.random.default_rng(seed)
     return [((rng.random((T, N_IN)) < activity).astype(float), int(rng.integers(N_CLASSES)))
             for _ in range(n_samples)]
 
 
+def dense_spec(mode: str, *, batch_size: int = 1, optimizer: str = "sgd", lr: float = LR, burnin: int = 0,
+               dropout: float = 0.5) -> NetworkSpec:
+    """The benchmark network (dense 2048-500-500, 10 classes) in ``mode``, learning with ``optimizer``."""
+    return NetworkSpec(n_inputs=N_IN, layers=tuple(DenseLayerSpec(n) for n in SIZES), n_classes=N_CLASSES,
+                       learning=LearningSpec(optimizer=optimizer, lr=lr, dropout=dropout, burnin=burnin),
+                       mode=mode, batch_size=batch_size)
+
+
+def build(spec: NetworkSpec, steps: int, threads: int, build_dir: Path) -> tuple[Simulator, float]:
+    """The compiled network (C++ standalone, ``steps`` per run) and the seconds its build took."""
+    started = time.time()
+    sim = Simulator(spec, steps, device="cpp_standalone", threads=threads, build_dir=build_dir)
+    return sim, time.time() - started
+
+
+def online_chunk(sim: Simulator, samples, rng: np.random.Generator) -> Callable[[], dict]:
+    """One learning run of ``samples`` laid end to end, timed in parts (the module docstring's split)."""
+    learning, params = sim.spec.learning, init_params(sim.spec, np.random.default_rng(1))
+
+    def chunk() -> dict:
+        t0 = time.perf_counter()
+        inputs, slots = pack_chunk(samples, sim.chunk_steps, N_CLASSES, lr=learning.lr, burnin=learning.burnin,
+                                   learn=True, dropout=learning.dropout, layer_sizes=list(SIZES), rng=rng)
+        t1 = time.perf_counter()
+        outputs = sim.run_chunk(inputs, params)
+        t2 = time.perf_counter()
+        sample_results(outputs, slots, learning.burnin, sim.loss_fn, N_CLASSES)
+        t3 = time.perf_counter()
+        return dict(pack=t1 - t0, run_chunk=t2 - t1, results=t3 - t2, total=t3 - t0,
+                    sim=float(get_device()._last_run_time))
+
+    return chunk
+
+
+def median_times(chunk: Callable[[], dict], repeats: int) -> tuple[dict, dict]:
+    """Median of each part over ``repeats`` runs after one warm-up (file cache), and the load around them."""
+    chunk()
+    load_before = os.getloadavg()
+    timings = [chunk() for _ in range(repeats)]
+    median = {key: float(np.median([t[key] for t in timings])) for key in timings[0]}
+    return median, {"load_before": load_before, "load_after": os.getloadavg()}
+
+
 def main() -> None:
+    """Time one network's chunks in parts; print and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", default="event", choices=["event", "exact"])
     parser.add_argument("--samples", type=int, default=32, help="samples per chunk (one run)")
@@ -54,43 +100,17 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile one more chunk, print the top entries")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args()
-    spec = NetworkSpec(n_inputs=N_IN, layers=tuple(DenseLayerSpec(n) for n in SIZES), n_classes=N_CLASSES,
-                       learning=LearningSpec(optimizer="sgd", lr=LR, dropout=0.5, burnin=0), mode=args.mode)
+    spec = dense_spec(args.mode)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    steps = T * args.samples
-    started = time.time()
-    sim = Simulator(spec, steps, device="cpp_standalone", threads=args.threads,
-                    build_dir=out / "build" / f"{args.mode}-{args.threads}t")
-    build_s = time.time() - started
-    samples = make_inputs(args.samples, args.activity)
-    params = init_params(spec, np.random.default_rng(1))
-    rng = np.random.default_rng(2)
-
-    def chunk():
-        times = {}
-        t0 = time.perf_counter()
-        inputs, slots = pack_chunk(samples, steps, N_CLASSES, lr=LR, burnin=0, learn=True, dropout=0.5,
-                                   layer_sizes=list(SIZES), rng=rng)
-        t1 = time.perf_counter()
-        outputs = sim.run_chunk(inputs, params)
-        t2 = time.perf_counter()
-        sample_results(outputs, slots, 0, sim.loss_fn, N_CLASSES)
-        t3 = time.perf_counter()
-        times.update(pack=t1 - t0, run_chunk=t2 - t1, results=t3 - t2, total=t3 - t0,
-                     sim=float(get_device()._last_run_time))
-        return times
-
-    chunk()  # warm-up (file cache)
-    load_before = os.getloadavg()
-    timings = [chunk() for _ in range(args.repeats)]
-    median = {key: float(np.median([t[key] for t in timings])) for key in timings[0]}
+    sim, build_s = build(spec, T * args.samples, args.threads, out / "build" / f"{args.mode}-{args.threads}t")
+    chunk = online_chunk(sim, make_inputs(args.samples, args.activity), np.random.default_rng(2))
+    median, load = median_times(chunk, args.repeats)
     n = args.samples
     report = {"network": f"dense {N_IN}-{SIZES[0]}-{SIZES[1]}", "T": T, "mode": args.mode, "threads": args.threads,
               "activity": args.activity, "samples": n, "repeats": args.repeats, "build_s": round(build_s, 1),
               "median_s": median, "samples_per_s_end_to_end": n / median["total"],
-              "samples_per_s_simulation": n / median["sim"], "ratio": median["sim"] / median["total"],
-              "load_before": load_before, "load_after": os.getloadavg()}
+              "samples_per_s_simulation": n / median["sim"], "ratio": median["sim"] / median["total"], **load}
     print(json.dumps(report, indent=2))
     print(f"{args.mode} {args.threads}t {args.activity:.0%}: {n / median['total']:.1f} samples/s end to end, "
           f"{n / median['sim']:.1f} in the simulation ({100 * median['sim'] / median['total']:.0f} %); outside the "

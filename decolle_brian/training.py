@@ -168,13 +168,20 @@ def iter_batches(
         outputs = sim.run_chunk(inputs, params, neuron)
         params = outputs.params
         done += n_real
-        y = [from_units(values, batch) for values in outputs.y]
-        results = []
-        n_steps = samples[0][0].shape[0]
-        for b, (_, label) in enumerate(samples[:n_real]):
-            one = SimpleNamespace(y=[values[:, b] for values in y], n_spikes=[n[:, b] for n in outputs.n_spikes])
-            results += sample_results(one, [Slot(0, n_steps, label)], learning.burnin, sim.loss_fn, spec.n_classes)
-        yield done, params, results
+        labels = [label for _, label in samples[:n_real]]
+        yield done, params, batch_results(outputs, labels, samples[0][0].shape[0], batch, learning.burnin,
+                                          sim.loss_fn, spec.n_classes)
+
+
+def batch_results(outputs, labels: Sequence[int], n_steps: int, batch_size: int, burnin: int, loss_fn: Callable,
+                  n_classes: int) -> list[SampleResult]:
+    """Per-sample results of one run of a batched network: samples ``0 .. len(labels) - 1`` of the batch."""
+    y = [from_units(values, batch_size) for values in outputs.y]
+    results = []
+    for b, label in enumerate(labels):
+        one = SimpleNamespace(y=[values[:, b] for values in y], n_spikes=[n[:, b] for n in outputs.n_spikes])
+        results += sample_results(one, [Slot(0, n_steps, int(label))], burnin, loss_fn, n_classes)
+    return results
 
 
 @dataclass

@@ -112,13 +112,17 @@ def pack_batch(
         raise ValueError(f"Samples have {length} steps, more than the chunk length {chunk_steps}")
     n_batch = len(samples)
     n_inputs = np.shape(samples[0][0])[1]
-    counts = np.zeros((chunk_steps, n_batch, n_inputs))
-    targets = np.zeros((chunk_steps, n_batch, n_classes))
-    for b, (sample_counts, label) in enumerate(samples):
+    for sample_counts, _ in samples:
         if np.ndim(sample_counts) != 2 or np.shape(sample_counts)[1] != n_inputs:
             raise ValueError(f"Sample counts must be (T, {n_inputs}), got {np.shape(sample_counts)}")
-        counts[:length, b] = sample_counts
-        targets[:length, b, int(label)] = 1.0
+    # Written straight into the unit layout (input i of sample b at i * B + b), in the samples' own dtype: one
+    # pass over the batch's counts (the network's packing casts them to 8-bit digits and checks every value)
+    arrays = [np.asarray(sample_counts) for sample_counts, _ in samples]
+    counts = np.zeros((chunk_steps, n_inputs * n_batch), dtype=np.result_type(*arrays))
+    np.stack(arrays, axis=-1, out=counts[:length].reshape(length, n_inputs, n_batch))
+    targets = np.zeros((chunk_steps, n_classes * n_batch))
+    labels = np.array([int(label) for _, label in samples])
+    targets[:length, labels * n_batch + np.arange(n_batch)] = 1.0  # class k of sample b is unit k * B + b
     eta = np.zeros(chunk_steps)
     if learn:
         eta[burnin:length] = lr
@@ -131,8 +135,10 @@ def pack_batch(
         if learn:
             if rng is None:
                 raise ValueError("Learning with dropout needs a random generator for the masks")
-            masks = [to_units((rng.random((chunk_steps, n_batch, n)) >= dropout) / (1.0 - dropout))
-                     for n in layer_sizes]
+            # the same draws as ever, (steps, B, n) per layer; kept/dropped laid out as bits before the one
+            # conversion to multipliers 0 or 1/(1-p)
+            gain = 1.0 / (1.0 - dropout)
+            masks = [(to_units(rng.random((chunk_steps, n_batch, n)) >= dropout)) * gain for n in layer_sizes]
         else:
             masks = [np.ones((chunk_steps, n * n_batch)) for n in layer_sizes]
-    return ChunkInputs(to_units(counts), to_units(targets), eta, new_sample, masks)
+    return ChunkInputs(counts, targets, eta, new_sample, masks)

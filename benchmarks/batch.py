@@ -1,0 +1,208 @@
+"""Minibatches end to end: batch 1 and 72, exact and event modes, 1 and 2 threads, beside the reference's batch 72.
+
+The network of benchmarks/end_to_end.py (dense 2048-500-500, T = 300, 10 classes, Bernoulli inputs at
+``--activity``, dropout 0.5, burn-in 60 as the reference's N-MNIST settings), C++ standalone, one compiled
+network per row. Rows:
+
+- batch 1, mode "exact", Adamax lr 1e-3 at every step after burn-in: ``--online-samples`` samples laid end to
+  end per run (the online training loop's chunks);
+- batch 1, mode "event", SGD lr 1e-3 at every step after burn-in: the event mode's exact regime (its Adamax
+  steps once per sample, not the reference's regime; docs/event_driven.md);
+- batch 72, mode "exact", Adamax lr 1e-3 at every step after burn-in on the batch-mean gradient: one run per
+  batch (the training loop's :func:`~decolle_brian.network.batch.pack_batch` and
+  :func:`~decolle_brian.training.batch_results`);
+- batch 72, mode "event", SGD lr 1e-3 at every step after burn-in on the batch-mean gradient (the lazy batched
+  event mode, docs/event_driven.md); a configuration the network refuses prints its reason, not a number;
+- with ``--reference-python``: the published reference's batch 72 (benchmarks/reference_anchor.py ``--case
+  dense --measure sample``: ``decolle.utils.train`` on one batch of T = 300 steps with burn-in 60), 1 and 2
+  threads.
+
+Per row: samples/s end to end (packing inputs and dropout masks, writing them, running the binary, reading
+back, per-sample votes and losses) and of the simulation alone (the binary's own timing of ``network.run``),
+medians over ``--repeats`` runs after one warm-up run; the goals of the minibatch work are checked at the end.
+The machine may be shared: the 1-minute load is printed around every row.
+
+    .venv/bin/python benchmarks/batch.py [--repeats 3] [--threads 1,2] [--reference-python /work/refenv/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from anchor import add_reference_option, run_reference
+from brian2 import get_device
+from end_to_end import N_CLASSES, SIZES, T, build, dense_spec, make_inputs, median_times, online_chunk
+
+from decolle_brian.network.batch import pack_batch
+from decolle_brian.network.params import init_params
+from decolle_brian.network.spec import SpecError
+from decolle_brian.training import batch_results
+
+LR, BURNIN = 1e-3, 60  # the reference's N-MNIST Adamax learning rate and burn-in (reference_anchor.py, "dense")
+REFERENCE_BATCH = 72
+#: (batch size, mode, optimiser) of the rows, in order
+ROWS = ((1, "exact", "adamax"), (1, "event", "sgd"), (REFERENCE_BATCH, "exact", "adamax"),
+        (REFERENCE_BATCH, "event", "sgd"))
+E2E_SHARE_GOAL = 0.8   # end to end >= 80 % of the simulation's own speed
+FASTEST_GOAL = 2.0     # the fastest configuration >= 2x the reference's batch 72, end to end
+
+
+def batched_chunk(sim, samples, rng: np.random.Generator) -> Callable[[], dict]:
+    """One learning run of a batch (the samples side by side), timed in the parts of end_to_end.py."""
+    learning, batch = sim.spec.learning, sim.spec.batch_size
+    params = init_params(sim.spec, np.random.default_rng(1))
+    labels = [label for _, label in samples]
+
+    def chunk() -> dict:
+        t0 = time.perf_counter()
+        inputs = pack_batch(samples, sim.chunk_steps, N_CLASSES, lr=learning.lr, burnin=learning.burnin,
+                            learn=True, dropout=learning.dropout, layer_sizes=list(SIZES), rng=rng)
+        t1 = time.perf_counter()
+        outputs = sim.run_chunk(inputs, params)
+        t2 = time.perf_counter()
+        batch_results(outputs, labels, T, batch, learning.burnin, sim.loss_fn, N_CLASSES)
+        t3 = time.perf_counter()
+        return dict(pack=t1 - t0, run_chunk=t2 - t1, results=t3 - t2, total=t3 - t0,
+                    sim=float(get_device()._last_run_time))
+
+    return chunk
+
+
+def measure_row(batch: int, mode: str, optimizer: str, threads: int, args) -> dict:
+    """One row: build (or reuse) the network, time its runs; a refused configuration gives its reason."""
+    row = {"batch": batch, "mode": mode, "optimizer": optimizer, "threads": threads}
+    spec = dense_spec(mode, batch_size=batch, optimizer=optimizer, lr=LR, burnin=BURNIN)
+    try:
+        spec.validate()
+    except SpecError as refusal:
+        return {**row, "refused": str(refusal)}
+    per_run = args.online_samples if batch == 1 else batch
+    steps = T * per_run if batch == 1 else T
+    build_dir = Path(args.out) / "build" / f"batch{batch}-{mode}-{optimizer}-{threads}t"
+    sim, build_s = build(spec, steps, threads, build_dir)
+    samples = [(counts.astype(np.float32), label) for counts, label in make_inputs(per_run, args.activity)]
+    rng = np.random.default_rng(2)
+    chunk = online_chunk(sim, samples, rng) if batch == 1 else batched_chunk(sim, samples, rng)
+    median, load = median_times(chunk, args.repeats)
+    return {**row, "samples_per_run": per_run, "build_s": round(build_s, 1), "median_s": median,
+            "end_to_end": per_run / median["total"], "simulation": per_run / median["sim"],
+            "share": median["sim"] / median["total"], **load}
+
+
+def reference_rows(args) -> list[dict]:
+    """The reference's batch 72 at each thread count (none without ``--reference-python``)."""
+    rows = []
+    for threads in args.threads:
+        record = run_reference(args.reference_python, "dense", batch=REFERENCE_BATCH, threads=threads,
+                               measure="sample", repeats=args.repeats, activity=args.activity)
+        if record is not None:
+            rows.append({"batch": REFERENCE_BATCH, "threads": threads, "end_to_end": record["samples_per_s"],
+                         "record": record})
+    return rows
+
+
+def goals(rows: list[dict], reference: list[dict]) -> list[str]:
+    """The minibatch goals, each met or not, from the measured rows."""
+    lines = []
+    measured = [row for row in rows if "refused" not in row]
+    for row in measured:
+        ok = row["share"] >= E2E_SHARE_GOAL
+        lines.append(f"end to end >= {E2E_SHARE_GOAL:.0%} of the simulation, batch {row['batch']} {row['mode']} "
+                     f"{row['threads']}t: {row['share']:.0%} -> {'met' if ok else 'NOT met'}")
+    if not reference:
+        lines.append("goals against the reference: not checked (no reference column)")
+        return lines
+    best_reference = max(reference, key=lambda r: r["end_to_end"])
+    batched = [r for r in measured if r["batch"] == REFERENCE_BATCH and r["optimizer"] == "adamax"]
+    if batched:
+        best = max(batched, key=lambda r: r["end_to_end"])
+        ok = best["end_to_end"] >= best_reference["end_to_end"]
+        lines.append(f"batch {REFERENCE_BATCH} exact, Adamax at every step ({best['threads']}t, "
+                     f"{best['end_to_end']:.3g} samples/s) >= the reference's batch {REFERENCE_BATCH} "
+                     f"({best_reference['threads']}t, {best_reference['end_to_end']:.3g}): "
+                     f"{'met' if ok else 'NOT met'} ({best['end_to_end'] / best_reference['end_to_end']:.2f}x)")
+    if measured:
+        fastest = max(measured, key=lambda r: r["end_to_end"])
+        ratio = fastest["end_to_end"] / best_reference["end_to_end"]
+        lines.append(f"fastest configuration (batch {fastest['batch']} {fastest['mode']} {fastest['optimizer']} "
+                     f"{fastest['threads']}t, {fastest['end_to_end']:.3g} samples/s) >= {FASTEST_GOAL:g}x the "
+                     f"reference's batch {REFERENCE_BATCH} ({FASTEST_GOAL * best_reference['end_to_end']:.3g}): "
+                     f"{'met' if ratio >= FASTEST_GOAL else 'NOT met'} ({ratio:.2f}x)")
+    return lines
+
+
+def table(rows: list[dict], reference: list[dict]) -> str:
+    """The rows as a Markdown table (docs/batch.md)."""
+    lines = ["| batch | mode | optimiser | threads | samples/s end to end | samples/s simulation | end to end / "
+             "simulation | outside the binary per run: pack, run_chunk - sim, results (s) | load before-after |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        head = f"| {row['batch']} | {row['mode']} | {row['optimizer']} | {row['threads']} |"
+        if "refused" in row:
+            lines.append(f"{head} refused: {row['refused']} | - | - | - | - |")
+            continue
+        m = row["median_s"]
+        lines.append(f"{head} {row['end_to_end']:.3g} | {row['simulation']:.3g} | {row['share']:.0%} | "
+                     f"{m['pack']:.2f}, {m['run_chunk'] - m['sim']:.2f}, {m['results']:.2f} | "
+                     f"{row['load_before'][0]:.1f}-{row['load_after'][0]:.1f} |")
+    for ref in reference:
+        record = ref["record"]
+        lines.append(f"| {ref['batch']} | reference (decolle {record['decolle']}, torch {record['torch']}) | Adamax "
+                     f"| {ref['threads']} | {ref['end_to_end']:.3g} | - | - | - | "
+                     f"{record['load_1min_before']:.1f}-{record['load_1min_after']:.1f} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line; thread counts as a list of integers."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
+    parser.add_argument("--threads", default="1,2", help="comma-separated OpenMP / torch thread counts")
+    parser.add_argument("--online-samples", type=int, default=16,
+                        help="samples per run at batch 1 (training.chunk_samples' default)")
+    parser.add_argument("--activity", type=float, default=0.02, help="probability of an input event per step")
+    parser.add_argument("--out", default="benchmarks/out")
+    add_reference_option(parser)
+    args = parser.parse_args(argv)
+    try:
+        args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    except ValueError:
+        parser.error(f"--threads: give comma-separated integers such as 1,2, got {args.threads!r}")
+    if not args.threads or min(args.threads) < 1:
+        parser.error("--threads: give thread counts >= 1, such as 1,2")
+    for name in ("repeats", "online_samples"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+def main(argv=None) -> None:
+    """Measure every row, then the reference; print the table and the goals, write ``OUT/batch.json``."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for batch, mode, optimizer in ROWS:
+        for threads in args.threads:
+            row = measure_row(batch, mode, optimizer, threads, args)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    reference = reference_rows(args)
+    report = {"network": f"dense 2048-{SIZES[0]}-{SIZES[1]}", "T": T, "burnin": BURNIN, "lr": LR,
+              "activity": args.activity, "repeats": args.repeats, "cpus": os.cpu_count(),
+              "python": platform.python_version(), "rows": rows, "reference": reference,
+              "goals": goals(rows, reference)}
+    (out / "batch.json").write_text(json.dumps(report, indent=2))
+    print(table(rows, reference))
+    print("\n".join(report["goals"]))
+
+
+if __name__ == "__main__":
+    main()
