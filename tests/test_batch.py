@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 import pytest
+from samples import ListSamples
 
 from decolle_brian import reference as ref
 from decolle_brian.devices import Simulator
@@ -183,22 +184,6 @@ def test_training_loop_feeds_batches_runtime():
     np.testing.assert_allclose(evaluation.accuracy, online)
 
 
-class _Samples:
-    """A list of (counts, label) with the data set methods the training loop calls."""
-
-    def __init__(self, counts, labels):
-        self.items = [(c, int(label)) for c, label in zip(counts, labels, strict=True)]
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
-
-    def set_epoch(self, epoch):
-        pass
-
-
 def test_stop_then_resume_in_batches_is_exact_runtime():
     """Stopped after the first batch of an epoch and resumed: the parameters equal the uninterrupted run's bit
     for bit (each batch's masks come from the run's generator, and the last partial batch is left out)."""
@@ -207,8 +192,8 @@ def test_stop_then_resume_in_batches_is_exact_runtime():
     spec = make_spec("sgd")
     sim = Simulator(spec, T, device="runtime")
     rng = np.random.default_rng(3)
-    train = _Samples(rng.poisson(0.15, (2 * B + 1, T, N_IN)).astype(float), rng.integers(0, N_CLASSES, 2 * B + 1))
-    test = _Samples(rng.poisson(0.15, (3, T, N_IN)).astype(float), [0, 1, 2])
+    train = ListSamples(rng.poisson(0.15, (2 * B + 1, T, N_IN)).astype(float), rng.integers(0, N_CLASSES, 2 * B + 1))
+    test = ListSamples(rng.poisson(0.15, (3, T, N_IN)).astype(float), [0, 1, 2])
 
     def loop(state=None, generator=None, params=None):
         return TrainingLoop(sim, train, test, params if params is not None else make_params(spec),

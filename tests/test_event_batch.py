@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from samples import ListSamples
 
 from decolle_brian import reference as ref
 from decolle_brian.config import ConfigError, resolve
@@ -247,26 +248,10 @@ class _Recorder:
         return self.sim.run_chunk(inputs, params, neuron)
 
 
-class _Samples:
-    """A list of (counts, label) with the data set methods the training loop calls."""
-
-    def __init__(self, counts, labels):
-        self.items = [(c, int(label)) for c, label in zip(counts, labels, strict=True)]
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
-
-    def set_epoch(self, epoch):
-        pass
-
-
 def loop_data(seed=3, n=2 * B + 1):
     rng = np.random.default_rng(seed)
     counts = rng.poisson(0.25, (n, T_LOOP, N_IN)).astype(float)
-    return _Samples(counts, rng.integers(0, N_CLASSES, n)), counts
+    return ListSamples(counts, rng.integers(0, N_CLASSES, n)), counts
 
 
 def test_training_loop_runs_event_batches_runtime():
