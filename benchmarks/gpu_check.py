@@ -12,7 +12,7 @@
    no dropout). Compile time, wall time per run (process start, synapse creation, CUDA context, array transfers
    included) and the simulation loop time the binary measures itself, in ms per 1-ms step, for cuda_standalone
    and cpp_standalone (dense: 1 thread and all cores; conv: all cores).
-4. ``benchmark.batch``: the dense network of ``runs/nmnist.toml`` (2048-1000-1000-1000) learning online (batch 1,
+4. ``benchmark.batch``: the dense network of ``runs/nmnist.toml`` (2048-500-500) learning online (batch 1,
    ``--online-samples`` samples one after the other per run) and in minibatches (``--batches``, default 72
    samples side by side per run, one optimiser step per step on the batch mean): training samples per second
    from the loop time and from the wall time of a run, cuda_standalone and cpp_standalone on all cores.

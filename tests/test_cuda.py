@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -434,6 +435,22 @@ def _generate_only(monkeypatch) -> None:
         self.device.build(directory=str(self.build_dir), compile=False, run=False, with_output=False)
 
     monkeypatch.setattr(CudaStandaloneBackend, "prepare", prepare)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("spec", [batched_spec(), conv_spec(), replace(conv_spec(), mode="event")],
+                         ids=["batched", "conv", "conv-event"])
+def test_conv_builder_generates_cuda_code_only(spec, monkeypatch, tmp_path, brian_prefs):
+    """Code generation (no nvcc, so in CI) of the conv builder's networks on cuda_standalone: every code object
+    is brian2cuda's own, none of the C++ backend's templates (conv loops, event scatter, gated steps), which
+    brian2cuda cannot compile."""
+    _target_without_gpu(monkeypatch, _skip_without_cuda_build())
+    _generate_only(monkeypatch)
+    Simulator(spec, chunk_steps=20, device="cuda_standalone", build_dir=tmp_path / "generated")
+    objects = get_device().code_objects.values()
+    foreign = [obj.name for obj in objects if not hasattr(obj.code, "cu_file")]
+    assert not foreign, f"C++ code objects in a CUDA project: {foreign}"
+    assert (tmp_path / "generated" / "code_objects").is_dir()
 
 
 @pytest.mark.cuda_build

@@ -74,7 +74,7 @@ def build_folder_lock(build_dir: str | Path, *, exclusive: bool) -> Iterator[Non
     of the folder, holds it shared (runs of many processes still overlap). An ``flock`` is released by the
     kernel when its holder dies, killed or not.
     """
-    with open(Path(build_dir) / BUILD_LOCK, "a") as handle:
+    with open(Path(build_dir) / BUILD_LOCK, "a+") as handle:  # readable too: NFS needs it for LOCK_SH
         fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield  # closing the file releases the lock
 

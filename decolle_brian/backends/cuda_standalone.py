@@ -14,6 +14,7 @@ from brian2 import Network
 from decolle_brian.backends.base import RunValues, register_backend
 from decolle_brian.backends.cpp_standalone import CppStandaloneBackend
 from decolle_brian.cuda import activate_cuda, before_run_check, check_clocks, check_gpu_visible
+from decolle_brian.network.hooks import CodeGeneration
 
 
 @register_backend("cuda_standalone")
@@ -36,12 +37,11 @@ class CudaStandaloneBackend(CppStandaloneBackend):
         before_run_check(self.build_dir)  # no GPU / wrong compute capability: say so, do not crash
         super().run(network, namespace, chunk_steps, values)
 
-    # brian2cuda's own code: the dense-row templates are C++ code objects
-    def all_to_all_sums(self, synapses) -> None:
-        pass
-
-    def all_to_all_pathway(self, pathway) -> None:
-        pass
-
-    def convolution(self, synapses, layer, connect, gates) -> None:
-        connect()  # the explicit synapse list with brian2cuda's summed variables (the conv loops are C++)
+    # brian2cuda's own (Brian's generic) code wherever the C++ backend swaps in a C++ template: the dense
+    # rows, the conv loops, the conv event scatter and the gated optimiser steps are C++ code objects, which
+    # brian2cuda cannot compile (it reads their .cu file)
+    all_to_all_sums = CodeGeneration.all_to_all_sums
+    all_to_all_pathway = CodeGeneration.all_to_all_pathway
+    convolution = CodeGeneration.convolution
+    conv_events = CodeGeneration.conv_events
+    gated = CodeGeneration.gated

@@ -10,14 +10,14 @@ static arrays, and a run writes ``results/`` and run-argument files there. Hence
     <key>.workers/<host>-<slot>/<name>/     a worker's private copy, where its points run
     <key>.workers/<host>-<slot>.lock        held by the process using that copy
 
-``key`` is the Simulator's per-structure folder name (device, structure hash, chunk steps) plus the
-OpenMP thread count, which is compiled in too. The master is (re)built under its lock, so concurrent
-workers wait for one compile instead of compiling the same code twice. The master is also the build
-folder of plain runs, which build and run there without that lock; copies out of and into it therefore
-hold the folder's own lock too (:func:`~decolle_brian.devices.build_folder_lock`: shared to copy out,
-exclusive to copy in), so that no copy takes a torn file and no run reads one. A private copy keeps file times,
-so ``make`` in it finds nothing to do. Whether a point compiled is measured, not assumed: the binary
-``main`` changed (modification time or size) in the master or in the private copy.
+``key`` is the Simulator's per-structure folder name (device, structure hash, chunk steps) plus the OpenMP thread
+count, which is compiled in too. The master is (re)built under its lock, so concurrent workers wait for one compile
+instead of compiling the same code twice. The master may also be the build folder of plain runs (when the sweep's
+build folder is theirs), which build and run there without that lock; copies out of and into it therefore hold the
+folder's own lock too (:func:`~decolle_brian.devices.build_folder_lock`: shared to copy out, exclusive to copy in),
+so that no copy takes a torn file and no run reads one. A private copy keeps file times, so ``make`` in it finds
+nothing to do. Whether a point compiled is measured, not assumed: the binary ``main`` changed (modification time or
+size) in the master or in the private copy.
 """
 
 from __future__ import annotations
