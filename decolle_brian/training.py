@@ -175,7 +175,7 @@ def iter_batches(
 
 def batch_results(outputs, labels: Sequence[int], n_steps: int, batch_size: int, burnin: int, loss_fn: Callable,
                   n_classes: int) -> list[SampleResult]:
-    """Per-sample results of one run of a batched network: samples ``0 .. len(labels) - 1`` of the batch."""
+    """Per-sample results of one run of a batched network: the first ``len(labels)`` samples of the batch."""
     y = [from_units(values, batch_size) for values in outputs.y]
     results = []
     for b, label in enumerate(labels):
