@@ -1,4 +1,4 @@
-"""In-memory samples for tests of the training loop: a list of (counts, label) with a data set's methods."""
+"""Helpers for tests of the training loop: in-memory samples with a data set's methods, and the stop-then-resume check."""
 
 
 class ListSamples:
@@ -15,3 +15,27 @@ class ListSamples:
 
     def set_epoch(self, epoch):
         pass
+
+
+def assert_stop_then_resume_is_exact(loop, stop_after: int, samples_seen: int, initial_w):
+    """Run ``loop()`` whole; run another stopped after ``stop_after`` samples and resume it (its state, generator
+    and parameters): the resumed run's parameters equal the whole run's bit for bit, and ``layer1.W`` learned.
+
+    ``loop(state=None, generator=None, params=None)`` makes a fresh TrainingLoop (the defaults: a new run)."""
+    import numpy as np  # noqa: PLC0415
+    import pytest  # noqa: PLC0415
+
+    from decolle_brian.loop import Interrupted  # noqa: PLC0415
+
+    whole = loop()
+    whole.run()
+    stopped = loop()
+    with pytest.raises(Interrupted):
+        stopped.run(stop_after_samples=stop_after)
+    assert (stopped.state.epoch, stopped.state.position) == (0, stop_after)
+    resumed = loop(stopped.state, stopped.rng, stopped.params)
+    resumed.run()
+    assert resumed.state.samples_seen == whole.state.samples_seen == samples_seen
+    for key, value in whole.params.items():
+        np.testing.assert_array_equal(resumed.params[key], value, err_msg=key)
+    assert not np.array_equal(whole.params["layer1.W"], initial_w)

@@ -11,7 +11,7 @@ import copy
 
 import numpy as np
 import pytest
-from samples import ListSamples
+from samples import ListSamples, assert_stop_then_resume_is_exact
 
 from decolle_brian import reference as ref
 from decolle_brian.devices import Simulator
@@ -187,7 +187,7 @@ def test_training_loop_feeds_batches_runtime():
 def test_stop_then_resume_in_batches_is_exact_runtime():
     """Stopped after the first batch of an epoch and resumed: the parameters equal the uninterrupted run's bit
     for bit (each batch's masks come from the run's generator, and the last partial batch is left out)."""
-    from decolle_brian.loop import Interrupted, TrainingLoop, TrainingState  # noqa: PLC0415
+    from decolle_brian.loop import TrainingLoop, TrainingState  # noqa: PLC0415
 
     spec = make_spec("sgd")
     sim = Simulator(spec, T, device="runtime")
@@ -201,15 +201,4 @@ def test_stop_then_resume_in_batches_is_exact_runtime():
                             state or TrainingState(), epochs=2, lr_schedule=lambda epoch: spec.learning.lr,
                             eval_every=2)
 
-    whole = loop()
-    whole.run()
-    stopped = loop()
-    with pytest.raises(Interrupted):
-        stopped.run(stop_after_samples=B)
-    assert (stopped.state.epoch, stopped.state.position) == (0, B)
-    resumed = loop(stopped.state, stopped.rng, stopped.params)
-    resumed.run()
-    assert resumed.state.samples_seen == whole.state.samples_seen == 2 * 2 * B
-    for key, value in whole.params.items():
-        np.testing.assert_array_equal(resumed.params[key], value, err_msg=key)
-    assert not np.array_equal(whole.params["layer1.W"], make_params(spec)["layer1.W"])
+    assert_stop_then_resume_is_exact(loop, B, 2 * 2 * B, make_params(spec)["layer1.W"])

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from samples import ListSamples
+from samples import ListSamples, assert_stop_then_resume_is_exact
 
 from decolle_brian import reference as ref
 from decolle_brian.config import ConfigError, resolve
@@ -286,7 +286,7 @@ def test_training_loop_runs_event_batches_runtime():
 def test_stop_then_resume_event_batches_is_exact_runtime():
     """Stopped after the first batch of the epoch and resumed: the parameters equal the uninterrupted run's bit
     for bit (the second batch's masks come from the run's generator, carried over)."""
-    from decolle_brian.loop import Interrupted, TrainingLoop, TrainingState  # noqa: PLC0415
+    from decolle_brian.loop import TrainingLoop, TrainingState  # noqa: PLC0415
 
     spec = make_spec()
     sim = Simulator(spec, T_LOOP, device="runtime")
@@ -298,15 +298,4 @@ def test_stop_then_resume_event_batches_is_exact_runtime():
                             generator if generator is not None else np.random.default_rng(11),
                             state or TrainingState(), epochs=1, lr_schedule=lambda epoch: LR, eval_every=1)
 
-    whole = loop()
-    whole.run()
-    stopped = loop()
-    with pytest.raises(Interrupted):
-        stopped.run(stop_after_samples=B)
-    assert (stopped.state.epoch, stopped.state.position) == (0, B)
-    resumed = loop(stopped.state, stopped.rng, stopped.params)
-    resumed.run()
-    assert resumed.state.samples_seen == whole.state.samples_seen == 2 * B
-    for key, value in whole.params.items():
-        np.testing.assert_array_equal(resumed.params[key], value, err_msg=key)
-    assert not np.array_equal(whole.params["layer1.W"], make_params(spec)["layer1.W"])
+    assert_stop_then_resume_is_exact(loop, B, 2 * B, make_params(spec)["layer1.W"])
