@@ -1,4 +1,4 @@
-"""Helpers for tests of the training loop: in-memory samples with a data set's methods, and the stop-then-resume check."""
+"""Helpers for tests of the training loop: in-memory samples, and the stop-then-resume check."""
 
 
 class ListSamples:
