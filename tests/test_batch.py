@@ -1,6 +1,6 @@
 """The compiled batched network (``NetworkSpec.batch_size = 4``, dense, mode "exact") agrees with the batched oracle.
 
-Four different samples (own inputs, labels and dropout masks) side by side through a dense 24-14-10 network,
+Four different samples (own inputs, labels and dropout masks) side by side through a dense 70-36-10 network,
 learning at every step after burn-in on the batch-mean gradient, SGD and Adamax, against
 :func:`decolle_brian.reference_batch.run_batch`: spikes identical, U within 1e-9, weights, biases and Adamax
 state within 1e-6 relative, on the runtime device (generic synapses reading the shared weight by index) and on
@@ -21,7 +21,9 @@ from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import ConvLayerSpec, DenseLayerSpec, LearningSpec, NetworkSpec
 from decolle_brian.reference_batch import run_batch
 
-B, T, BURNIN, N_IN, SIZES, N_CLASSES = 4, 80, 10, 24, (14, 10), 4
+# 70 inputs and 36 units: the C++ loops' register tiles (backends/conv_loops.py) run whole and partial: the kernel
+# gradient 2 tiles of 32 input channels + 6, blocks of 4 (36) and 2 (10) output channels
+B, T, BURNIN, N_IN, SIZES, N_CLASSES = 4, 80, 10, 70, (36, 10), 4
 LABELS = [2, 0, 3, 2]
 DEVICES = ["runtime", pytest.param("cpp_standalone", marks=pytest.mark.standalone)]
 
@@ -103,6 +105,30 @@ def test_batch_of_four_agrees_with_batched_reference(optimizer, device, tmp_path
             for name in ("W", "b"):
                 np.testing.assert_allclose(out.params[f"layer{k}.v_{name}"], expected["opt_state"][k - 1][name],
                                            rtol=1e-6, atol=1e-12, err_msg=f"layer{k}.v_{name}")
+
+
+@pytest.mark.standalone
+def test_two_threads_equal_one_thread(tmp_path_factory):
+    """OpenMP: the batched loops split output channels between threads, every sum still one thread's in the same
+    order, so a 2-thread binary gives the 1-thread one's results bit for bit (Adamax, learning after burn-in)."""
+    spec = make_spec("adamax")
+    params = make_params(spec)
+    counts = make_batch()
+    outs = []
+    for threads in (1, 2):
+        sim = Simulator(spec, T, device="cpp_standalone", threads=threads, probes=("u",),
+                        build_dir=tmp_path_factory.mktemp(f"batch_threads{threads}"))
+        inputs = pack_batch([(counts[b], LABELS[b]) for b in range(B)], T, N_CLASSES, lr=spec.learning.lr,
+                            burnin=BURNIN, learn=True, dropout=spec.learning.dropout, layer_sizes=list(SIZES),
+                            rng=np.random.default_rng(5))
+        outs.append(sim.run_chunk(inputs, params))
+    one, two = outs
+    assert not np.array_equal(one.params["layer1.W"], params["layer1.W"])  # it learned
+    for name, value in one.params.items():
+        np.testing.assert_array_equal(two.params[name], value, err_msg=name)
+    for k in range(len(SIZES)):
+        np.testing.assert_array_equal(two.probes[k]["u"], one.probes[k]["u"], err_msg=f"U of layer {k + 1}")
+        np.testing.assert_array_equal(two.y[k], one.y[k], err_msg=f"readout of layer {k + 1}")
 
 
 def test_unit_layout_round_trip():

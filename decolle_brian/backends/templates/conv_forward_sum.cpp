@@ -5,7 +5,12 @@
    channel c and tap (a, e), the kernel element is a loop invariant and the innermost loop runs along a row of
    the output and of the input: contiguous, vectorised, of a fixed length. The input is read from a zero-padded
    copy (_in_pad[c, y + a, x + e], made once per step), so no loop bound depends on the tap; a padding tap adds
-   K * 0, which leaves every sum unchanged, and every unit receives its terms in the same order (c, a, e). #}
+   K * 0, which leaves every sum unchanged, and every unit receives its terms in the same order (c, a, e).
+   Output channels go in blocks of conv_block (a divisor of c_out): the block's sums build up in a local
+   plane (_acc, in the L1/L2 cache), so each input row is read from memory once per block instead of once per
+   channel (the batched dense layer, a 1 x 1 convolution over the batch, reads its 2048 x 72 inputs 4x less
+   often: 3.3x on its forward sum); each unit's sum still starts at 0 and takes its terms in the order
+   (c, a, e), so the sums are the same to the bit. #}
 {% extends 'common_group.cpp' %}
 
 {% block maincode %}
@@ -29,32 +34,60 @@
             for (int _x = 0; _x < _w; _x++)
                 {{_copy}}[(_c * _h_pad + _y + _pad) * _w_pad + _x + _pad] = {{_array}}[(_c * _h + _y) * _w + _x];
     {% endfor %}
-    for (int _t = 0; _t < _c_out * _h_full * _w_full; _t++)
-        {{_target_var_array}}[_t + {{_target_start}}] = 0;
+    const int _plane = _h_full * _w_full;
+    const int _block = {{conv_block}};
+    {% set _in_registers = conv_block * conv.h_full * conv.w_full <= register_tile %}
+    {% if not _in_registers %}
+    static double _acc[{{conv_block * conv.h_full * conv.w_full}}];  // the sums of one block of output channels
+    {% endif %}
     const size_t _vectorisation_idx = -1;
     {{scalar_code|autoindent}}
 
-    for (int _o = 0; _o < _c_out; _o++)
-    for (int _c = 0; _c < _c_in; _c++)
-    for (int _a = 0; _a < _k; _a++)
-    for (int _e = 0; _e < _k; _e++)
+    {% if _in_registers %}
+    // blocks of output channels in parallel (OpenMP threads): each unit's sum is one thread's, in the same order
+    {{ openmp_pragma('parallel-static') }}
+    {% endif %}
+    for (int _o0 = 0; _o0 < _c_out; _o0 += _block)
     {
-        const int32_t _presynaptic_idx = ((_o * _c_in + _c) * _k + _a) * _k + _e;
-        for (int _y = 0; _y < _h_full; _y++)
+        {% if _in_registers %}
+        // small enough for the registers: a local array of fixed size, fully unrolled loops
+        double _acc[{{conv_block * conv.h_full * conv.w_full}}];
+        {% endif %}
+        for (int _t = 0; _t < _block * _plane; _t++)
+            _acc[_t] = 0;
+        for (int _c = 0; _c < _c_in; _c++)
+        for (int _a = 0; _a < _k; _a++)
+        for (int _e = 0; _e < _k; _e++)
+        {% if _in_registers %}
+        #pragma GCC unroll 16
+        {% endif %}
+        for (int _i = 0; _i < _block; _i++)
         {
-            const int32_t _row_post = (_o * _h_full + _y) * _w_full;
-            const int32_t _row_in = (_c * _h_pad + _y + _a) * _w_pad + _e;  // in the padded copy
-            // vectorised as a loop: fully unrolled (fixed length), the ivdep would be lost and the kernel
-            // element reloaded after every store (the compiler cannot tell the arrays apart): 3.5x slower
-            #pragma GCC ivdep
-            #pragma GCC unroll 1
-            for (int _x = 0; _x < _w_full; _x++)
+            const int _o = _o0 + _i;
+            const int32_t _presynaptic_idx = ((_o * _c_in + _c) * _k + _a) * _k + _e;
+            double* __restrict const _acc_o = _acc + _i * _plane;  // restrict: the kernel element stays in a register
+            for (int _y = 0; _y < _h_full; _y++)
             {
-                const int32_t _postsynaptic_idx = _row_post + _x;
-                const int32_t in_idx = _row_in + _x;
-                {{ conv_code_lines(vector_code, _arrays, _inputs)|autoindent }}
-                {{_target_var_array}}[_postsynaptic_idx + {{_target_start}}] += _synaptic_var;
+                const int32_t _row_post = (_o * _h_full + _y) * _w_full;
+                const int32_t _row_in = (_c * _h_pad + _y + _a) * _w_pad + _e;  // in the padded copy
+                // vectorised as a loop: fully unrolled (fixed length), the ivdep would be lost and the kernel
+                // element reloaded after every store (the compiler cannot tell the arrays apart): 3.5x slower
+                #pragma GCC ivdep
+                {% if _in_registers %}
+                #pragma GCC unroll 1024
+                {% else %}
+                #pragma GCC unroll 1
+                {% endif %}
+                for (int _x = 0; _x < _w_full; _x++)
+                {
+                    const int32_t _postsynaptic_idx = _row_post + _x;
+                    const int32_t in_idx = _row_in + _x;
+                    {{ conv_code_lines(vector_code, _arrays, _inputs)|autoindent }}
+                    _acc_o[_y * _w_full + _x] += _synaptic_var;
+                }
             }
         }
+        for (int _t = 0; _t < _block * _plane; _t++)
+            {{_target_var_array}}[_o0 * _plane + _t + {{_target_start}}] = _acc[_t];
     }
 {% endblock %}

@@ -11,6 +11,7 @@
    receives the same terms in the same order (units row-major), so the sums are the same to the bit. #}
 {% extends 'common_group.cpp' %}
 
+
 {% block maincode %}
     {% set _target_var_array = get_array_name(_target_var) %}
     {% set _arrays = {'_synaptic_pre': get_array_name(variables['_synaptic_pre']),
@@ -46,6 +47,57 @@
     const size_t _vectorisation_idx = -1;
     {{scalar_code|autoindent}}
 
+    {% if conv.k == 1 and conv.pad == 0 %}
+    // a 1 x 1 convolution (the batched dense layer: units = the batch): gw[o, c] = sum over units u of the
+    // summand at (o, u, c), a product of two matrices. Tiles of conv_block output channels x gemm_tile input
+    // channels keep their sums in registers over all units (units in order: the same sums to the bit; a unit
+    // is skipped when the skip_zero variable is 0 for every channel of the block, the summands of the others
+    // being 0): each channel-last input row is read once per block instead of once per channel.
+    const int _plane = _h_full * _w_full;
+    // blocks of output channels in parallel (OpenMP threads): each element's sum is one thread's, in unit order
+    {{ openmp_pragma('parallel-static') }}
+    for (int _o0 = 0; _o0 < _c_out; _o0 += {{conv_block}})
+    {
+        int _c0 = 0;
+        // whole tiles, then the remaining input channels as one narrower tile
+        {% set _rest = conv.c_in % gemm_tile %}
+        {% for _width in [gemm_tile] + ([_rest] if _rest else []) %}
+        for (; _c0 + {{_width}} <= _c_in; _c0 += {{_width}})
+        {
+            double _acc[{{conv_block * _width}}];  // fixed size: kept in registers
+            for (int _t = 0; _t < {{conv_block * _width}}; _t++)
+                _acc[_t] = 0;
+            for (int _u = 0; _u < _plane; _u++)
+            {
+                {% if skip_zero %}
+                bool _any = false;
+                for (int _i = 0; _i < {{conv_block}}; _i++)
+                    _any |= {{get_array_name(variables[skip_zero])}}[(_o0 + _i) * _plane + _u] != 0;
+                if (!_any)
+                    continue;
+                {% endif %}
+                #pragma GCC unroll 16
+                for (int _i = 0; _i < {{conv_block}}; _i++)
+                {
+                    const int32_t _postsynaptic_idx = (_o0 + _i) * _plane + _u;
+                    #pragma GCC ivdep
+                    #pragma GCC unroll 64
+                    for (int _c = 0; _c < {{_width}}; _c++)
+                    {
+                        const int32_t _presynaptic_idx = (_o0 + _i) * _c_in + _c0 + _c;
+                        const int32_t in_idx = _u * _c_in + _c0 + _c;  // channel-last
+                        {{ conv_code_lines(vector_code, _arrays, _inputs)|autoindent }}
+                        _acc[_i * {{_width}} + _c] += _synaptic_var;
+                    }
+                }
+            }
+            for (int _i = 0; _i < {{conv_block}}; _i++)
+                for (int _c = 0; _c < {{_width}}; _c++)
+                    {{_target_var_array}}[(_o0 + _i) * _c_in + _c0 + _c + {{_target_start}}] = _acc[_i * {{_width}} + _c];
+        }
+        {% endfor %}
+    }
+    {% else %}
     for (int _o = 0; _o < _c_out; _o++)
     {
         bool _any = false;
@@ -82,5 +134,6 @@
                 for (int _ae = 0; _ae < _k * _k; _ae++)
                     {{_target_var_array}}[(_o * _c_in + _c) * _k * _k + _ae + {{_target_start}}] = _g_o[_ae * _c_in + _c];
     }
+    {% endif %}
     }
 {% endblock %}
