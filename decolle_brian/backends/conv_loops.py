@@ -31,9 +31,11 @@ code that reads any other per-synapse value). The loops:
 
 A batched conv layer (``NetworkSpec.batch_size = B > 1``, docs/batch.md) has the sample as the innermost axis of
 every unit and input index (``((o H_full + y) W_full + x) B + b``; :mod:`decolle_brian.network.batch`) and one
-kernel for all samples: ``ConvGeometry.batch = B`` selects ``templates/conv_*_sum_batch.cpp``, the same loops
-with a row of (x, b) values innermost in the forward sum, and the gradient summed over positions and samples
-(units (y, x, b) row-major, a fixed order). Batch 1 keeps the templates above (its generated code unchanged).
+kernel for all samples: ``ConvGeometry.batch = B`` selects ``templates/conv_*_sum_batch.cpp``. The forward sum
+runs along a row of (x, b) values (vectorised), adding the k taps of a kernel row to each unit in a register
+(one load and store per unit and kernel row, not per tap); the gradient is the loop above summed over positions
+and samples (units (y, x, b) row-major, a fixed order). Batch 1 keeps the templates above (its generated code
+unchanged).
 
 Memory: nothing per synapse; the kernel, the units and the code. brian2cuda and the runtime device keep the
 explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolution`).
