@@ -10,13 +10,15 @@ starting the binary, loading and writing every array, reading the results back),
 process and of the binary, the machine's load average, and Brian's profile of the most expensive code
 objects (of the last learning run and of the last evaluation run). With ``--reference-python`` the published
 reference (decolle 0.2, PyTorch CPU, batch 1, same thread count) is timed by ``benchmarks/reference_anchor.py``
-under that interpreter and printed side by side.
+under that interpreter and printed side by side. ``--batch B`` builds the batched network (docs/batch.md: B
+samples side by side, one optimiser step per step on their mean gradient) and times the reference at the same
+batch; the summary then gives ms per step of the batch and per sample-step.
 Not a CI test.
 
 Usage::
 
     .venv/bin/python benchmarks/conv_dvsgesture.py [--steps 20] [--chunks 3] [--eval-chunks 2]
-        [--mode exact|event] [--reference-python /path/to/refenv/bin/python]
+        [--mode exact|event] [--batch 1] [--reference-python /path/to/refenv/bin/python]
 
 ``--mode event`` builds the network in mode "event" (docs/conv.md): the forward pass scatters the kernel
 taps of each event into the units' postsynaptic filters instead of summing every tap every step.
@@ -43,6 +45,7 @@ from decolle_brian.data import load_dataset
 from decolle_brian.data.dvsgesture import write_synthetic_recording
 from decolle_brian.devices import Simulator
 from decolle_brian.names import MODES
+from decolle_brian.network.batch import pack_batch
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import NetworkSpec
@@ -106,23 +109,26 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", default=None,
                         help="write the results to this file too (default benchmarks/out/conv_dvsgesture.json, "
                              "conv_dvsgesture_<mode>.json for another mode)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="samples side by side (training.batch_size; mode 'exact'); the reference at that batch")
     add_reference_option(parser)
     args = parser.parse_args(argv)
-    if args.chunks < 2 or args.eval_chunks < 1 or args.steps < 1:
-        parser.error("need --chunks >= 2 (the first is a warm-up), --eval-chunks >= 1 and --steps >= 1")
+    if args.chunks < 2 or args.eval_chunks < 1 or args.steps < 1 or args.batch < 1:
+        parser.error("need --chunks >= 2 (the first is a warm-up), --eval-chunks >= 1, --steps >= 1, --batch >= 1")
 
     if args.json is None:
         suffix = "" if args.mode == NetworkSpec.mode else f"_{args.mode}"
+        suffix += f"_b{args.batch}" if args.batch > 1 else ""
         args.json = str(Path(__file__).parent / "out" / f"conv_dvsgesture{suffix}.json")
     # learn on every step: the cost of a training step
-    spec = replace(dvsgesture_spec(burnin=0), mode=args.mode).validate()
+    spec = replace(dvsgesture_spec(burnin=0), mode=args.mode, batch_size=args.batch).validate()
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     # the profile is compiled into the standalone project (a build folder of its own)
     sim = Simulator(spec, args.steps, device="cpp_standalone", build_dir=args.build_dir, threads=args.threads,
                     profile=True)
     build_s = time.perf_counter() - t0
-    result = {"network": "dvsgesture conv 64-128-128 7x7 pools 2,1,2", "mode": args.mode,
+    result = {"network": "dvsgesture conv 64-128-128 7x7 pools 2,1,2", "mode": args.mode, "batch": args.batch,
               "structure": spec.structure_key(),
               "steps_per_chunk": args.steps, "threads": args.threads,
               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -139,11 +145,12 @@ def main(argv=None) -> dict:
     runs = []
     for chunk in range(args.chunks + args.eval_chunks):
         learn = chunk < args.chunks
-        sample = samples[chunk % len(samples)]
-        events = sample.counts[: args.steps].reshape(args.steps, -1).astype(float)
-        inputs, _ = pack_chunk([(events, sample.label)], args.steps, spec.n_classes, lr=spec.learning.lr,
-                               burnin=0, learn=learn, dropout=spec.learning.dropout,
-                               layer_sizes=spec.layer_sizes()[1:], rng=rng)
+        batch = [samples[(chunk + b) % len(samples)] for b in range(args.batch)]
+        items = [(sample.counts[: args.steps].reshape(args.steps, -1).astype(float), sample.label) for sample in batch]
+        pack_kw = dict(lr=spec.learning.lr, burnin=0, learn=learn, dropout=spec.learning.dropout,
+                       layer_sizes=spec.layer_sizes()[1:], rng=rng)
+        inputs = (pack_batch(items, args.steps, spec.n_classes, **pack_kw) if args.batch > 1
+                  else pack_chunk(items, args.steps, spec.n_classes, **pack_kw)[0])
         load = os.getloadavg()[0]
         cpu0 = child_cpu_s()
         t0 = time.perf_counter()
@@ -153,7 +160,9 @@ def main(argv=None) -> dict:
         params = out.params
         run_s = float(get_device()._last_run_time)  # the binary's own time of network.run (the steps only)
         runs.append({"chunk": chunk, "learn": learn, "wall_s": round(wall, 3), "network_run_s": round(run_s, 3),
-                     "ms_per_step": round(1e3 * run_s / args.steps, 2), "fixed_s": round(wall - run_s, 3),
+                     "ms_per_step": round(1e3 * run_s / args.steps, 2),
+                     "ms_per_sample_step": round(1e3 * run_s / args.steps / args.batch, 2),
+                     "fixed_s": round(wall - run_s, 3),
                      "binary_cpu_s": round(binary_cpu, 3), "load_average": round(load, 1),
                      "spikes_per_step": [round(float(n.mean()), 1) for n in out.n_spikes]})
         print(json.dumps(runs[-1]), flush=True)
@@ -168,7 +177,9 @@ def main(argv=None) -> dict:
     result["runs"] = runs
     learning, evaluating = runs[1:args.chunks], runs[args.chunks:]
     result["summary"] = {
+        "batch": args.batch,
         "learn_ms_per_step": min(r["ms_per_step"] for r in learning),
+        "learn_ms_per_sample_step": min(r["ms_per_sample_step"] for r in learning),
         "eval_ms_per_step": min(r["ms_per_step"] for r in evaluating),
         "fixed_s_per_run": min(r["fixed_s"] for r in runs[1:]),
         # on a shared machine the binary's CPU time per step (fixed cost of the run included) bounds the
@@ -181,7 +192,7 @@ def main(argv=None) -> dict:
         "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
     print(json.dumps({"summary": result["summary"]}, indent=1), flush=True)
-    reference = run_reference(args.reference_python, "conv_dvsgesture", batch=1, threads=args.threads,
+    reference = run_reference(args.reference_python, "conv_dvsgesture", batch=args.batch, threads=args.threads,
                               learn_steps=max(args.steps, 20), measure="learn,eval")
     if reference is not None:
         result["reference"] = reference

@@ -163,7 +163,8 @@ class TrainingTable(Table):
     epochs: int = Field(1, ge=1, description="passes over the training set")
     batch_size: int = Field(ONLINE_BATCH, ge=1, description="samples simulated side by side, one optimiser step "
                             "per time step on their mean gradient (docs/batch.md); 1 = online learning; above 1: "
-                            "dense layers only, in mode 'exact' or (SGD) 'event', without recording")
+                            "dense and conv layers in mode 'exact', or dense layers with SGD in mode 'event'; "
+                            "without recording")
     chunk_samples: int = Field(16, ge=1, description="samples per run of the compiled network")
     eval_every: int = Field(1, ge=1, description="evaluate on the test split every this many epochs")
     checkpoint_every: int = Field(256, ge=1, description="write a checkpoint every this many training samples")
@@ -231,8 +232,8 @@ class Config(Table):
 
     @model_validator(mode="after")
     def _batches_where_built(self) -> Config:
-        # the compiled batched network exists for dense layers, in mode 'exact' and with SGD in mode 'event'
-        # (docs/batch.md, docs/event_driven.md 'Batches'); say why not elsewhere
+        # the compiled batched network exists for dense and conv layers in mode 'exact', and for dense layers with
+        # SGD in mode 'event' (docs/batch.md, docs/event_driven.md 'Batches'); say why not elsewhere
         batch = self.training.batch_size
         if batch == ONLINE_BATCH:
             return self
@@ -241,14 +242,15 @@ class Config(Table):
         reasons = [why for refused, why in (
             (event_adamax, f"network.mode = 'event' with learning.optimizer = {self.learning.optimizer!r}: "
              f"{ADAMAX_EVENT_BATCH_REASON}; use learning.optimizer = 'sgd' or network.mode = 'exact'"),
-            (conv, "conv layers: the batched network is built for dense layers only so far (docs/batch.md)"),
+            (conv and self.network.mode != "exact", f"conv layers in network.mode = {self.network.mode!r}: conv "
+             "layers in batches are built in mode 'exact' only (docs/batch.md); use network.mode = 'exact'"),
             (bool(self.recording.variables), "recording.variables: recordings read one sample per run"),
         ) if refused]
         if reasons:
             raise _keyed("training.batch_size", f"training.batch_size = {batch} is not built for this configuration: "
                          f"{'; '.join(reasons)}. Set training.batch_size = 1 (online learning, one optimiser step "
-                         "per time step on one sample), or use dense layers in mode 'exact' (or 'event' with SGD) "
-                         "without recording")
+                         "per time step on one sample), or use mode 'exact' (dense and conv layers; or mode 'event' "
+                         "with SGD and dense layers) without recording")
         return self
 
 

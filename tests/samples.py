@@ -17,9 +17,10 @@ class ListSamples:
         pass
 
 
-def assert_stop_then_resume_is_exact(loop, stop_after: int, samples_seen: int, initial_w):
+def assert_stop_then_resume_is_exact(loop, stop_after: int, samples_seen: int, initial_w, key: str = "layer1.W"):
     """Run ``loop()`` whole; run another stopped after ``stop_after`` samples and resume it (its state, generator
-    and parameters): the resumed run's parameters equal the whole run's bit for bit, and ``layer1.W`` learned.
+    and parameters): the resumed run's parameters equal the whole run's bit for bit, and ``key`` (``initial_w``
+    at the start) learned.
 
     ``loop(state=None, generator=None, params=None)`` makes a fresh TrainingLoop (the defaults: a new run)."""
     import numpy as np  # noqa: PLC0415
@@ -38,4 +39,4 @@ def assert_stop_then_resume_is_exact(loop, stop_after: int, samples_seen: int, i
     assert resumed.state.samples_seen == whole.state.samples_seen == samples_seen
     for key, value in whole.params.items():
         np.testing.assert_array_equal(resumed.params[key], value, err_msg=key)
-    assert not np.array_equal(whole.params["layer1.W"], initial_w)
+    assert not np.array_equal(whole.params[key], initial_w)

@@ -164,9 +164,10 @@ def test_batch_spec_checks():
     with pytest.raises(SpecError, match="in mode 'event' need learning.optimizer = 'sgd'"):  # tests/test_event_batch.py
         NetworkSpec(n_inputs=N_IN, layers=(DenseLayerSpec(5),), batch_size=2, mode="event",
                     neuron=make_spec("sgd").neuron, learning=make_spec("adamax").learning).validate()
-    conv = ConvLayerSpec(channels=2, kernel=3, in_shape=(1, 4, 6))
-    with pytest.raises(SpecError, match="dense layers only"):
-        NetworkSpec(n_inputs=24, input_shape=(1, 4, 6), layers=(conv,), batch_size=2).validate()
+    conv = ConvLayerSpec(channels=2, kernel=3, in_shape=(1, 4, 6))  # batched conv layers: tests/test_batch_conv.py
+    with pytest.raises(SpecError, match="in mode 'event' are built for dense layers only"):
+        NetworkSpec(n_inputs=24, input_shape=(1, 4, 6), layers=(conv,), batch_size=2, mode="event",
+                    learning=make_spec("sgd").learning).validate()
     with pytest.raises(ValueError, match="one length"):
         pack_batch([(np.zeros((5, 3)), 0), (np.zeros((6, 3)), 1)], 10, 2, lr=0.1, burnin=0, learn=False,
                    dropout=0.0, layer_sizes=[2])

@@ -363,7 +363,7 @@ def test_stored_config_from_the_previous_writer_loads_identically(tmp_path):
     assert to_toml(config) == STORED_BEFORE
 
 
-# ---- training.batch_size: online (1) by default; batches for dense layers in mode 'exact' -------------------------
+# ---- training.batch_size: online (1) by default; batches for dense and conv layers in mode 'exact' ---------------
 def test_batch_size_one_is_online_learning_unchanged():
     # 1 is the default and is not written: a resolved configuration is what it was before the key existed
     assert resolve({"training": {"batch_size": 1}}) == resolve({})
@@ -379,6 +379,15 @@ def test_batch_size_above_one_for_dense_exact_networks(value):
     assert network_spec(config, 64, 10).batch_size == value
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamax"])
+def test_batch_size_above_one_for_conv_exact_networks(optimizer):
+    layers = [{"kind": "conv", "channels": 2, "kernel": 3, "padding": 1, "pool": 2}, 8]
+    config = resolve({"network": {"layers": layers}, "learning": {"optimizer": optimizer},
+                      "training": {"batch_size": 4}})
+    spec = network_spec(config, 64, 10, (1, 8, 8))
+    assert (spec.mode, spec.batch_size, [layer.kind for layer in spec.layers]) == ("exact", 4, ["conv", "dense"])
+
+
 def test_batch_size_above_one_for_dense_event_networks_with_sgd():
     config = resolve({"network": {"mode": "event"}, "learning": {"optimizer": "sgd"}, "training": {"batch_size": 4}})
     spec = network_spec(config, 64, 10)
@@ -388,7 +397,8 @@ def test_batch_size_above_one_for_dense_event_networks_with_sgd():
 @pytest.mark.parametrize(("raw", "reason"), [
     ({"network": {"mode": "event"}, "learning": {"optimizer": "adamax"}},
      "network.mode = 'event' with learning.optimizer = 'adamax': Adamax at every step cannot be lazy"),
-    ({"network": {"layers": [{"kind": "conv", "channels": 2, "kernel": 3}]}}, "conv layers"),
+    ({"network": {"mode": "event", "layers": [{"kind": "conv", "channels": 2, "kernel": 3}]},
+      "learning": {"optimizer": "sgd"}}, "conv layers in network.mode = 'event'"),
     ({"recording": {"variables": ["u"]}}, "recording.variables"),
 ])
 def test_batch_size_above_one_refused_elsewhere_with_key_reason_and_fix(raw, reason):

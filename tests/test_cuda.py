@@ -417,6 +417,11 @@ def conv_spec() -> NetworkSpec:
                        learning=LearningSpec(optimizer="adamax", lr=1e-3, dropout=0.5, burnin=10))
 
 
+def batched_conv_spec() -> NetworkSpec:
+    """The conv layer of :func:`conv_spec` and a dense layer after it, batched (B = 4): the conv builder's batch."""
+    return replace(conv_spec(), layers=(*conv_spec().layers, DenseLayerSpec(5)), batch_size=BATCH)
+
+
 def _code_objects() -> dict[str, str]:
     """Template of every code object of the current standalone project, by name."""
     return {name: obj.template_name for name, obj in get_device().code_objects.items()}
@@ -438,8 +443,8 @@ def _generate_only(monkeypatch) -> None:
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("spec", [batched_spec(), conv_spec(), replace(conv_spec(), mode="event")],
-                         ids=["batched", "conv", "conv-event"])
+@pytest.mark.parametrize("spec", [batched_spec(), conv_spec(), replace(conv_spec(), mode="event"), batched_conv_spec()],
+                         ids=["batched", "conv", "conv-event", "batched-conv"])
 def test_conv_builder_generates_cuda_code_only(spec, monkeypatch, tmp_path, brian_prefs):
     """Code generation (no nvcc, so in CI) of the conv builder's networks on cuda_standalone: every code object
     is brian2cuda's own, none of the C++ backend's templates (conv loops, event scatter, gated steps), which
@@ -459,8 +464,8 @@ def test_conv_builder_generates_cuda_code_only(spec, monkeypatch, tmp_path, bria
 def test_build_batched_and_conv_networks(monkeypatch, tmp_path, brian_prefs):
     """The CUDA path of the conv layer builder, for batches and for conv layers, with as little nvcc as it takes.
 
-    A conv layer cannot be batched (refused), so two networks: the batched dense layer, compiled in full (it is
-    built by the conv builder: every kind of code object a conv layer has), then the conv layer with padding
+    Two networks: the batched dense layer, compiled in full (it is built by the conv builder: every kind of code
+    object a conv layer has), then the conv layer with padding
     and a 2 x 2 max-pool, generated, of which nvcc compiles only the sources that the batched build did not
     already compile (numbers aside): the max over the window, its index setters, ... On a GPU the batched
     network runs and must equal C++ standalone. Without a GPU it runs only with ``DECOLLE_CUDA_TEST_ALL=1``

@@ -30,6 +30,14 @@ code that reads any other per-synapse value). The loops:
   [a][e][c] slice, written to the kernel's ``gw`` in its C order at the end; each element receives the same
   terms in the same order as over the synapse list's units, so the sums agree to the bit.
 
+A batched conv layer (``NetworkSpec.batch_size = B > 1``, docs/batch.md) has the sample as the innermost axis of
+every unit and input index (``((o H_full + y) W_full + x) B + b``; :mod:`decolle_brian.network.batch`) and one
+kernel for all samples: ``ConvGeometry.batch = B`` selects ``templates/conv_*_sum_batch.cpp``. The forward sum
+runs along a row of (x, b) values (vectorised), adding the k taps of a kernel row to each unit in a register
+(one load and store per unit and kernel row, not per tap); the gradient is the loop above summed over positions
+and samples (units (y, x, b) row-major, a fixed order). Batch 1 keeps the templates above (its generated code
+unchanged).
+
 Memory: nothing per synapse; the kernel, the units and the code. brian2cuda and the runtime device keep the
 explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolution`).
 """
@@ -44,7 +52,10 @@ from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """Sizes of one conv layer (stride 1, square kernel, zero padding), as the loop templates read them."""
+    """Sizes of one conv layer (stride 1, square kernel, zero padding), as the loop templates read them.
+
+    ``batch``: samples side by side (sample innermost in every unit index), sharing the kernel; 1: online.
+    """
 
     c_out: int
     c_in: int
@@ -54,14 +65,15 @@ class ConvGeometry:
     h_full: int
     w_full: int
     pad: int
+    batch: int = 1
 
     @classmethod
-    def of(cls, layer) -> ConvGeometry:
-        """Geometry of a :class:`~decolle_brian.network.spec.ConvLayerSpec`."""
+    def of(cls, layer, batch: int = 1) -> ConvGeometry:
+        """Geometry of a :class:`~decolle_brian.network.spec.ConvLayerSpec` of ``batch`` samples side by side."""
         c_out, c_in, k, _ = layer.kernel_shape
         _, h, w = layer.in_shape
         _, h_full, w_full = layer.full_shape
-        return cls(c_out, c_in, k, h, w, h_full, w_full, layer.padding)
+        return cls(c_out, c_in, k, h, w, h_full, w_full, layer.padding, batch)
 
 
 #: the index loads of Brian's generic synapse code that the conv loops compute instead (name -> array key)
@@ -138,9 +150,10 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
     """
     # the variables read at the input index (``p_in``): the gradient loop reads them from channel-last copies
     inputs = sorted(name for name, index in synapses.variables.indices.items() if index == "in_idx")
+    suffix = "_batch" if geometry.batch > 1 else ""  # batch 1: the unbatched templates, code unchanged
     for name, updater in synapses.summed_updaters.items():
         onto_kernel = name == gradient
-        updater.template = "conv_gradient_sum" if onto_kernel else "conv_forward_sum"
+        updater.template = ("conv_gradient_sum" if onto_kernel else "conv_forward_sum") + suffix
         updater.codeobj_class = ConvLoopCodeObject
         updater.template_kwds = {**updater.template_kwds, "conv": asdict(geometry),
                                  "skip_zero": skip_zero if onto_kernel else None,

@@ -199,9 +199,9 @@ class CppStandaloneBackend(Backend):
     def all_to_all_pathway(self, pathway) -> None:
         dense_pathway(pathway)  # contiguous, vectorised rows; no spike queue
 
-    def convolution(self, synapses, layer, connect, gates) -> None:
+    def convolution(self, synapses, layer, connect, gates, batch: int = 1) -> None:
         # loops over the convolution: nothing per synapse is created, stored or streamed
-        conv_loops(synapses, ConvGeometry.of(layer), gates.gradient, gates.skip_zero, gates.gate)
+        conv_loops(synapses, ConvGeometry.of(layer, batch), gates.gradient, gates.skip_zero, gates.gate)
 
     def conv_events(self, pathway, layer, connect) -> None:
         # loops over the taps of each event, read from the source's event space: no synapse, no spike queue

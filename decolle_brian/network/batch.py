@@ -66,6 +66,9 @@ class BatchedDenseLayerBuilder(ConvLayerBuilder):
     parameter arrays of a batched network are those of the online one.
     """
 
+    #: the batch is already the columns of :func:`batch_geometry`: the conv builder's own batch axis stays 1
+    samples = 1
+
     def build(self) -> ConvLayerObjects:
         net, dense = self.net, self.layer
         batch = net.spec.batch_size

@@ -39,8 +39,9 @@ from decolle_brian.network.spec import NetworkSpec
 
 __all__ = ["BrianNetwork", "LayerObjects", "ParamBinding", "Probes"]
 
-#: layer kind -> the kind whose builder makes it batched (NetworkSpec.batch_size > 1; the spec refuses others)
-BATCHED_KINDS = {"dense": BATCHED_DENSE}
+#: layer kind -> the kind whose builder makes it batched (NetworkSpec.batch_size > 1; the spec refuses others);
+#: the conv builder batches its own units (network/conv.py)
+BATCHED_KINDS = {"dense": BATCHED_DENSE, "conv": "conv"}
 
 
 def _eqs(*names_sections: tuple[str, str]) -> str:

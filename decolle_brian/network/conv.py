@@ -28,6 +28,14 @@ The C++ standalone backend creates no synapse at all: it runs both summed variab
 convolution (:mod:`decolle_brian.backends.conv_loops`), skipping the gradient where :func:`gradient_gates`
 proves it unused. In mode "event" (:mod:`decolle_brian.network.conv_event`) the forward sum is replaced by
 events scattered into postsynaptic filters; the gradients stay as here.
+
+Batches (``NetworkSpec.batch_size = B > 1``, docs/batch.md): the kernel and bias groups are stored once; every
+other group holds B copies of its units, the sample innermost (full unit (o, y, x) of sample b at
+``((o H_full + y) W_full + x) B + b``, pooled units and the input likewise: the unit layout of
+:mod:`decolle_brian.network.batch`), so each sample has its own state, pooling, masks and readout while the
+kernel gradient ``g_K = sum_b sum_{y,x} E_full_b P_pad_b`` and ``g_b = sum_b sum_{y,x} E_full_b`` sum over the
+batch (mode "exact" only). The explicit synapse list has one synapse per tap, position and sample; the C++
+loops put the sample innermost (``templates/conv_*_sum_batch.cpp``).
 """
 
 from __future__ import annotations
@@ -88,6 +96,17 @@ class ConvLayerBuilder(LayerBuilder):
     #: full-unit state cleared at a new sample (the forward sum ``u_syn`` is recomputed every step)
     sample_state = ("r", "s")
 
+    @property
+    def samples(self) -> int:
+        """Samples side by side in every unit group (sample innermost), sharing the kernel: the batch size."""
+        return self.net.spec.batch_size
+
+    def _batched(self, unit: str) -> str:
+        """Index expression ``unit`` of one sample's unit (over ``i``) in the batched layout: ``unit B + i % B``.
+
+        Batch 1: ``unit`` itself (the online network's code, unchanged)."""
+        return unit if self.samples == 1 else f"({unit}) * {self.samples} + i % {self.samples}"
+
     def build(self) -> ConvLayerObjects:
         net, layer, name = self.net, self.layer, f"layer{self.index}"
         code = conv_code(net.rule, net.spec.learning.optimizer)
@@ -130,7 +149,8 @@ class ConvLayerBuilder(LayerBuilder):
         net, layer = self.net, self.layer
         c_out, hf, wf = layer.full_shape
         _, hp, wp = layer.out_shape
-        pool = layer.pool
+        pool, batch = layer.pool, self.samples
+        own = "i" if batch == 1 else f"(i // {batch})"  # the unit's index within its sample
         lif = load_model("lif")
         unit = load_model("conv_unit")
         unit_eqs = Equations(unit["equations"])
@@ -140,19 +160,23 @@ class ConvLayerBuilder(LayerBuilder):
             "oc : integer (constant)  # output channel o\n"
             "oy : integer (constant)  # row y\n"
             "ox : integer (constant)  # column x\n"
+            + ("ob : integer (constant)  # sample b of the batch\n" if batch > 1 else "") +
             "tau_ref : second (shared, constant)\n"
             "decay_ref : 1 (shared, constant)  # exp(-dt/tau_ref), used by the refractory jump\n"
             "w_rp : 1 (shared, constant)  # refractory jump size\n"
         )
-        group = NeuronGroup(layer.n_full, self._forward_input(lif_eqs) + unit_eqs + extra, threshold=lif["threshold"],
-                            reset=lif["reset"], method=METHOD, name=f"{name}_full", namespace=net.namespace)
-        group.oc = f"i // {hf * wf}"
-        group.oy = f"(i // {wf}) % {hf}"
-        group.ox = f"i % {wf}"
+        group = NeuronGroup(layer.n_full * batch, self._forward_input(lif_eqs) + unit_eqs + extra,
+                            threshold=lif["threshold"], reset=lif["reset"], method=METHOD, name=f"{name}_full",
+                            namespace=net.namespace)
+        group.oc = f"{own} // {hf * wf}"
+        group.oy = f"({own} // {wf}) % {hf}"
+        group.ox = f"{own} % {wf}"
+        if batch > 1:
+            group.ob = f"i % {batch}"
         # units of a floor-mode remainder lie in no window: slot -1 never wins (pool_idx 0 is only a valid index)
         inside = f"int(oy < {hp * pool} and ox < {wp * pool})"
         group.slot = f"{inside} * ((oy % {pool}) * {pool} + ox % {pool} + 1) - 1"
-        group.pool_idx = f"{inside} * (oc * {hp * wp} + (oy // {pool}) * {wp} + ox // {pool})"
+        group.pool_idx = f"{inside} * ({self._batched(f'oc * {hp * wp} + (oy // {pool}) * {wp} + ox // {pool}')})"
         group.b = linked_var(bias, "w", index="oc")
         group.run_regularly("\n".join(f"{v} = {v} * (1 - new_sample(t))" for v in self.sample_state), when="start",
                             order=0, name=f"{name}_full_sample_reset")
@@ -174,18 +198,21 @@ class ConvLayerBuilder(LayerBuilder):
         net, layer = self.net, self.layer
         _, hf, wf = layer.full_shape
         _, hp, wp = layer.out_shape
-        pool = layer.pool
+        pool, batch = layer.pool, self.samples
+        unit = "i" if batch == 1 else f"(i // {batch})"  # the pooled unit's index within its sample
         model = load_model("pool")
         window = range(pool * pool)
         links = "".join(f"\nidx{k} : integer (constant)  # full unit of window element {k}"
                         f"\nu_in{k} : 1 (linked)  # its U" for k in window)
         reset = model["reset"] + "\n" + word_substitute(load_model("trace")["on_event"], {"n_events": "1"})
-        group = net.trace_group(layer.n, name, model["equations"] + links + "\n" + net.mask_equations(name, layer.n),
+        n = layer.n * batch
+        group = net.trace_group(n, name, model["equations"] + links + "\n" + net.mask_equations(name, n),
                                 threshold=model["threshold"], reset=reset)
         for k in window:
             # pooled (o, Y, X), window element k = (a, e) -> full (o, Y pool + a, X pool + e)
-            setattr(group, f"idx{k}", f"(i // {hp * wp}) * {hf * wf} + ((i // {wp}) % {hp} * {pool} + {k // pool})"
-                                      f" * {wf} + (i % {wp}) * {pool} + {k % pool}")
+            setattr(group, f"idx{k}", self._batched(f"({unit} // {hp * wp}) * {hf * wf} + (({unit} // {wp}) % {hp} * "
+                                                    f"{pool} + {k // pool}) * {wf} + ({unit} % {wp}) * {pool} + "
+                                                    f"{k % pool}"))
             setattr(group, f"u_in{k}", linked_var(full, "u_now", index=f"idx{k}"))
         pool_code = "\n".join([model["max_first"]] + [word_substitute(model["max_next"], {"u_in": f"u_in{k}",
                                                                                           "k": str(k)})
@@ -215,19 +242,24 @@ class ConvLayerBuilder(LayerBuilder):
         syn.p_in = linked_var(self.source, "p", index="in_idx")
 
         def connect():
-            pre, post = conv_connectivity(layer)
+            pre, post = conv_connectivity(layer, batch=self.samples)
             with self.net.codegen.connecting(syn):  # a standalone device keeps no Python copies of the indices
                 for start in range(0, len(pre), CONNECT_BLOCK):  # blocks: Brian copies each block several times
                     syn.connect(i=pre[start:start + CONNECT_BLOCK], j=post[start:start + CONNECT_BLOCK])
-            # kernel element i = ((o c_in + c) k + a) k + e reads input (c, y + a - pad, x + e - pad)
-            syn.in_idx = (f"((i // {k * k}) % {c_in}) * {h * w} + (oy_post + (i // {k}) % {k} - {pad}) * {w}"
-                          f" + (ox_post + i % {k} - {pad})")
+            # kernel element i = ((o c_in + c) k + a) k + e reads input (c, y + a - pad, x + e - pad) of its sample
+            in_idx = (f"((i // {k * k}) % {c_in}) * {h * w} + (oy_post + (i // {k}) % {k} - {pad}) * {w}"
+                      f" + (ox_post + i % {k} - {pad})")
+            syn.in_idx = in_idx if self.samples == 1 else f"({in_idx}) * {self.samples} + ob_post"
 
-        self.net.codegen.convolution(syn, layer, connect, self.gates)
+        self.net.codegen.convolution(syn, layer, connect, self.gates, **self._batch_argument())
         if "u_syn_post" in syn.summed_updaters:
             reschedule(syn.summed_updaters["u_syn_post"], "groups", FORWARD_SUM_ORDER)
         reschedule(syn.summed_updaters["gw_pre"], "after_resets", CONV_ORDER["gradients"])
         return syn
+
+    def _batch_argument(self) -> dict:
+        """The code generation's ``batch`` argument; batch 1 passes none (the online call, unchanged)."""
+        return {} if self.samples == 1 else {"batch": self.samples}
 
     def _conv_model(self, code: ConvCode) -> str:
         """Model of the conv synapses: conv_forward.eq (forward sum) and the derived kernel gradient."""
@@ -295,11 +327,13 @@ def _at_zero(expression: str, name: str):
     return sympy.simplify(expr)
 
 
-def conv_connectivity(layer: ConvLayerSpec, group: int = CHANNEL_GROUP) -> tuple[np.ndarray, np.ndarray]:
+def conv_connectivity(layer: ConvLayerSpec, group: int = CHANNEL_GROUP,
+                      batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Synapses of a conv layer: (kernel element, full unit) index pairs, int32, in the order they are stored.
 
     One synapse per output channel o, kernel tap (c, a, e) and output position (y, x) whose input
     (c, y + a - padding, x + e - padding) lies inside the input (taps on the zero padding are left out).
+    ``batch`` > 1: that list once per sample b, outermost, onto full unit ``u B + b`` (the batched layout).
 
     Order, outermost first: tap (c, a, e); block of ``group`` output channels; step t; channel o of the
     block, at position number ``(t + o) % m`` of the tap's m valid positions. Brian's summed variables are
@@ -331,6 +365,9 @@ def conv_connectivity(layer: ConvLayerSpec, group: int = CHANNEL_GROUP) -> tuple
                     pre[start:stop] = elements[:, block].ravel()
                     post[start:stop] = units[:, block].ravel()
                     start = stop
+    if batch > 1:  # sample outermost: each sample's part keeps the order above
+        pre = np.tile(pre, batch)
+        post = (post[None, :] * batch + np.arange(batch, dtype=np.int32)[:, None]).ravel()
     return pre, post
 
 

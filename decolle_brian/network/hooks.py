@@ -96,11 +96,13 @@ class CodeGeneration:
     def all_to_all_pathway(self, pathway) -> None:
         """An event pathway (zero delay) of all-to-all synapses stored presynaptic-major."""
 
-    def convolution(self, synapses: Synapses, layer, connect, gates) -> None:
+    def convolution(self, synapses: Synapses, layer, connect, gates, batch: int = 1) -> None:
         """The forward Synapses of conv ``layer`` (kernel elements -> full-resolution units, still empty).
 
-        ``connect()`` creates the explicit synapse list (one synapse per tap inside the input, each with its
-        input index ``in_idx``), on which Brian's generic summed variables are exact; that is the default.
+        ``connect()`` creates the explicit synapse list (one synapse per tap inside the input and sample, each
+        with its input index ``in_idx``), on which Brian's generic summed variables are exact; that is the
+        default. ``batch``: samples side by side sharing the kernel, the sample innermost in every unit index
+        (:mod:`decolle_brian.network.batch`).
         A device may instead compute the summed variables in loops over the convolution, with the skips of
         ``gates`` (a :class:`~decolle_brian.network.conv.GradientGates`, proven exact by the builder).
         """

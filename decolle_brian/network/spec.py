@@ -333,8 +333,8 @@ class NetworkSpec:
         _check(isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool) and self.batch_size >= 1,
                "network.batch_size", f"must be an integer >= 1, got {self.batch_size!r}")
         if self.batch_size > 1:
-            # the batched network exists for dense layers, in mode 'exact' and, with SGD, in mode 'event'
-            # (docs/batch.md, docs/event_driven.md 'Batches' say why not elsewhere)
+            # the batched network exists for dense and conv layers in mode 'exact', and for dense layers with SGD
+            # in mode 'event' (docs/batch.md, docs/event_driven.md 'Batches' say why not elsewhere)
             _check(self.mode in ("exact", "event"), "network.batch_size",
                    f"batches (batch_size = {self.batch_size}) are built in modes 'exact' and 'event' only, not "
                    f"{self.mode!r}; use one of them or batch_size = 1")
@@ -344,9 +344,10 @@ class NetworkSpec:
                    "mode 'exact' (Adamax at every step on the batch mean), or batch_size = 1 (mode 'event' steps "
                    "Adamax once per sample)")
             for index, layer in enumerate(self.layers):
-                _check(layer.kind == "dense", f"network.layers[{index}]",
-                       f"batches (batch_size = {self.batch_size}) are built for dense layers only (this one is "
-                       f"{layer.kind!r}); use batch_size = 1")
+                _check(layer.kind == "dense" or self.mode == "exact", f"network.layers[{index}]",
+                       f"batches (batch_size = {self.batch_size}) in mode {self.mode!r} are built for dense layers "
+                       f"only (this one is {layer.kind!r}); use mode 'exact' (dense and conv layers in batches) "
+                       "or batch_size = 1")
         return self
 
     def layer_sizes(self) -> list[int]:
