@@ -79,6 +79,8 @@ def test_batch_of_four_agrees_with_batched_reference(optimizer, device, tmp_path
         code = sim.build_dir / "code_objects"
         assert not list(code.glob("forward*_synapses_create*.cpp"))
         assert "_c_out" in (code / "forward1_summed_variable_gw_pre_codeobject.cpp").read_text()
+        for name in ("y_syn_post", "bp_pre"):  # the readouts as rows within each sample (backends/dense_rows.py)
+            assert "_n_row" in (code / f"readout_synapses1_summed_variable_{name}_codeobject.cpp").read_text()
 
     layers = reference_layers(params)
     masks = [from_units(m, B) for m in inputs.masks]

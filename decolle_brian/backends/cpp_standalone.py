@@ -193,8 +193,8 @@ class CppStandaloneBackend(Backend):
         return sorted(info, key=lambda item: item[1], reverse=True)
 
     # ---- code generation -----------------------------------------------------------------------------------
-    def all_to_all_sums(self, synapses) -> None:
-        dense_sums(synapses)  # vectorised rows
+    def all_to_all_sums(self, synapses, batch: int = 1) -> None:
+        dense_sums(synapses, batch)  # vectorised rows
 
     def all_to_all_pathway(self, pathway) -> None:
         dense_pathway(pathway)  # contiguous, vectorised rows; no spike queue

@@ -14,6 +14,11 @@ the equations and the derived rule, unchanged; only the loops around them differ
 - ``dense_summed_variable``: a summed variable is one reduction per row (onto the presynaptic side) or adds
   every row to the target vector (onto the postsynaptic side).
 
+In a batch of B samples side by side (:mod:`decolle_brian.network.batch`: unit j of sample b is j B + b) the
+readout synapses are all-to-all within each sample: presynaptic unit p (sample p mod B) reaches the n_post / B
+units k B + (p mod B), its row k = 0 .. n_post / B - 1 stored at p n_post / B + k. ``dense_sums(synapses,
+batch=B)`` runs those rows the same way (the postsynaptic index is k B + p mod B instead of k).
+
 Only the C++ standalone backend (:mod:`decolle_brian.backends.cpp_standalone`) uses them; the other
 backends (runtime, brian2cuda) keep Brian's generic code.
 """
@@ -25,24 +30,34 @@ import weakref
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
 
-def row_code(code_lines, pre_array: str, post_array: str) -> list[str]:
+def post_index(row_position: str, row_pre: str, batch: int) -> str:
+    """C++ expression of the postsynaptic index of position ``row_position`` in the row of ``row_pre``."""
+    return row_position if batch == 1 else f"{row_position} * {batch} + {row_pre} % {batch}"
+
+
+def row_code(code_lines, pre_array: str, post_array: str, batch: int = 1) -> list[str]:
     """Body of a dense row loop (counter ``_k``, row ``_first``, presynaptic neuron ``_row_pre``): the generated
     vector code (a list of lines) with its two index loads replaced by the row's indices."""
     loads = {f"const int32_t _presynaptic_idx = {pre_array}[_idx];",
              f"const int32_t _postsynaptic_idx = {post_array}[_idx];"}
     return ["const size_t _idx = _first + _k;", "const size_t _vectorisation_idx = _idx;",
-            "const int32_t _presynaptic_idx = _row_pre;", "const int32_t _postsynaptic_idx = _k;",
+            "const int32_t _presynaptic_idx = _row_pre;",
+            f"const int32_t _postsynaptic_idx = {post_index('_k', '_row_pre', batch)};",
             *(line for line in code_lines if line not in loads)]
 
 
-def dense_rows_check(n_synapses: str, pre_array: str, post_array: str, owner: str) -> str:
-    """C++ that checks the presynaptic-major storage once per run of the binary (and stops if it is not)."""
+def dense_rows_check(n_synapses: str, pre_array: str, post_array: str, owner: str, batch: int = 1) -> str:
+    """C++ that checks the presynaptic-major storage once per run of the binary (and stops if it is not).
+
+    ``batch``: rows of ``_n_post / batch`` synapses within each sample (the module docstring)."""
+    row = "_n_post" if batch == 1 else f"(_n_post / {batch})"
+    post = post_index(f"_s % {row}", f"{pre_array}[_s]", batch)
     return f"""static bool _dense_rows_checked = false;
     if (!_dense_rows_checked)
     {{
-        bool _dense = (size_t){n_synapses} == (size_t)_n_pre * _n_post;
+        bool _dense = (size_t){n_synapses} == (size_t)_n_pre * {row};
         for (size_t _s = 0; _dense && _s < (size_t){n_synapses}; _s++)
-            _dense = {pre_array}[_s] == (int32_t)(_s / _n_post) && {post_array}[_s] == (int32_t)(_s % _n_post);
+            _dense = {pre_array}[_s] == (int32_t)(_s / {row}) && {post_array}[_s] == (int32_t)({post});
         if (!_dense)
         {{
             std::cerr << "{owner}: synapses are not all-to-all in presynaptic-major order" << std::endl;
@@ -72,8 +87,11 @@ def dense_pathway(pathway) -> None:
     pathway.create_code_objects = create_code_objects
 
 
-def dense_sums(synapses) -> None:
-    """Compute every summed variable of all-to-all ``synapses`` (presynaptic-major) by dense rows."""
+def dense_sums(synapses, batch: int = 1) -> None:
+    """Compute every summed variable of all-to-all ``synapses`` (presynaptic-major) by dense rows.
+
+    ``batch``: all-to-all within each of ``batch`` samples side by side (the module docstring)."""
     for updater in synapses.summed_updaters.values():
         updater.template = "dense_summed_variable"
         updater.codeobj_class = DenseRowCodeObject
+        updater.template_kwds = {**(updater.template_kwds or {}), "batch": batch}

@@ -248,6 +248,7 @@ class BrianNetwork:
             units = np.arange(n * batch)
             ro_syn.connect(i=np.repeat(units, n_classes),
                            j=(np.arange(n_classes)[None, :] * batch + (units % batch)[:, None]).ravel())
+            self.codegen.all_to_all_sums(ro_syn, batch=batch)
         reschedule(ro_syn.summed_updaters["y_syn_post"], "after_resets", ORDER["readout"])
         reschedule(ro_syn.summed_updaters["bp_pre"], "after_resets", ORDER["backprojection"])
         for k, (name, summand) in enumerate(reductions):

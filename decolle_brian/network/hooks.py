@@ -90,8 +90,11 @@ class CodeGeneration:
     generate. The statements are always Brian's, from the same equations: only the loops around them differ.
     """
 
-    def all_to_all_sums(self, synapses: Synapses) -> None:
-        """The summed variables of all-to-all ``synapses`` stored presynaptic-major (k = pre * N_post + post)."""
+    def all_to_all_sums(self, synapses: Synapses, batch: int = 1) -> None:
+        """The summed variables of all-to-all ``synapses`` stored presynaptic-major (k = pre * N_post + post).
+
+        ``batch`` = B: all-to-all within each of B samples side by side (unit j of sample b is j B + b), row k of
+        presynaptic unit p stored at p N_post / B + k and reaching unit k B + p mod B."""
 
     def all_to_all_pathway(self, pathway) -> None:
         """An event pathway (zero delay) of all-to-all synapses stored presynaptic-major."""

@@ -1,6 +1,7 @@
 {# Summed variable of all-to-all synapses stored presynaptic-major (see dense_synapses.cpp and
    decolle_brian/backends/dense_rows.py): a sum onto the presynaptic side is one vectorised reduction per
-   row, a sum onto the postsynaptic side adds each row to the target vector. #}
+   row, a sum onto the postsynaptic side adds each row to the target vector. With batch = B the rows are
+   all-to-all within each sample (n_post / B synapses, postsynaptic index k B + pre mod B). #}
 {% extends 'common_group.cpp' %}
 
 {% block maincode %}
@@ -11,7 +12,9 @@
     {% set _onto_pre = _index_var.name == '_synaptic_pre' %}
     const int _n_pre = {{constant_or_scalar('N_pre', variables['N_pre'])}};
     const int _n_post = {{constant_or_scalar('N_post', variables['N_post'])}};
-    {{ dense_rows_check(N, _pre_array, _post_array, owner.name) }}
+    {% set _batch = batch | default(1) %}
+    {{ dense_rows_check(N, _pre_array, _post_array, owner.name, _batch) }}
+    const int _n_row = _n_post / {{_batch}};  // synapses per row: all-to-all within each of {{_batch}} samples
     {% if not _onto_pre %}
     for (int _k = 0; _k < _n_post; _k++)
         {{_target_var_array}}[_k + {{_target_start}}] = 0;
@@ -21,18 +24,18 @@
 
     for (int _row_pre = 0; _row_pre < _n_pre; _row_pre++)
     {
-        const size_t _first = (size_t)_row_pre * _n_post;
+        const size_t _first = (size_t)_row_pre * _n_row;
         {% if _onto_pre %}
         double _row_sum = 0;
         {% endif %}
         #pragma GCC ivdep
-        for (int _k = 0; _k < _n_post; _k++)
+        for (int _k = 0; _k < _n_row; _k++)
         {
-            {{ row_code(vector_code, _pre_array, _post_array)|autoindent }}
+            {{ row_code(vector_code, _pre_array, _post_array, _batch)|autoindent }}
             {% if _onto_pre %}
             _row_sum += _synaptic_var;
             {% else %}
-            {{_target_var_array}}[_k + {{_target_start}}] += _synaptic_var;
+            {{_target_var_array}}[_postsynaptic_idx + {{_target_start}}] += _synaptic_var;
             {% endif %}
         }
         {% if _onto_pre %}
