@@ -30,7 +30,14 @@ from pydantic_core import PydanticCustomError
 
 from decolle_brian.data.registry import DATASETS, dataset_params
 from decolle_brian.errors import ConfigError
-from decolle_brian.names import ADAMAX_EVENT_BATCH_REASON, DEFAULT_RUNTIME_TARGET, DEVICES, MODES, RUNTIME_TARGETS
+from decolle_brian.names import (
+    ADAMAX_EVENT_BATCH_REASON,
+    BATCHES_BUILT,
+    DEFAULT_RUNTIME_TARGET,
+    DEVICES,
+    MODES,
+    RUNTIME_TARGETS,
+)
 from decolle_brian.network.spec import (
     ConvLayerSpec,
     ConvLayerTable,
@@ -232,17 +239,20 @@ class Config(Table):
 
     @model_validator(mode="after")
     def _batches_where_built(self) -> Config:
-        # the compiled batched network exists for dense and conv layers in mode 'exact', and for dense layers with
-        # SGD in mode 'event' (docs/batch.md, docs/event_driven.md 'Batches'); say why not elsewhere
+        # the compiled batched network exists where names.BATCHES_BUILT says (docs/batch.md, docs/event_driven.md
+        # 'Batches'); say why not elsewhere
         batch = self.training.batch_size
         if batch == ONLINE_BATCH:
             return self
-        conv = any(isinstance(layer, dict) and layer.get("kind") == "conv" for layer in self.network.layers)
-        event_adamax = self.network.mode == "event" and self.learning.optimizer != "sgd"
+        mode, optimizer = self.network.mode, self.learning.optimizer
+        kinds = {layer.get("kind", "dense") if isinstance(layer, dict) else "dense" for layer in self.network.layers}
+        built = [BATCHES_BUILT.get((mode, kind)) for kind in kinds]  # names.BATCHES_BUILT: where batches exist
+        conv = None in built
+        event_adamax = any(optimizers and optimizer not in optimizers for optimizers in built)
         reasons = [why for refused, why in (
             (event_adamax, f"network.mode = 'event' with learning.optimizer = {self.learning.optimizer!r}: "
              f"{ADAMAX_EVENT_BATCH_REASON}; use learning.optimizer = 'sgd' or network.mode = 'exact'"),
-            (conv and self.network.mode != "exact", f"conv layers in network.mode = {self.network.mode!r}: conv "
+            (conv, f"conv layers in network.mode = {self.network.mode!r}: conv "
              "layers in batches are built in mode 'exact' only (docs/batch.md); use network.mode = 'exact'"),
             (bool(self.recording.variables), "recording.variables: recordings read one sample per run"),
         ) if refused]

@@ -24,6 +24,10 @@ OPTIMIZERS = ("sgd", "adamax")
 #: how the forward sum and the weight step run: every synapse every step, or driven by events (docs/event_driven.md)
 MODES = ("exact", "event")
 
+#: where the batched network (training.batch_size > 1) is built: (mode, layer kind) -> the optimisers it takes.
+#: The one statement of it; the network spec and the configuration both check against it (docs/batch.md).
+BATCHES_BUILT = {("exact", "dense"): OPTIMIZERS, ("exact", "conv"): OPTIMIZERS, ("event", "dense"): ("sgd",)}
+
 #: why mode "event" with batches (training.batch_size > 1) refuses Adamax: spec, config and emission say this
 ADAMAX_EVENT_BATCH_REASON = (
     "Adamax at every step cannot be lazy: v = max(beta2 v, |g| + eps) needs the full batch gradient of every "

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError
 
 from decolle_brian.errors import SpecError
-from decolle_brian.names import ADAMAX_EVENT_BATCH_REASON, DT_MS, LOSSES, MODES, OPTIMIZERS, SURROGATES
+from decolle_brian.names import ADAMAX_EVENT_BATCH_REASON, BATCHES_BUILT, DT_MS, LOSSES, MODES, OPTIMIZERS, SURROGATES
 from decolle_brian.strict import Table, error_lines
 
 
@@ -333,21 +333,20 @@ class NetworkSpec:
         _check(isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool) and self.batch_size >= 1,
                "network.batch_size", f"must be an integer >= 1, got {self.batch_size!r}")
         if self.batch_size > 1:
-            # the batched network exists for dense and conv layers in mode 'exact', and for dense layers with SGD
-            # in mode 'event' (docs/batch.md, docs/event_driven.md 'Batches' say why not elsewhere)
-            _check(self.mode in ("exact", "event"), "network.batch_size",
-                   f"batches (batch_size = {self.batch_size}) are built in modes 'exact' and 'event' only, not "
-                   f"{self.mode!r}; use one of them or batch_size = 1")
-            _check(self.mode != "event" or self.learning.optimizer == "sgd", "network.batch_size",
-                   f"batches (batch_size = {self.batch_size}) in mode 'event' need learning.optimizer = 'sgd', not "
-                   f"{self.learning.optimizer!r}: {ADAMAX_EVENT_BATCH_REASON}. Use learning.optimizer = 'sgd', "
-                   "mode 'exact' (Adamax at every step on the batch mean), or batch_size = 1 (mode 'event' steps "
-                   "Adamax once per sample)")
+            # the batched network exists where names.BATCHES_BUILT says (docs/batch.md, docs/event_driven.md
+            # 'Batches' say why not elsewhere)
+            built_kinds = sorted(kind for mode, kind in BATCHES_BUILT if mode == self.mode)
             for index, layer in enumerate(self.layers):
-                _check(layer.kind == "dense" or self.mode == "exact", f"network.layers[{index}]",
-                       f"batches (batch_size = {self.batch_size}) in mode {self.mode!r} are built for dense layers "
-                       f"only (this one is {layer.kind!r}); use mode 'exact' (dense and conv layers in batches) "
-                       "or batch_size = 1")
+                optimizers = BATCHES_BUILT.get((self.mode, layer.kind), ())
+                _check(self.learning.optimizer in optimizers or not optimizers, "network.batch_size",
+                       f"batches (batch_size = {self.batch_size}) in mode {self.mode!r} need learning.optimizer = "
+                       f"{' or '.join(map(repr, optimizers))}, not {self.learning.optimizer!r}: "
+                       f"{ADAMAX_EVENT_BATCH_REASON}. Use learning.optimizer = 'sgd', mode 'exact' (Adamax at every "
+                       "step on the batch mean), or batch_size = 1 (mode 'event' steps Adamax once per sample)")
+                _check(bool(optimizers), f"network.layers[{index}]",
+                       f"batches (batch_size = {self.batch_size}) in mode {self.mode!r} are built for "
+                       f"{' and '.join(built_kinds)} layers only (this one is {layer.kind!r}); use mode 'exact' "
+                       "(dense and conv layers in batches) or batch_size = 1")
         return self
 
     def layer_sizes(self) -> list[int]:
