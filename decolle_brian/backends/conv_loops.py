@@ -19,7 +19,9 @@ code that reads any other per-synapse value). The loops:
 - ``conv_forward_sum`` (onto the full units): for each block of output channels (:func:`channel_block`),
   input channel, tap and channel of the block, the tap's kernel element is a loop invariant and the innermost
   loop runs along a row of the output and of the input (contiguous, vectorised), adding into the block's local
-  sums: c_out c_in k^2 H_full W_full multiply-adds per step, each input row read once per block;
+  sums: c_out c_in k^2 H_full W_full multiply-adds per step, each input row read once per block. A kernel of
+  k > 1 instead adds the k taps of a kernel row to each unit's block of sums in registers (``TAP_BLOCK``
+  channels; one load and store per unit and kernel row, not per tap: 3.3x on DvsGesture's conv 3);
 - ``conv_gradient_sum`` (onto the kernel elements): every step the target is set to 0; when the ``gate``
   variable (the kernel group's step size ``lr``) is 0 nothing else runs, else only full units whose
   ``skip_zero`` variable (their learning signal ``delta``) is non-zero add their taps: (units with a
@@ -124,6 +126,14 @@ REGISTER_TILE = 320
 #: input channels per register tile of the 1 x 1 kernel gradient (a block of 4 x 32 sums: 16 AVX-512 registers;
 #: measured 1.3x over one channel at a time, the same sums; wider tiles spill)
 GEMM_TILE = 32
+#: output channels of a block of the register-tap forward sum (kernels of k > 1): a unit's sums of the block over
+#: a kernel row's taps stay in registers. DvsGesture conv 3 (128 -> 128, 7 x 7, 16 x 16) in a standalone copy of
+#: the loops, CPU ms per sum: 8 3.9, 4 8.1-8.2 (GCC vectorises 4 worse), 16 4.9-5.1; tap per row (block 4) 13
+TAP_BLOCK = 8
+#: input channels per register tile of the k > 1 kernel gradient (sums of one tap over all units with a learning
+#: signal): DvsGesture learning, conv 2 / conv 3 gradient ms per step (wall, load 4-5): 64 3.0 / 1.9, 32 4.2 /
+#: 2.3; a unit's [a][e][c] row added into memory per unit before: 5.2 / 3.5
+GRAD_TILE = 64
 
 
 def channel_block(c_out: int, largest: int = FORWARD_BLOCK) -> int:
@@ -159,7 +169,8 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
                                  "skip_zero": skip_zero if onto_kernel else None,
                                  "gate": gate if onto_kernel else None, "conv_inputs": inputs,
                                  "conv_block": channel_block(geometry.c_out), "register_tile": REGISTER_TILE,
-                                 "gemm_tile": GEMM_TILE}
+                                 "gemm_tile": GEMM_TILE, "tap_block": channel_block(geometry.c_out, TAP_BLOCK),
+                                 "grad_tile": GRAD_TILE}
         extra = [name for name in (skip_zero, gate) if name] if onto_kernel else []
         updater.needed_variables = [*updater.needed_variables, "_synaptic_pre", "_synaptic_post", "in_idx", *extra]
 
