@@ -46,6 +46,7 @@ explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolu
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import asdict, dataclass
 
@@ -111,11 +112,43 @@ def conv_code_lines(code_lines, arrays: dict, copies: dict | None = None) -> lis
     return lines
 
 
+def conv_channel_last(code_lines, arrays: dict) -> tuple[list[str], dict, dict]:
+    """Brian's vector code of a conv event pathway reading channel-last copies (``conv_event_scatter``).
+
+    The lines of :func:`conv_code_lines`, with every array read or written at ``k_idx`` (the kernel's
+    variables) pointed to a copy ``_k_t<i>`` laid out [c][a][e][o] and every array at ``_postsynaptic_idx`` (the
+    full units' variables) to a copy ``_post_t<i>`` laid out [y][x][o]: the scatter's innermost loop then runs
+    over the output channels o. A statement that writes a kernel variable is refused (its copy is read-only).
+
+    Returns
+    -------
+    lines : list of str
+    kernel : dict
+        Kernel array name -> name of its copy.
+    units : dict
+        Full-unit array name -> name of its copy (copied back after the events).
+    """
+    lines = conv_code_lines(code_lines, arrays)
+    copies = []
+    for index, prefix in (("k_idx", "_k_t"), ("_postsynaptic_idx", "_post_t")):
+        names = sorted(set(re.findall(rf"(\w+)\[{index}\]", "\n".join(lines))))
+        found = {name: f"{prefix}{i}" for i, name in enumerate(names)}
+        for name, copy in found.items():
+            pattern = re.compile(rf"\b{name}\[{index}\]")
+            if index == "k_idx" and any(re.search(rf"\b{name}\[{index}\]\s*[-+*/]?=(?!=)", line) for line in lines):
+                raise NotImplementedError(f"The conv event scatter reads the kernel from a copy; this code writes "
+                                          f"{name}[{index}]: {[line.strip() for line in lines]}")
+            lines = [pattern.sub(f"{copy}[{index}]", line) for line in lines]
+        copies.append(found)
+    return lines, copies[0], copies[1]
+
+
 class ConvLoopCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
     templater = CPPStandaloneCodeObject.templater.derive(
-        "decolle_brian.backends", env_globals={"conv_code_lines": conv_code_lines})
+        "decolle_brian.backends", env_globals={"conv_code_lines": conv_code_lines,
+                                         "conv_channel_last": conv_channel_last})
 
 
 #: output channels whose forward sums ``conv_forward_sum`` builds up together (a block's inputs are read once):
@@ -185,7 +218,8 @@ def conv_event_scatter(pathway, geometry: ConvGeometry) -> None:
     """
     pathway.template = "conv_event_scatter"
     pathway.codeobj_class = ConvLoopCodeObject
-    pathway.template_kwds = {**(pathway.template_kwds or {}), "conv": asdict(geometry)}
+    pathway.template_kwds = {**(pathway.template_kwds or {}), "conv": asdict(geometry),
+                             "conv_block": channel_block(geometry.c_out, TAP_BLOCK)}
     pathway.needed_variables = [*pathway.needed_variables, pathway.eventspace_name, "_synaptic_pre",
                                 "_synaptic_post", "k_idx"]
 
