@@ -38,12 +38,14 @@
             for (int _i = 0; _i < {{conv_block}}; _i++)
                 {{_copy}}[_j * _c_out + _o0 + _i] = {{_array}}[(_o0 + _i) * _c_in * _k * _k + _j];
     {% endfor %}
-    // the full units' variables, channel-last [y][x][o]
+    // the full units' variables, channel-last [y][x][o] (blocks of conv_block channels, as the kernel)
     {% for _array, _copy in _units.items() %}
     static double {{_copy}}[{{conv.c_out * conv.h_full * conv.w_full}}];
-    for (int _o = 0; _o < _c_out; _o++)
+    for (int _o0 = 0; _o0 < _c_out; _o0 += {{conv_block}})
         for (int _u = 0; _u < _plane; _u++)
-            {{_copy}}[_u * _c_out + _o] = {{_array}}[_o * _plane + _u];
+            #pragma GCC unroll 16
+            for (int _i = 0; _i < {{conv_block}}; _i++)
+                {{_copy}}[_u * _c_out + _o0 + _i] = {{_array}}[(_o0 + _i) * _plane + _u];
     {% endfor %}
 
     for (int _event = 0; _event < _n_events; _event++)
@@ -75,9 +77,11 @@
     }
 
     {% for _array, _copy in _units.items() %}
-    for (int _o = 0; _o < _c_out; _o++)
+    for (int _o0 = 0; _o0 < _c_out; _o0 += {{conv_block}})
         for (int _u = 0; _u < _plane; _u++)
-            {{_array}}[_o * _plane + _u] = {{_copy}}[_u * _c_out + _o];
+            #pragma GCC unroll 16
+            for (int _i = 0; _i < {{conv_block}}; _i++)
+                {{_array}}[(_o0 + _i) * _plane + _u] = {{_copy}}[_u * _c_out + _o0 + _i];
     {% endfor %}
     }
 {% endblock %}
