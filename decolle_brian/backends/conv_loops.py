@@ -208,20 +208,27 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
         updater.needed_variables = [*updater.needed_variables, "_synaptic_pre", "_synaptic_post", "in_idx", *extra]
 
 
-def conv_event_scatter(pathway, geometry: ConvGeometry) -> None:
+def conv_event_scatter(pathway, geometry: ConvGeometry, kernel_gate: tuple | None = None) -> None:
     """Run the event pathway of empty conv event synapses (mode "event") as loops over the taps of each event.
 
     Every event of the source (presynaptic unit (c, y_i, x_i), read from its event space: no spike queue, the
     delay is 0) runs Brian's ``on_pre`` statements once per output channel o and tap (a, e) whose unit
     (o, y_i + pad - a, x_i + pad - e) lies in the full-resolution grid, with the kernel element index
     ``k_idx`` = ((o c_in + c) k + a) k + e computed instead of loaded: events x c_out x k^2 per step.
+    ``kernel_gate`` (kernel group, shared variable) or None: the loop reads the kernel from a copy in its own
+    layout, refreshed only on the steps after one on which that variable was non-zero (the builder proved that
+    the kernel is unchanged by a step on which it is 0); None: refreshed on every step with events.
     """
     pathway.template = "conv_event_scatter"
     pathway.codeobj_class = ConvLoopCodeObject
+    gate = None
+    if kernel_gate is not None:
+        gate = "_kernel_gate"  # the kernel group's shared variable, seen from the event synapses
+        pathway.synapses.variables.add_reference(gate, kernel_gate[0], kernel_gate[1])
     pathway.template_kwds = {**(pathway.template_kwds or {}), "conv": asdict(geometry),
-                             "conv_block": channel_block(geometry.c_out, TAP_BLOCK)}
+                             "conv_block": channel_block(geometry.c_out, TAP_BLOCK), "gate": gate}
     pathway.needed_variables = [*pathway.needed_variables, pathway.eventspace_name, "_synaptic_pre",
-                                "_synaptic_post", "k_idx"]
+                                "_synaptic_post", "k_idx", *([gate] if gate else [])]
 
     def create_code_objects(run_namespace):
         # only the scatter code: it reads the event space itself, Brian's spike queue is never filled

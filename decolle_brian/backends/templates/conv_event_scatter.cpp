@@ -5,7 +5,8 @@
    decolle_brian/backends/conv_loops.py. The statements are Brian's vector code of on_pre; its index loads are
    the loop's arithmetic.
    Layout: output channel innermost. The statements read the kernel's variables (at k_idx) from a copy
-   [c][a][e][o] (made every step with events: the kernel may have changed) and the full units' variables (at
+   [c][a][e][o] (refreshed on a step with events after a step that may have changed the kernel: every learning
+   step; in evaluation once per run) and the full units' variables (at
    _postsynaptic_idx) from a channel-last copy [y][x][o] (copied in before the events and back after), so for
    each event and tap the innermost loop runs over the c_out output channels, contiguous in both (vectorised):
    DvsGesture's conv 3 (1,300 events, 128 -> 128, 7 x 7) in a standalone copy of the loops, 2.05 -> 1.18 CPU ms
@@ -27,17 +28,33 @@
     const size_t _vectorisation_idx = -1;
     {{scalar_code|autoindent}}
 
-    if (_n_events > 0)
-    {
-    // the kernel's variables, [c][a][e][o] (blocks of conv_block output channels: conv_block rows read at once)
+    // the copies of the kernel are out of date: at the first step of a run, and (with a gate) after a step on
+    // which the gate was non-zero (its optimiser step, before or after the events, may change the kernel)
+    static bool _kernel_stale = true;
+    {% if gate %}
+    const bool _kernel_may_change = {{get_array_name(variables[gate])}}[0] != 0;
+    {% else %}
+    const bool _kernel_may_change = true;  // no proof that any step leaves the kernel unchanged
+    {% endif %}
+    if (_kernel_may_change)
+        _kernel_stale = true;
     {% for _array, _copy in _kernel.items() %}
     static double {{_copy}}[{{conv.c_out * conv.c_in * conv.k * conv.k}}];
-    for (int _o0 = 0; _o0 < _c_out; _o0 += {{conv_block}})
-        for (int _j = 0; _j < _c_in * _k * _k; _j++)
-            #pragma GCC unroll 16
-            for (int _i = 0; _i < {{conv_block}}; _i++)
-                {{_copy}}[_j * _c_out + _o0 + _i] = {{_array}}[(_o0 + _i) * _c_in * _k * _k + _j];
     {% endfor %}
+    if (_n_events > 0)
+    {
+    if (_kernel_stale)
+    {
+        // the kernel's variables, [c][a][e][o] (blocks of conv_block output channels: conv_block rows at once)
+        {% for _array, _copy in _kernel.items() %}
+        for (int _o0 = 0; _o0 < _c_out; _o0 += {{conv_block}})
+            for (int _j = 0; _j < _c_in * _k * _k; _j++)
+                #pragma GCC unroll 16
+                for (int _i = 0; _i < {{conv_block}}; _i++)
+                    {{_copy}}[_j * _c_out + _o0 + _i] = {{_array}}[(_o0 + _i) * _c_in * _k * _k + _j];
+        {% endfor %}
+        _kernel_stale = _kernel_may_change;
+    }
     // the full units' variables, channel-last [y][x][o] (blocks of conv_block channels, as the kernel)
     {% for _array, _copy in _units.items() %}
     static double {{_copy}}[{{conv.c_out * conv.h_full * conv.w_full}}];
