@@ -24,6 +24,7 @@ from test_conv import (
     T,
     assert_forward_equal,
     make_input,
+    make_params,
     make_spec,
     run_both,
 )
@@ -60,10 +61,10 @@ def learning_run(sim_event):
     return spec, sim, params, out, full, layers, expected
 
 
-def event_semantics(spec, params, counts, masks, *, lr, optimizer="sgd"):
+def event_semantics(spec, params, counts, masks, *, lr, optimizer="sgd", stop=T):
     """NumPy model of a conv network in mode "event": the exact conv layers of the reference (their optimiser
-    step on every learning step), except that each unit's forward input is q_syn/u_syn filtering
-    (1 - beta) conv(events, K) with the kernel in use at the events' arrival."""
+    step on every learning step, steps BURNIN to ``stop``), except that each unit's forward input is
+    q_syn/u_syn filtering (1 - beta) conv(events, K) with the kernel in use at the events' arrival."""
     c = ref.Constants()
     layers = [ref.ConvLayer(params[f"layer{k}.K"].copy(), params[f"layer{k}.b"].copy(), params[f"layer{k}.G"],
                             params[f"layer{k}.g"], layer.padding, layer.pool, layer.in_shape)
@@ -92,10 +93,10 @@ def event_semantics(spec, params, counts, masks, *, lr, optimizer="sgd"):
             y = layer.G @ (masks[k][t] * s) + layer.g
             e = ref.surrogate_grad(u) * (layer.G.T @ ref.loss_grad(y, target)) * masks[k][t]
             e_full = ref.maxpool_route(e.reshape(layer.out_shape), winner, layer.full_shape, layer.pool)
-            signals.append(e_full if t >= BURNIN else np.zeros_like(e_full))
+            signals.append(e_full if BURNIN <= t < stop else np.zeros_like(e_full))
             rec["spikes"][k][t], rec["u"][k][t], s_prev[k], x = s, u, s_full, s
         for k, layer in enumerate(layers):
-            if t < BURNIN:
+            if t < BURNIN or t >= stop:
                 continue
             gk = ref.conv2d_kernel_grad(p[k].reshape(layer.in_shape), signals[k], layer.K.shape[2], layer.K.shape[3],
                                         layer.padding)
@@ -133,6 +134,17 @@ def test_learning_run_is_the_event_semantics(learning_run):
     assert_event_semantics(spec, params, out)
 
 
+def test_learning_then_evaluating_in_one_run_is_the_event_semantics(sim_event):
+    """Learning stops within the run (eta = 0 from step STOP on): the later events meet the last kernel (the
+    C++ scatter's copy of the kernel is refreshed after the last learning step, then kept)."""
+    spec, sim = sim_event
+    stop = (BURNIN + T) // 2
+    params = make_params(spec)
+    _, inputs = learning_inputs(spec, stop)
+    out = sim.run_chunk(inputs, params)
+    assert_event_semantics(spec, params, out, stop=stop)
+
+
 def test_adamax_learning_run_is_the_event_semantics_runtime():
     """Adamax (every learning step, as the exact conv layer) on the runtime device: no extra compiled network."""
     spec = replace(make_spec("adamax"), mode="event")
@@ -141,12 +153,20 @@ def test_adamax_learning_run_is_the_event_semantics_runtime():
     assert_event_semantics(spec, params, out, optimizer="adamax")
 
 
-def assert_event_semantics(spec, params, out, optimizer="sgd"):
-    counts = make_input(spec.n_inputs)  # the input and masks of run_both
+def learning_inputs(spec, stop=T):
+    """The input and masks of run_both (learning), with no learning from step ``stop`` on (eta = 0)."""
+    counts = make_input(spec.n_inputs)
     inputs, _ = pack_chunk([(counts, LABEL)], T, N_CLASSES, lr=spec.learning.lr, burnin=BURNIN, learn=True,
                            dropout=spec.learning.dropout, layer_sizes=spec.layer_sizes()[1:],
                            rng=np.random.default_rng(5))
-    expected = event_semantics(spec, params, counts, inputs.masks, lr=spec.learning.lr, optimizer=optimizer)
+    inputs.eta[stop:] = 0
+    return counts, inputs
+
+
+def assert_event_semantics(spec, params, out, optimizer="sgd", stop=T):
+    counts, inputs = learning_inputs(spec, stop)
+    expected = event_semantics(spec, params, counts, inputs.masks, lr=spec.learning.lr, optimizer=optimizer,
+                               stop=stop)
     for k in range(len(spec.layers)):
         np.testing.assert_array_equal(out.probes[k]["s"], expected["spikes"][k], err_msg=f"spikes of layer {k + 1}")
         np.testing.assert_allclose(out.probes[k]["u"], expected["u"][k], rtol=0, atol=1e-9, err_msg=f"u {k + 1}")

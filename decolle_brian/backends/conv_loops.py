@@ -19,7 +19,9 @@ code that reads any other per-synapse value). The loops:
 - ``conv_forward_sum`` (onto the full units): for each block of output channels (:func:`channel_block`),
   input channel, tap and channel of the block, the tap's kernel element is a loop invariant and the innermost
   loop runs along a row of the output and of the input (contiguous, vectorised), adding into the block's local
-  sums: c_out c_in k^2 H_full W_full multiply-adds per step, each input row read once per block;
+  sums: c_out c_in k^2 H_full W_full multiply-adds per step, each input row read once per block. A kernel of
+  k > 1 instead adds the k taps of a kernel row to each unit's block of sums in registers (``TAP_BLOCK``
+  channels; one load and store per unit and kernel row, not per tap: 3.3x on DvsGesture's conv 3);
 - ``conv_gradient_sum`` (onto the kernel elements): every step the target is set to 0; when the ``gate``
   variable (the kernel group's step size ``lr``) is 0 nothing else runs, else only full units whose
   ``skip_zero`` variable (their learning signal ``delta``) is non-zero add their taps: (units with a
@@ -44,6 +46,7 @@ explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolu
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import asdict, dataclass
 
@@ -109,11 +112,43 @@ def conv_code_lines(code_lines, arrays: dict, copies: dict | None = None) -> lis
     return lines
 
 
+def conv_channel_last(code_lines, arrays: dict) -> tuple[list[str], dict, dict]:
+    """Brian's vector code of a conv event pathway reading channel-last copies (``conv_event_scatter``).
+
+    The lines of :func:`conv_code_lines`, with every array read or written at ``k_idx`` (the kernel's
+    variables) pointed to a copy ``_k_t<i>`` laid out [c][a][e][o] and every array at ``_postsynaptic_idx`` (the
+    full units' variables) to a copy ``_post_t<i>`` laid out [y][x][o]: the scatter's innermost loop then runs
+    over the output channels o. A statement that writes a kernel variable is refused (its copy is read-only).
+
+    Returns
+    -------
+    lines : list of str
+    kernel : dict
+        Kernel array name -> name of its copy.
+    units : dict
+        Full-unit array name -> name of its copy (copied back after the events).
+    """
+    lines = conv_code_lines(code_lines, arrays)
+    copies = []
+    for index, prefix in (("k_idx", "_k_t"), ("_postsynaptic_idx", "_post_t")):
+        names = sorted(set(re.findall(rf"(\w+)\[{index}\]", "\n".join(lines))))
+        found = {name: f"{prefix}{i}" for i, name in enumerate(names)}
+        for name, copy in found.items():
+            pattern = re.compile(rf"\b{name}\[{index}\]")
+            if index == "k_idx" and any(re.search(rf"\b{name}\[{index}\]\s*[-+*/]?=(?!=)", line) for line in lines):
+                raise NotImplementedError(f"The conv event scatter reads the kernel from a copy; this code writes "
+                                          f"{name}[{index}]: {[line.strip() for line in lines]}")
+            lines = [pattern.sub(f"{copy}[{index}]", line) for line in lines]
+        copies.append(found)
+    return lines, copies[0], copies[1]
+
+
 class ConvLoopCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
     templater = CPPStandaloneCodeObject.templater.derive(
-        "decolle_brian.backends", env_globals={"conv_code_lines": conv_code_lines})
+        "decolle_brian.backends", env_globals={"conv_code_lines": conv_code_lines,
+                                         "conv_channel_last": conv_channel_last})
 
 
 #: output channels whose forward sums ``conv_forward_sum`` builds up together (a block's inputs are read once):
@@ -124,6 +159,14 @@ REGISTER_TILE = 320
 #: input channels per register tile of the 1 x 1 kernel gradient (a block of 4 x 32 sums: 16 AVX-512 registers;
 #: measured 1.3x over one channel at a time, the same sums; wider tiles spill)
 GEMM_TILE = 32
+#: output channels of a block of the register-tap forward sum (kernels of k > 1): a unit's sums of the block over
+#: a kernel row's taps stay in registers. DvsGesture conv 3 (128 -> 128, 7 x 7, 16 x 16) in a standalone copy of
+#: the loops, CPU ms per sum: 8 3.9, 4 8.1-8.2 (GCC vectorises 4 worse), 16 4.9-5.1; tap per row (block 4) 13
+TAP_BLOCK = 8
+#: input channels per register tile of the k > 1 kernel gradient (sums of one tap over all units with a learning
+#: signal): DvsGesture learning, conv 2 / conv 3 gradient ms per step (wall, load 4-5): 64 3.0 / 1.9, 32 4.2 /
+#: 2.3; a unit's [a][e][c] row added into memory per unit before: 5.2 / 3.5
+GRAD_TILE = 64
 
 
 def channel_block(c_out: int, largest: int = FORWARD_BLOCK) -> int:
@@ -159,24 +202,33 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
                                  "skip_zero": skip_zero if onto_kernel else None,
                                  "gate": gate if onto_kernel else None, "conv_inputs": inputs,
                                  "conv_block": channel_block(geometry.c_out), "register_tile": REGISTER_TILE,
-                                 "gemm_tile": GEMM_TILE}
+                                 "gemm_tile": GEMM_TILE, "tap_block": channel_block(geometry.c_out, TAP_BLOCK),
+                                 "grad_tile": GRAD_TILE}
         extra = [name for name in (skip_zero, gate) if name] if onto_kernel else []
         updater.needed_variables = [*updater.needed_variables, "_synaptic_pre", "_synaptic_post", "in_idx", *extra]
 
 
-def conv_event_scatter(pathway, geometry: ConvGeometry) -> None:
+def conv_event_scatter(pathway, geometry: ConvGeometry, kernel_gate: tuple | None = None) -> None:
     """Run the event pathway of empty conv event synapses (mode "event") as loops over the taps of each event.
 
     Every event of the source (presynaptic unit (c, y_i, x_i), read from its event space: no spike queue, the
     delay is 0) runs Brian's ``on_pre`` statements once per output channel o and tap (a, e) whose unit
     (o, y_i + pad - a, x_i + pad - e) lies in the full-resolution grid, with the kernel element index
     ``k_idx`` = ((o c_in + c) k + a) k + e computed instead of loaded: events x c_out x k^2 per step.
+    ``kernel_gate`` (kernel group, shared variable) or None: the loop reads the kernel from a copy in its own
+    layout, refreshed only on the steps after one on which that variable was non-zero (the builder proved that
+    the kernel is unchanged by a step on which it is 0); None: refreshed on every step with events.
     """
     pathway.template = "conv_event_scatter"
     pathway.codeobj_class = ConvLoopCodeObject
-    pathway.template_kwds = {**(pathway.template_kwds or {}), "conv": asdict(geometry)}
+    gate = None
+    if kernel_gate is not None:
+        gate = "_kernel_gate"  # the kernel group's shared variable, seen from the event synapses
+        pathway.synapses.variables.add_reference(gate, kernel_gate[0], kernel_gate[1])
+    pathway.template_kwds = {**(pathway.template_kwds or {}), "conv": asdict(geometry),
+                             "conv_block": channel_block(geometry.c_out, TAP_BLOCK), "gate": gate}
     pathway.needed_variables = [*pathway.needed_variables, pathway.eventspace_name, "_synaptic_pre",
-                                "_synaptic_post", "k_idx"]
+                                "_synaptic_post", "k_idx", *([gate] if gate else [])]
 
     def create_code_objects(run_namespace):
         # only the scatter code: it reads the event space itself, Brian's spike queue is never filled

@@ -203,9 +203,9 @@ class CppStandaloneBackend(Backend):
         # loops over the convolution: nothing per synapse is created, stored or streamed
         conv_loops(synapses, ConvGeometry.of(layer, batch), gates.gradient, gates.skip_zero, gates.gate)
 
-    def conv_events(self, pathway, layer, connect) -> None:
+    def conv_events(self, pathway, layer, connect, kernel_gate=None) -> None:
         # loops over the taps of each event, read from the source's event space: no synapse, no spike queue
-        conv_event_scatter(pathway, ConvGeometry.of(layer))
+        conv_event_scatter(pathway, ConvGeometry.of(layer), kernel_gate)
 
     def gated(self, runner, gate: str) -> None:
         gated(runner, gate)  # burn-in and evaluation skip it

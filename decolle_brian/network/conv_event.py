@@ -94,7 +94,8 @@ class EventConvLayerBuilder(ConvLayerBuilder):
             syn.connect(i=pre, j=post)
             syn.k_idx = element
 
-        net.codegen.conv_events(syn.pre, layer, connect)
+        # proven: with lr = 0 the optimiser step leaves the kernel unchanged (a device may keep a copy of it)
+        net.codegen.conv_events(syn.pre, layer, connect, (kernel, "lr") if self.gates.gate else None)
         # after every reset (this step's spikes), as the dense event synapses
         reschedule(syn.pre, "resets", 1)
         return syn

@@ -111,12 +111,15 @@ class CodeGeneration:
         """
         connect()
 
-    def conv_events(self, pathway, layer, connect) -> None:
+    def conv_events(self, pathway, layer, connect, kernel_gate=None) -> None:
         """The event pathway of a conv ``layer`` in mode "event" (previous layer -> full units, still empty).
 
         ``connect()`` creates one synapse per tap inside the input, each with its kernel element ``k_idx``,
         on which Brian's generic pathway scatters every event exactly; that is the default. A device may
-        instead loop over the taps of each event, reading the source's event space.
+        instead loop over the taps of each event, reading the source's event space. ``kernel_gate``: None, or
+        (kernel group, shared variable) whose value 0 proves that the step leaves the kernel unchanged (the
+        builder's proof, :func:`decolle_brian.network.conv.gradient_gates`): a device may keep a copy of the
+        kernel over such steps.
         """
         connect()
 
