@@ -229,6 +229,33 @@ class TestAdamax:
                                            atol=1e-12, err_msg=f"layer{k}.v_{name}")
 
 
+@pytest.mark.standalone
+def test_wide_layers_on_one_and_two_threads(tmp_path_factory):
+    """Sizes at which the C++ loops' blocks and tiles run whole and in part (backends/conv_loops.py): 70 input
+    channels into conv 2 (one whole gradient tile of 64 + 6), 24 output channels (3 blocks of 8 register taps),
+    an odd width, a pool-2 remainder. Learning (SGD, dropout) agrees with the NumPy reference as the small
+    network does, and a 2-thread binary gives the 1-thread results bit for bit."""
+    shape = (2, 7, 9)
+    wide = ConvLayerSpec(channels=70, kernel=3, in_shape=shape, padding=1, pool=1)
+    layers = (wide, ConvLayerSpec(channels=24, kernel=3, in_shape=wide.out_shape, padding=1, pool=2))
+    spec = make_spec("sgd", layers=layers, input_shape=shape)
+    params = make_params(spec, gain=1.5)
+    outs = []
+    for threads in (1, 2):
+        sim = Simulator(spec, T, device="cpp_standalone", threads=threads, probes=("u", "s", "delta"),
+                        build_dir=tmp_path_factory.mktemp(f"conv_wide_{threads}t"))
+        params, out, full, ref_layers, expected = run_both(spec, sim, learn=True, masks_seed=6, params=params)
+        assert_forward_equal(out, full, expected, len(layers))
+        assert_signals_equal(out, full, expected, len(layers))
+        assert_params_close(out, ref_layers, params)
+        outs.append((out, full))
+    (one, full_one), (two, full_two) = outs
+    for name, value in one.params.items():
+        np.testing.assert_array_equal(two.params[name], value, err_msg=name)
+    for k in range(len(layers)):
+        np.testing.assert_array_equal(full_two[k]["u"], full_one[k]["u"], err_msg=f"full U of layer {k + 1}")
+
+
 def test_pool_remainder_and_ties_runtime():
     """Floor-mode remainder (7x7 pooled by 2) and tied maxima (silent input region): routed as the reference."""
     layer = ConvLayerSpec(channels=3, kernel=3, in_shape=(1, 7, 7), padding=1, pool=2)
