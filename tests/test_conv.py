@@ -29,6 +29,12 @@ T, BURNIN, N_CLASSES, LABEL = 120, 20, 4, 2
 INPUT_SHAPE = (2, 12, 12)
 L1 = ConvLayerSpec(channels=4, kernel=3, in_shape=INPUT_SHAPE, padding=1, pool=2)
 L2 = ConvLayerSpec(channels=8, kernel=5, in_shape=L1.out_shape, padding=1, pool=1)
+#: sizes at which the C++ loops' blocks and tiles run whole and in part (backends/conv_loops.py): 70 input
+#: channels into conv 2 (a whole gradient tile of 64 + 6), 24 output channels (3 blocks of 8), odd width, pool
+#: remainder
+WIDE_SHAPE = (2, 7, 9)
+WIDE_LAYERS = (ConvLayerSpec(channels=70, kernel=3, in_shape=WIDE_SHAPE, padding=1, pool=1),
+               ConvLayerSpec(channels=24, kernel=3, in_shape=(70, 7, 9), padding=1, pool=2))
 DEVICES = ["runtime", pytest.param("cpp_standalone", marks=pytest.mark.standalone)]
 #: devices whose conv layers run as loops over the convolution (no synapse list; decolle_brian.backends.conv_loops)
 LOOP_DEVICES = ("cpp_standalone",)
@@ -235,10 +241,8 @@ def test_wide_layers_on_one_and_two_threads(tmp_path_factory):
     channels into conv 2 (one whole gradient tile of 64 + 6), 24 output channels (3 blocks of 8 register taps),
     an odd width, a pool-2 remainder. Learning (SGD, dropout) agrees with the NumPy reference as the small
     network does, and a 2-thread binary gives the 1-thread results bit for bit."""
-    shape = (2, 7, 9)
-    wide = ConvLayerSpec(channels=70, kernel=3, in_shape=shape, padding=1, pool=1)
-    layers = (wide, ConvLayerSpec(channels=24, kernel=3, in_shape=wide.out_shape, padding=1, pool=2))
-    spec = make_spec("sgd", layers=layers, input_shape=shape)
+    layers = WIDE_LAYERS
+    spec = make_spec("sgd", layers=layers, input_shape=WIDE_SHAPE)
     params = make_params(spec, gain=1.5)
     outs = []
     for threads in (1, 2):

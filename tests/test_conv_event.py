@@ -21,6 +21,8 @@ from test_conv import (
     LABEL,
     LOOP_DEVICES,
     N_CLASSES,
+    WIDE_LAYERS,
+    WIDE_SHAPE,
     T,
     assert_forward_equal,
     make_input,
@@ -151,6 +153,20 @@ def test_adamax_learning_run_is_the_event_semantics_runtime():
     sim = Simulator(spec, T, device="runtime", probes=("u", "s", "delta"))
     params, out, _, _, _ = run_both(spec, sim, learn=True, masks_seed=5)
     assert_event_semantics(spec, params, out, optimizer="adamax")
+
+
+@pytest.mark.standalone
+def test_wide_layers_are_the_event_semantics(tmp_path_factory):
+    """The C++ scatter's blocks of output channels and the gradient tiles at sizes where they run whole and in
+    part (tests/test_conv.py WIDE_LAYERS): a fixed kernel gives the exact forward, learning the event semantics."""
+    spec = replace(make_spec("sgd", layers=WIDE_LAYERS, input_shape=WIDE_SHAPE), mode="event")
+    sim = Simulator(spec, T, device="cpp_standalone", probes=("u", "s", "delta"),
+                    build_dir=tmp_path_factory.mktemp("conv_event_wide"))
+    params = make_params(spec, gain=1.5)
+    _, out, full, _, expected = run_both(spec, sim, learn=False, params=params)
+    assert_forward_equal(out, full, expected, len(spec.layers))
+    _, inputs = learning_inputs(spec)
+    assert_event_semantics(spec, params, sim.run_chunk(inputs, params))
 
 
 def learning_inputs(spec, stop=T):
