@@ -1,4 +1,4 @@
-"""Helpers for tests of the training loop: in-memory samples, and the stop-then-resume check."""
+"""Helpers for tests: in-memory samples, the stop-then-resume check, and what a learned parameter changed."""
 
 
 class ListSamples:
@@ -40,3 +40,14 @@ def assert_stop_then_resume_is_exact(loop, stop_after: int, samples_seen: int, i
     for key, value in whole.params.items():
         np.testing.assert_array_equal(resumed.params[key], value, err_msg=key)
     assert not np.array_equal(whole.params[key], initial_w)
+
+
+def assert_change_close(new, expected, initial, err_msg: str, rtol: float = 1e-9):
+    """What a parameter learned (``new - initial``) equals the reference's (``expected - initial``) within ``rtol``
+    of the largest change: a parameter compared on its value at 1e-6 relative would hide an error of 1 % of a
+    change 1e-4 of the value."""
+    import numpy as np  # noqa: PLC0415
+
+    change = np.asarray(expected) - initial
+    np.testing.assert_allclose(np.asarray(new) - initial, change, rtol=0, atol=rtol * np.abs(change).max(),
+                               err_msg=f"{err_msg}: change")

@@ -11,7 +11,7 @@ import copy
 
 import numpy as np
 import pytest
-from samples import ListSamples, assert_stop_then_resume_is_exact
+from samples import ListSamples, assert_change_close, assert_stop_then_resume_is_exact
 
 from decolle_brian import reference as ref
 from decolle_brian.devices import Simulator
@@ -112,6 +112,7 @@ def test_batch_of_four_agrees_with_batched_reference(optimizer, device, tmp_path
             new = out.params[f"layer{k}.{name}"]
             assert not np.allclose(new, params[f"layer{k}.{name}"]), f"layer{k}.{name} did not learn"
             np.testing.assert_allclose(new, value, rtol=1e-6, atol=1e-12, err_msg=f"layer{k}.{name}")
+            assert_change_close(new, value, params[f"layer{k}.{name}"], f"layer{k}.{name}")
         for name in ("G", "g"):  # the fixed readout comes back as it went in
             np.testing.assert_array_equal(out.params[f"layer{k}.{name}"], params[f"layer{k}.{name}"])
         if optimizer == "adamax":

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from samples import ListSamples, assert_stop_then_resume_is_exact
+from samples import ListSamples, assert_change_close, assert_stop_then_resume_is_exact
 
 from decolle_brian import reference as ref
 from decolle_brian.devices import Simulator
@@ -120,6 +120,7 @@ def test_shared_parameters_agree_with_batched_reference(trained):
             new = out.params[f"layer{k}.{name}"]
             assert not np.allclose(new, params[f"layer{k}.{name}"]), f"layer{k}.{name} did not learn"
             np.testing.assert_allclose(new, value, rtol=1e-6, atol=1e-12, err_msg=f"layer{k}.{name}")
+            assert_change_close(new, value, params[f"layer{k}.{name}"], f"layer{k}.{name}")
         for name in ("G", "g"):  # the fixed readout comes back as it went in
             np.testing.assert_array_equal(out.params[f"layer{k}.{name}"], params[f"layer{k}.{name}"])
         if spec.learning.optimizer == "adamax":

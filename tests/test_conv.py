@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from brian2.core.variables import DynamicArrayVariable
+from samples import assert_change_close
 
 from decolle_brian import reference as ref
 from decolle_brian.backends.conv_loops import conv_code_lines
@@ -105,6 +106,7 @@ def assert_params_close(out, layers, params):
             new = out.params[f"layer{k}.{name}"]
             assert not np.allclose(new, params[f"layer{k}.{name}"]), f"layer{k}.{name} did not learn"
             np.testing.assert_allclose(new, value, rtol=1e-6, atol=1e-12, err_msg=f"layer{k}.{name}")
+            assert_change_close(new, value, params[f"layer{k}.{name}"], f"layer{k}.{name}")
 
 
 def assert_signals_equal(out, full, expected, n_layers):

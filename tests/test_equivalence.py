@@ -9,6 +9,7 @@ Every built-in loss x surrogate is run once, smaller, on the runtime device.
 
 import numpy as np
 import pytest
+from samples import assert_change_close
 
 from decolle_brian import reference as ref
 from decolle_brian.devices import Simulator
@@ -102,6 +103,7 @@ def assert_params_close(out, layers, params):
             new = out.params[f"layer{k}.{name}"]
             assert not np.allclose(new, params[f"layer{k}.{name}"]), f"layer{k}.{name} did not learn"
             np.testing.assert_allclose(new, value, rtol=1e-6, atol=1e-12, err_msg=f"layer{k}.{name}")
+            assert_change_close(new, value, params[f"layer{k}.{name}"], f"layer{k}.{name}")
 
 
 class TestSGD:
