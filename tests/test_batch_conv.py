@@ -19,7 +19,7 @@ from decolle_brian import reference as ref
 from decolle_brian.devices import Simulator
 from decolle_brian.errors import SpecError
 from decolle_brian.network.batch import from_units, pack_batch
-from decolle_brian.network.conv import conv_connectivity, full_probes
+from decolle_brian.network.conv import MAX_SYNAPSES, conv_connectivity, full_probes
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import ConvLayerSpec, DenseLayerSpec, LearningSpec, NetworkSpec
 from decolle_brian.reference_batch import run_batch
@@ -256,3 +256,14 @@ def test_cli_trains_a_batched_conv_network_end_to_end(tmp_path):
     assert params["layer1.K"].shape == (2, 1, 3, 3) and params["layer2.W"].shape == (8, 2 * 4 * 4)
     assert state["samples_seen"] == 8
     assert read_metrics(run_dir)
+
+
+def test_explicit_list_beyond_int32_is_refused_before_it_is_made():
+    """The runtime device's explicit conv synapse list (one per tap and sample) would pass Brian's int32 index:
+    a clear error naming the layer and the fix, before the list is made."""
+    layer = ConvLayerSpec(channels=64, kernel=7, in_shape=(64, 32, 32), padding=3, pool=1)
+    assert layer.n_synapses * 16 > MAX_SYNAPSES > layer.n_synapses
+    spec = NetworkSpec(n_inputs=64 * 32 * 32, input_shape=(64, 32, 32), layers=(layer,), n_classes=4,
+                       batch_size=16, learning=LearningSpec(optimizer="sgd", lr=1e-3))
+    with pytest.raises(SpecError, match=r"network.layers\[0\]: .*int32.*cpp_standalone device"):
+        Simulator(spec, 10, device="runtime")

@@ -50,6 +50,7 @@ from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.emission import ConvCode, conv_code
 from decolle_brian.equations_io import load_model
+from decolle_brian.errors import SpecError
 from decolle_brian.network.hooks import LayerBuilder
 from decolle_brian.network.objects import LayerObjects
 from decolle_brian.network.registry import layer_builder
@@ -70,6 +71,10 @@ CONV_ORDER = {
 CHANNEL_GROUP = 8
 #: synapses per connect call (bounds the copies Brian makes of the index arrays while building)
 CONNECT_BLOCK = 1 << 25
+
+
+#: the most synapses one Brian Synapses object can index (int32)
+MAX_SYNAPSES = 2**31 - 1
 
 
 @dataclass
@@ -242,6 +247,13 @@ class ConvLayerBuilder(LayerBuilder):
         syn.p_in = linked_var(self.source, "p", index="in_idx")
 
         def connect():
+            synapses = layer.n_synapses * self.samples
+            if synapses > MAX_SYNAPSES:  # before the list is made: Brian indexes synapses with int32
+                raise SpecError(f"network.layers[{self.index - 1}]: the explicit synapse list of this conv layer "
+                                f"(used by the {self.net.codegen.__class__.__name__} code generation) would hold "
+                                f"{synapses:,} synapses ({layer.n_synapses:,} taps x batch {self.samples}), more than "
+                                f"Brian's int32 index allows ({MAX_SYNAPSES:,}); use the cpp_standalone device "
+                                "(no synapse list) or a smaller training.batch_size")
             pre, post = conv_connectivity(layer, batch=self.samples)
             with self.net.codegen.connecting(syn):  # a standalone device keeps no Python copies of the indices
                 for start in range(0, len(pre), CONNECT_BLOCK):  # blocks: Brian copies each block several times
