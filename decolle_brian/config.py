@@ -246,13 +246,13 @@ class Config(Table):
             return self
         mode, optimizer = self.network.mode, self.learning.optimizer
         kinds = {layer.get("kind", "dense") if isinstance(layer, dict) else "dense" for layer in self.network.layers}
-        built = [BATCHES_BUILT.get((mode, kind)) for kind in kinds]  # names.BATCHES_BUILT: where batches exist
-        conv = None in built
-        event_adamax = any(optimizers and optimizer not in optimizers for optimizers in built)
+        built = {kind: BATCHES_BUILT.get((mode, kind)) for kind in kinds}  # names.BATCHES_BUILT: where batches exist
+        unbuilt = sorted(kind for kind, optimizers in built.items() if optimizers is None)
+        event_adamax = any(optimizers and optimizer not in optimizers for optimizers in built.values())
         reasons = [why for refused, why in (
             (event_adamax, f"network.mode = 'event' with learning.optimizer = {self.learning.optimizer!r}: "
              f"{ADAMAX_EVENT_BATCH_REASON}; use learning.optimizer = 'sgd' or network.mode = 'exact'"),
-            (conv, f"conv layers in network.mode = {self.network.mode!r}: conv "
+            (unbuilt, f"{' and '.join(unbuilt)} layers in network.mode = {mode!r}: {' and '.join(unbuilt)} "
              "layers in batches are built in mode 'exact' only (docs/batch.md); use network.mode = 'exact'"),
             (bool(self.recording.variables), "recording.variables: recordings read one sample per run"),
         ) if refused]

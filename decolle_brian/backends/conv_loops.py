@@ -26,19 +26,19 @@ code that reads any other per-synapse value). The loops:
   variable (the kernel group's step size ``lr``) is 0 nothing else runs, else only full units whose
   ``skip_zero`` variable (their learning signal ``delta``) is non-zero add their taps: (units with a
   learning signal) x c_in k^2 multiply-adds. The builder proves both skips exact before asking for them
-  (:func:`decolle_brian.network.conv.gradient_gates`). The innermost loop runs over the input channels: the
-  inputs are read from a channel-last copy made once per learning step (``in_idx`` indexes that copy,
-  :func:`conv_code_lines` points the reads there) and each output channel's terms go to a local
-  [a][e][c] slice, written to the kernel's ``gw`` in its C order at the end; each element receives the same
-  terms in the same order as over the synapse list's units, so the sums agree to the bit.
+  (:func:`decolle_brian.network.conv.gradient_gates`). The inputs are read from a copy made once per learning
+  step (``in_idx`` indexes that copy, :func:`conv_code_lines` points the reads there): channel-last for k > 1,
+  whose sums of one tap over the units with a learning signal stay in registers for ``GRAD_TILE`` input
+  channels at a time; tile-major for k = 1 (the batched dense layer), in 4 x ``GEMM_TILE`` register tiles.
+  Each element receives the same terms in the same order as over the synapse list's units, so the sums agree
+  to the bit.
 
 A batched conv layer (``NetworkSpec.batch_size = B > 1``, docs/batch.md) has the sample as the innermost axis of
 every unit and input index (``((o H_full + y) W_full + x) B + b``; :mod:`decolle_brian.network.batch`) and one
 kernel for all samples: ``ConvGeometry.batch = B`` selects ``templates/conv_*_sum_batch.cpp``. The forward sum
 runs along a row of (x, b) values (vectorised), adding the k taps of a kernel row to each unit in a register
 (one load and store per unit and kernel row, not per tap); the gradient is the loop above summed over positions
-and samples (units (y, x, b) row-major, a fixed order). Batch 1 keeps the templates above (its generated code
-unchanged).
+and samples (units (y, x, b) row-major, a fixed order). Batch 1 uses the templates above.
 
 Memory: nothing per synapse; the kernel, the units and the code. brian2cuda and the runtime device keep the
 explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolution`).
