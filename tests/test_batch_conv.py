@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from samples import ListSamples, assert_change_close, assert_stop_then_resume_is_exact
+from samples import ListSamples, assert_batched_loop_is_oracle, assert_change_close, assert_stop_then_resume_is_exact
 
 from decolle_brian import reference as ref
 from decolle_brian.devices import Simulator
@@ -160,42 +160,17 @@ def test_batched_conv_spec_checks():
 
 
 def test_training_loop_feeds_batched_conv_runtime():
-    """iter_chunks of a batched conv network: each batch of B samples in order is one run_batch of the oracle (masks
-    drawn per sample from the run's generator), a last partial batch is left out while learning, and evaluation in
-    batches (the last one filled up) votes as the online oracle."""
-    from decolle_brian.training import evaluate_dataset, iter_chunks  # noqa: PLC0415 - tqdm only here
-
+    """iter_chunks of a batched conv network: each batch of B samples in order is one run_batch of the oracle, a
+    last partial batch is left out while learning, and evaluation in batches votes as the online oracle."""
     spec = make_spec("adamax")
-    sim = Simulator(spec, T, device="runtime")
     params = make_params(spec)
     rng = np.random.default_rng(7)
     n_samples = 2 * B + 1
     counts = make_batch(n_samples, seed=8)
     labels = rng.integers(0, N_CLASSES, n_samples)
-    dataset = [(counts[i], int(labels[i])) for i in range(n_samples)]
     order = rng.permutation(n_samples)
-
-    mask_rng = np.random.default_rng(9)
-    steps = list(iter_chunks(sim, dataset, order, params, learn=True, lr=spec.learning.lr,
-                             rng=np.random.default_rng(9)))
-    assert [done for done, _, _ in steps] == [B, 2 * B]  # the last sample waits for the next epoch
-    layers, state = reference_layers(spec, params), [{} for _ in spec.layers]
-    for start in (0, B):
-        batch = order[start:start + B]
-        masks = [(mask_rng.random((T, B, n)) >= 0.5) / 0.5 for n in spec.layer_sizes()[1:]]
-        run_batch(layers, counts[batch], labels[batch], n_classes=N_CLASSES, burnin=BURNIN, learn=True,
-                  slope=10.0, optimizer="adamax", lr=spec.learning.lr, opt_state=state, masks=masks)
-    trained = steps[-1][1]
-    for k, (layer, ref_layer) in enumerate(zip(spec.layers, layers, strict=True), start=1):
-        key = "K" if layer.kind == "conv" else "W"
-        assert not np.allclose(trained[f"layer{k}.{key}"], params[f"layer{k}.{key}"])
-        np.testing.assert_allclose(trained[f"layer{k}.{key}"], getattr(ref_layer, key), rtol=1e-6, atol=1e-12)
-        np.testing.assert_allclose(trained[f"layer{k}.v_{key}"], state[k - 1][key], rtol=1e-6, atol=1e-12)
-    assert [r.label for _, _, chunk in steps for r in chunk] == list(labels[order[:2 * B]])
-
-    evaluation = evaluate_dataset(sim, dataset, trained)  # 7 samples: batches of 3, 3 and 1 + 2 empty
-    online = ref.evaluate(layers, list(counts), labels, n_classes=N_CLASSES, burnin=BURNIN, slope=10.0)
-    np.testing.assert_allclose(evaluation.accuracy, online)
+    assert_batched_loop_is_oracle(Simulator(spec, T, device="runtime"), params, counts, labels, order,
+                                  reference_layers(spec, params), burnin=BURNIN)
 
 
 def test_stop_then_resume_in_batched_conv_is_exact_runtime():
