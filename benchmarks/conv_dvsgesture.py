@@ -111,6 +111,9 @@ def main(argv=None) -> dict:
                              "conv_dvsgesture_<mode>.json for another mode)")
     parser.add_argument("--batch", type=int, default=1,
                         help="samples side by side (training.batch_size; mode 'exact'); the reference at that batch")
+    parser.add_argument("--profile-top", type=int, default=12,
+                        help="code objects kept in the profile of the last learning and evaluation run, most "
+                             "expensive first (0: all of them; benchmarks/conv_profile.py tabulates them)")
     add_reference_option(parser)
     args = parser.parse_args(argv)
     if args.chunks < 2 or args.eval_chunks < 1 or args.steps < 1 or args.batch < 1:
@@ -172,7 +175,8 @@ def main(argv=None) -> dict:
         last = {args.chunks - 1: "profile_ms_per_step", args.chunks + args.eval_chunks - 1: "profile_eval_ms_per_step"}
         if chunk in last:  # the profile of the last learning run and of the last evaluation run
             profile = sim.profiling_info()  # most expensive first
-            result[last[chunk]] = {name: round(1e3 * float(t) / args.steps, 2) for name, t in profile[:12]}
+            kept = profile[:args.profile_top] if args.profile_top > 0 else profile
+            result[last[chunk]] = {name: round(1e3 * float(t) / args.steps, 3) for name, t in kept}
             print(json.dumps({last[chunk]: result[last[chunk]]}, indent=1), flush=True)
     result["runs"] = runs
     learning, evaluating = runs[1:args.chunks], runs[args.chunks:]
