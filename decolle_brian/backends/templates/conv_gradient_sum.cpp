@@ -142,18 +142,24 @@
     // the same non-zero terms in the same order (units row-major) as over the taps inside the input
     static int32_t _units[{{conv.h_full * conv.w_full}}];
     static int32_t _corner[{{conv.h_full * conv.w_full}}];  // the unit's tap (0, 0) in the padded plane
+    static int32_t _row_first[{{conv.h_full + 1}}];  // the first listed unit of each output row (and the end)
     for (int _o = 0; _o < _c_out; _o++)
     {
         int _n_units = 0;
-        for (int _u = 0; _u < _h_full * _w_full; _u++)
+        for (int _y = 0; _y < _h_full; _y++)
         {
-            {% if skip_zero %}
-            if ({{get_array_name(variables[skip_zero])}}[_o * _h_full * _w_full + _u] == 0)
-                continue;
-            {% endif %}
-            _units[_n_units] = _u;
-            _corner[_n_units++] = (_u / _w_full) * _wp + _u % _w_full;
+            _row_first[_y] = _n_units;
+            for (int _u = _y * _w_full; _u < (_y + 1) * _w_full; _u++)
+            {
+                {% if skip_zero %}
+                if ({{get_array_name(variables[skip_zero])}}[_o * _h_full * _w_full + _u] == 0)
+                    continue;
+                {% endif %}
+                _units[_n_units] = _u;
+                _corner[_n_units++] = _y * _wp + _u % _w_full;
+            }
         }
+        _row_first[_h_full] = _n_units;
         if (_n_units == 0)
             continue;  // the target stays 0
         int _c0 = 0;
@@ -168,7 +174,11 @@
                 double _acc[{{conv.k * _width}}];  // fixed size: kept in registers
                 for (int _t = 0; _t < {{conv.k * _width}}; _t++)
                     _acc[_t] = 0;
-                for (int _j = 0; _j < _n_units; _j++)
+                // the units of the output rows whose kernel row a reads a padding row add only zeros: skipped
+                const int _y0 = _pad - _a, _y1 = _h + _pad - _a;  // rows reading the input, clamped to [0, h_full]
+                const int _j0 = _row_first[_y0 < 0 ? 0 : (_y0 > _h_full ? _h_full : _y0)];
+                const int _j1 = _row_first[_y1 < 0 ? 0 : (_y1 > _h_full ? _h_full : _y1)];
+                for (int _j = _j0; _j < _j1; _j++)
                 {
                     const int32_t _postsynaptic_idx = _o * _h_full * _w_full + _units[_j];
                     const int32_t _row_in = _tile + (_corner[_j] + _a * _wp) * {{_width}};
