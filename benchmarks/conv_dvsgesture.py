@@ -79,12 +79,20 @@ def child_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def child_user_s() -> float:
+    """User CPU seconds of this process's finished children (the steps' computation; the system time is mostly
+    the run's fixed cost: page faults of fresh arrays, reading and writing the run's files)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+
+
 def side_by_side(ours: dict, reference: dict) -> str:
     """A table of this package's figures beside the reference's (``reference_anchor.py``'s record)."""
     rows = [("ms per step, learning on", ours["learn_ms_per_step"], reference.get("learn_ms_per_step")),
             ("ms per step, evaluation", ours["eval_ms_per_step"], reference.get("eval_ms_per_step")),
             ("CPU ms per step, learning on", ours["learn_cpu_ms_per_step"], reference.get("learn_cpu_ms_per_step")),
             ("CPU ms per step, evaluation", ours["eval_cpu_ms_per_step"], reference.get("eval_cpu_ms_per_step")),
+            ("user CPU ms/step, learning", ours["learn_user_ms_per_step"], None),
+            ("user CPU ms/step, evaluation", ours["eval_user_ms_per_step"], None),
             ("build + compile s", ours["build_and_compile_s"], None),
             ("fixed cost per run s", ours["fixed_s_per_run"], None),
             ("peak memory GB", max(ours["peak_rss_gb_python"], ours["peak_rss_gb_binary"]),
@@ -111,6 +119,9 @@ def main(argv=None) -> dict:
                              "conv_dvsgesture_<mode>.json for another mode)")
     parser.add_argument("--batch", type=int, default=1,
                         help="samples side by side (training.batch_size; mode 'exact'); the reference at that batch")
+    parser.add_argument("--profile-top", type=int, default=12,
+                        help="code objects kept in the profile of the last learning and evaluation run, most "
+                             "expensive first (0: all of them; benchmarks/conv_profile.py tabulates them)")
     add_reference_option(parser)
     args = parser.parse_args(argv)
     if args.chunks < 2 or args.eval_chunks < 1 or args.steps < 1 or args.batch < 1:
@@ -152,18 +163,19 @@ def main(argv=None) -> dict:
         inputs = (pack_batch(items, args.steps, spec.n_classes, **pack_kw) if args.batch > 1
                   else pack_chunk(items, args.steps, spec.n_classes, **pack_kw)[0])
         load = os.getloadavg()[0]
-        cpu0 = child_cpu_s()
+        cpu0, user0 = child_cpu_s(), child_user_s()
         t0 = time.perf_counter()
         out = sim.run_chunk(inputs, params)
         wall = time.perf_counter() - t0
-        binary_cpu = child_cpu_s() - cpu0
+        binary_cpu, binary_user = child_cpu_s() - cpu0, child_user_s() - user0
         params = out.params
         run_s = float(get_device()._last_run_time)  # the binary's own time of network.run (the steps only)
         runs.append({"chunk": chunk, "learn": learn, "wall_s": round(wall, 3), "network_run_s": round(run_s, 3),
                      "ms_per_step": round(1e3 * run_s / args.steps, 2),
                      "ms_per_sample_step": round(1e3 * run_s / args.steps / args.batch, 2),
                      "fixed_s": round(wall - run_s, 3),
-                     "binary_cpu_s": round(binary_cpu, 3), "load_average": round(load, 1),
+                     "binary_cpu_s": round(binary_cpu, 3), "binary_user_s": round(binary_user, 3),
+                     "load_average": round(load, 1),
                      "spikes_per_step": [round(float(n.mean()), 1) for n in out.n_spikes]})
         print(json.dumps(runs[-1]), flush=True)
         if chunk == 0:  # standalone: sizes are known once the binary has run
@@ -172,7 +184,8 @@ def main(argv=None) -> dict:
         last = {args.chunks - 1: "profile_ms_per_step", args.chunks + args.eval_chunks - 1: "profile_eval_ms_per_step"}
         if chunk in last:  # the profile of the last learning run and of the last evaluation run
             profile = sim.profiling_info()  # most expensive first
-            result[last[chunk]] = {name: round(1e3 * float(t) / args.steps, 2) for name, t in profile[:12]}
+            kept = profile[:args.profile_top] if args.profile_top > 0 else profile
+            result[last[chunk]] = {name: round(1e3 * float(t) / args.steps, 3) for name, t in kept}
             print(json.dumps({last[chunk]: result[last[chunk]]}, indent=1), flush=True)
     result["runs"] = runs
     learning, evaluating = runs[1:args.chunks], runs[args.chunks:]
@@ -186,6 +199,8 @@ def main(argv=None) -> dict:
         # quiet machine's wall time from above better than the wall time does
         "learn_cpu_ms_per_step": round(1e3 * min(r["binary_cpu_s"] for r in learning) / args.steps, 2),
         "eval_cpu_ms_per_step": round(1e3 * min(r["binary_cpu_s"] for r in evaluating) / args.steps, 2),
+        "learn_user_ms_per_step": round(1e3 * min(r["binary_user_s"] for r in learning) / args.steps, 2),
+        "eval_user_ms_per_step": round(1e3 * min(r["binary_user_s"] for r in evaluating) / args.steps, 2),
         "build_and_compile_s": result["build_and_compile_s"],
         "peak_rss_gb_python": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "peak_rss_gb_binary": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 3),

@@ -338,6 +338,23 @@ def test_gradient_skips_are_proven_for_the_derived_rule():
                           ).gate is None
 
 
+def test_padded_gradient_and_row_skips_are_proven():
+    """The gradient sums over a zero-padded input only if a zero input makes the summand 0; a readout's rows
+    are skipped only for the summed variable that vanishes without the spike."""
+    from brian2 import NeuronGroup, Synapses
+
+    from decolle_brian.network.builder import row_skips
+
+    code = conv_code(derive(), "adamax")
+    assert gradient_gates(code).zero_input == "p_in"
+    assert gradient_gates(replace(code, kernel_gradient="delta_post*(p_in + 1)")).zero_input is None
+    group = NeuronGroup(3, "s : 1\nmask : 1\nbp : 1")
+    readout = NeuronGroup(2, "y_syn : 1\nerr : 1")
+    synapses = Synapses(group, readout, "G : 1\ny_syn_post = G * mask_pre * s_pre : 1 (summed)\n"
+                                        "bp_pre = G * err_post : 1 (summed)")
+    assert row_skips(synapses) == {"y_syn_post": "s_pre"}
+
+
 def test_conv_loops_refuse_other_per_synapse_values():
     """The loops compute three indices; code reading any other per-synapse array is refused, not miscomputed."""
     arrays = {"_synaptic_pre": "pre", "_synaptic_post": "post", "in_idx": "idx"}

@@ -193,15 +193,16 @@ class CppStandaloneBackend(Backend):
         return sorted(info, key=lambda item: item[1], reverse=True)
 
     # ---- code generation -----------------------------------------------------------------------------------
-    def all_to_all_sums(self, synapses, batch: int = 1) -> None:
-        dense_sums(synapses, batch)  # vectorised rows
+    def all_to_all_sums(self, synapses, batch: int = 1, skip_rows: dict | None = None) -> None:
+        dense_sums(synapses, batch, skip_rows)  # vectorised rows, the rows of silent units skipped
 
     def all_to_all_pathway(self, pathway) -> None:
         dense_pathway(pathway)  # contiguous, vectorised rows; no spike queue
 
     def convolution(self, synapses, layer, connect, gates, batch: int = 1) -> None:
         # loops over the convolution: nothing per synapse is created, stored or streamed
-        conv_loops(synapses, ConvGeometry.of(layer, batch), gates.gradient, gates.skip_zero, gates.gate)
+        conv_loops(synapses, ConvGeometry.of(layer, batch), gates.gradient, gates.skip_zero, gates.gate,
+                   gates.zero_input)
 
     def conv_events(self, pathway, layer, connect, kernel_gate=None) -> None:
         # loops over the taps of each event, read from the source's event space: no synapse, no spike queue

@@ -87,11 +87,19 @@ def dense_pathway(pathway) -> None:
     pathway.create_code_objects = create_code_objects
 
 
-def dense_sums(synapses, batch: int = 1) -> None:
+def dense_sums(synapses, batch: int = 1, skip_rows: dict | None = None) -> None:
     """Compute every summed variable of all-to-all ``synapses`` (presynaptic-major) by dense rows.
 
-    ``batch``: all-to-all within each of ``batch`` samples side by side (the module docstring)."""
-    for updater in synapses.summed_updaters.values():
+    ``batch``: all-to-all within each of ``batch`` samples side by side (the module docstring).
+    ``skip_rows``: summed variable onto the postsynaptic side -> presynaptic variable (``s_pre``) whose value
+    0 makes its summand 0 (the caller's proof): the rows of presynaptic units where it is 0 add nothing and
+    are skipped (a readout of spikes adds the rows of the step's spikes only); every target receives the
+    same non-zero terms in the same order."""
+    skip_rows = skip_rows or {}
+    for name, updater in synapses.summed_updaters.items():
+        skip = skip_rows.get(name) if updater.template_kwds["_index_var"].name != "_synaptic_pre" else None
         updater.template = "dense_summed_variable"
         updater.codeobj_class = DenseRowCodeObject
-        updater.template_kwds = {**(updater.template_kwds or {}), "batch": batch}
+        updater.template_kwds = {**(updater.template_kwds or {}), "batch": batch, "skip_row": skip}
+        if skip:
+            updater.needed_variables = [*updater.needed_variables, skip]

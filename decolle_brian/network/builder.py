@@ -30,6 +30,7 @@ from decolle_brian.emission import dense_code
 from decolle_brian.equations_io import load_model
 from decolle_brian.network import catalog  # noqa: F401 - every layer builder and mode registers
 from decolle_brian.network.batch import BATCHED_DENSE
+from decolle_brian.network.conv import vanishes_at_zero
 from decolle_brian.network.hooks import CodeGeneration
 from decolle_brian.network.objects import LayerObjects, ParamBinding, Probes
 from decolle_brian.network.packed import COUNT_BITS, PackedInput
@@ -42,6 +43,15 @@ __all__ = ["BrianNetwork", "LayerObjects", "ParamBinding", "Probes"]
 #: layer kind -> the kind whose builder makes it batched (NetworkSpec.batch_size > 1; the spec refuses others);
 #: the conv builder batches its own units (network/conv.py)
 BATCHED_KINDS = {"dense": BATCHED_DENSE, "conv": "conv"}
+
+
+def row_skips(synapses, variable: str = "s_pre") -> dict[str, str]:
+    """Summed variables of ``synapses`` whose summand is proven 0 where presynaptic ``variable`` is 0.
+
+    A readout ``y_syn_post = G mask_pre s_pre`` of the step's spikes: a device may skip the rows of the units
+    that did not spike (:meth:`~decolle_brian.network.hooks.CodeGeneration.all_to_all_sums`)."""
+    return {name: variable for name, updater in synapses.summed_updaters.items()
+            if vanishes_at_zero(updater.expression.code, variable)}
 
 
 def _eqs(*names_sections: tuple[str, str]) -> str:
@@ -242,13 +252,13 @@ class BrianNetwork:
         n = len(group) // batch
         if batch == 1:
             ro_syn.connect(i=np.repeat(np.arange(n), n_classes), j=np.tile(np.arange(n_classes), n))
-            self.codegen.all_to_all_sums(ro_syn)
+            self.codegen.all_to_all_sums(ro_syn, skip_rows=row_skips(ro_syn))
         else:
             # unit (i, b) -> class (k, b): each sample's readout reads its own units (unit i of sample b is i B + b)
             units = np.arange(n * batch)
             ro_syn.connect(i=np.repeat(units, n_classes),
                            j=(np.arange(n_classes)[None, :] * batch + (units % batch)[:, None]).ravel())
-            self.codegen.all_to_all_sums(ro_syn, batch=batch)
+            self.codegen.all_to_all_sums(ro_syn, batch=batch, skip_rows=row_skips(ro_syn))
         reschedule(ro_syn.summed_updaters["y_syn_post"], "after_resets", ORDER["readout"])
         reschedule(ro_syn.summed_updaters["bp_pre"], "after_resets", ORDER["backprojection"])
         for k, (name, summand) in enumerate(reductions):
@@ -268,7 +278,7 @@ class BrianNetwork:
         counter_syn = Synapses(group, counter, "n_spikes_post = s_pre : 1 (summed)", name=f"counter{index}")
         if batch == 1:
             counter_syn.connect()
-            self.codegen.all_to_all_sums(counter_syn)
+            self.codegen.all_to_all_sums(counter_syn, skip_rows=row_skips(counter_syn))
         else:
             counter_syn.connect(i=np.arange(len(group)), j=np.arange(len(group)) % batch)  # unit i B + b -> b
         reschedule(counter_syn.summed_updaters["n_spikes_post"], "after_resets", ORDER["readout"])

@@ -305,29 +305,41 @@ class GradientGates:
     gate : str or None
         Presynaptic shared variable whose value 0 makes the optimiser step of the kernel group leave every
         variable unchanged whatever the gradient (``lr_pre``: burn-in and evaluation); None: not proven.
+    zero_input : str or None
+        The input read at ``in_idx`` (``p_in``) whose value 0 makes the summand 0: a tap on the zero padding
+        then adds nothing, so a device may sum over a zero-padded input instead of bounding every tap;
+        None: not proven.
     """
 
     gradient: str
     skip_zero: str | None
     gate: str | None
+    zero_input: str | None = None
 
 
 def gradient_gates(code: ConvCode, gradient: str = "gw_pre", skip_zero: str = "delta_post",
-                   gate: str = "lr") -> GradientGates:
+                   gate: str = "lr", zero_input: str = "p_in") -> GradientGates:
     """The skips of the kernel gradient that are exact for this derived ``code``, proven with sympy.
 
-    ``skip_zero`` is kept if the derived summand ``code.kernel_gradient`` is 0 when it is 0; ``gate`` (a
-    variable of the kernel group, ``<gate>_pre`` seen from the synapses) if every statement of the
-    optimiser step ``code.shared.statements`` leaves its variable unchanged when it is 0.
+    ``skip_zero`` and ``zero_input`` are each kept if the derived summand ``code.kernel_gradient`` is 0 when
+    that variable is 0; ``gate`` (a variable of the kernel group, ``<gate>_pre`` seen from the synapses) if
+    every statement of the optimiser step ``code.shared.statements`` leaves its variable unchanged when it is 0.
     """
     summand_zero = _at_zero(code.kernel_gradient, skip_zero) == 0
+    input_zero = _at_zero(code.kernel_gradient, zero_input) == 0
     step_idle = True
     for line in code.shared.statements.splitlines():
         target, op, expression = line.split(None, 2)
         value = _at_zero(expression, gate)
         unchanged = (value.is_Symbol and value.name == target) if op == "=" else (op in "+=-=" and value == 0)
         step_idle = step_idle and bool(unchanged)
-    return GradientGates(gradient, skip_zero if summand_zero else None, f"{gate}_pre" if step_idle else None)
+    return GradientGates(gradient, skip_zero if summand_zero else None, f"{gate}_pre" if step_idle else None,
+                         zero_input if input_zero else None)
+
+
+def vanishes_at_zero(expression: str, name: str) -> bool:
+    """Whether the Brian ``expression`` is 0 whenever the variable ``name`` is 0 (proven with sympy)."""
+    return _at_zero(expression, name) == 0
 
 
 def _at_zero(expression: str, name: str):

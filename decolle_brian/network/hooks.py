@@ -90,11 +90,13 @@ class CodeGeneration:
     generate. The statements are always Brian's, from the same equations: only the loops around them differ.
     """
 
-    def all_to_all_sums(self, synapses: Synapses, batch: int = 1) -> None:
+    def all_to_all_sums(self, synapses: Synapses, batch: int = 1, skip_rows: dict | None = None) -> None:
         """The summed variables of all-to-all ``synapses`` stored presynaptic-major (k = pre * N_post + post).
 
         ``batch`` = B: all-to-all within each of B samples side by side (unit j of sample b is j B + b), row k of
-        presynaptic unit p stored at p N_post / B + k and reaching unit k B + p mod B."""
+        presynaptic unit p stored at p N_post / B + k and reaching unit k B + p mod B. ``skip_rows``: summed
+        variable -> presynaptic variable whose value 0 makes its summand 0 (proven by the network): a device
+        may skip those rows."""
 
     def all_to_all_pathway(self, pathway) -> None:
         """An event pathway (zero delay) of all-to-all synapses stored presynaptic-major."""

@@ -1,7 +1,9 @@
 {# Summed variable of all-to-all synapses stored presynaptic-major (see dense_synapses.cpp and
    decolle_brian/backends/dense_rows.py): a sum onto the presynaptic side is one vectorised reduction per
    row, a sum onto the postsynaptic side adds each row to the target vector. With batch = B the rows are
-   all-to-all within each sample (n_post / B synapses, postsynaptic index k B + pre mod B). #}
+   all-to-all within each sample (n_post / B synapses, postsynaptic index k B + pre mod B). With skip_row
+   (a presynaptic variable whose 0 makes the summand 0, proven by the caller) a sum onto the postsynaptic side
+   skips the rows of the presynaptic units where it is 0. #}
 {% extends 'common_group.cpp' %}
 
 {% block maincode %}
@@ -24,6 +26,11 @@
 
     for (int _row_pre = 0; _row_pre < _n_pre; _row_pre++)
     {
+        {% if skip_row is defined and skip_row %}
+        // the summand is proven 0 where this presynaptic variable is 0 (dense_rows.dense_sums): nothing to add
+        if ({{get_array_name(variables[skip_row])}}[_row_pre] == 0)
+            continue;
+        {% endif %}
         const size_t _first = (size_t)_row_pre * _n_row;
         {% if _onto_pre %}
         double _row_sum = 0;
