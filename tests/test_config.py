@@ -41,6 +41,22 @@ def test_nmnist_conv_config_runs_on_the_shared_recordings(shared_data):
     assert experiment.chunk_steps == 4 * 300  # training.chunk_samples recordings per run of the network
 
 
+@pytest.mark.data
+def test_nmnist_conv_small_config_runs_on_the_shared_recordings(shared_data):
+    """runs/nmnist_conv_small.toml (the CPU-sized conv network) as the CLI opens it on the real N-MNIST: the
+    reference's geometry with a quarter of its channels, batches of 72 in mode exact, one run per batch."""
+    from decolle_brian.experiment import Experiment  # noqa: PLC0415 - imports the data sets
+
+    experiment = Experiment.from_config(load_config(RUNS / "nmnist_conv_small.toml"), str(shared_data), check=())
+    assert (len(experiment.train_set), len(experiment.test_set)) == (1000, 100)
+    spec = experiment.spec.validate()
+    assert [(layer.channels, layer.kernel, layer.padding, layer.pool) for layer in spec.layers] == [
+        (16, 7, 3, 2), (32, 7, 3, 1), (32, 7, 3, 2)]
+    assert [layer.out_shape for layer in spec.layers] == [(16, 16, 16), (32, 16, 16), (32, 8, 8)]
+    assert (spec.batch_size, spec.mode, spec.learning.optimizer, spec.learning.lr) == (72, "exact", "adamax", 1e-3)
+    assert experiment.chunk_steps == 300  # a batch is one run of T steps
+
+
 def test_conv_after_dense_is_refused():
     config = resolve({"network": {"layers": [32, {"kind": "conv", "channels": 4, "kernel": 3}]}})
     with pytest.raises(ConfigError, match=r"network.layers\[1\].*image-shaped"):
