@@ -37,6 +37,7 @@ from decolle_brian.backends.base import (
 )
 from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops, gated
 from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
+from decolle_brian.backends.input_events import EventListInput
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.errors import DeviceError
 from decolle_brian.network.schedule import DT
@@ -76,6 +77,12 @@ def clear_results(folder: Path) -> None:
         for path in folder.iterdir():
             if path.is_file():
                 path.unlink(missing_ok=True)
+
+
+def run_output(folder: Path) -> str:
+    """What the binary printed in its run (``stdout.txt`` of its results folder), or ''."""
+    path = folder / "stdout.txt"
+    return path.read_text(errors="replace").strip() if path.is_file() else ""
 
 
 @register_backend("cpp_standalone")
@@ -139,13 +146,23 @@ class CppStandaloneBackend(Backend):
             run_args[getattr(owner, variable)] = value
         files = []
         results = f"{RESULTS_PREFIX}{os.getpid()}"
-        clear_results(Path(self.device.project_dir) / results)
+        folder = Path(self.device.project_dir) / results
+        clear_results(folder)
+        # the inputs read by this package's own code (the input event list): in the results folder, which is
+        # this process's own and cleared before every run
+        folder.mkdir(exist_ok=True)
+        for name, data in values.files.items():
+            (folder / name).write_bytes(data)
         try:
             arguments = self.command_line(run_args, files)
             # shared: other processes may run this binary at the same time, but none may build the folder
             with build_folder_lock(self.build_dir, exclusive=False):
                 # results of this process only: other runs may use the same build folder at the same time
-                self.device.run(results_directory=results, run_args=arguments, with_output=False)
+                try:
+                    self.device.run(results_directory=results, run_args=arguments, with_output=False)
+                except RuntimeError as failure:
+                    raise DeviceError(f"The compiled network in {self.build_dir} stopped: "
+                                      f"{run_output(folder) or failure}") from failure
         finally:
             for path in files:
                 path.unlink(missing_ok=True)
@@ -193,6 +210,9 @@ class CppStandaloneBackend(Backend):
         return sorted(info, key=lambda item: item[1], reverse=True)
 
     # ---- code generation -----------------------------------------------------------------------------------
+    def input_counts(self, name: str, steps: int, n: int) -> EventListInput:
+        return EventListInput(name, steps, n)  # a file of the events only, scattered by generated code
+
     def all_to_all_sums(self, synapses, batch: int = 1) -> None:
         dense_sums(synapses, batch)  # vectorised rows
 

@@ -38,8 +38,10 @@ class CudaStandaloneBackend(CppStandaloneBackend):
         super().run(network, namespace, chunk_steps, values)
 
     # brian2cuda's own (Brian's generic) code wherever the C++ backend swaps in a C++ template: the dense
-    # rows, the conv loops, the conv event scatter and the gated optimiser steps are C++ code objects, which
+    # rows, the conv loops, the conv event scatter, the gated optimiser steps and the input events' scatter are
+    # C++ code objects, which
     # brian2cuda cannot compile (it reads their .cu file)
+    input_counts = CodeGeneration.input_counts  # the packed TimedArray, not the C++ event-list scatter
     all_to_all_sums = CodeGeneration.all_to_all_sums
     all_to_all_pathway = CodeGeneration.all_to_all_pathway
     convolution = CodeGeneration.convolution
