@@ -20,6 +20,10 @@ network per row. Rows:
 Per row: samples/s end to end (packing inputs and dropout masks, writing them, running the binary, reading
 back, per-sample votes and losses) and of the simulation alone (the binary's own timing of ``network.run``),
 medians over ``--repeats`` runs after one warm-up run; the goals of the minibatch work are checked at the end.
+The time outside the simulation per run is split into ``pack`` (``pack_batch`` / ``pack_chunk``), ``inputs``
+(the Simulator checking and converting inputs and parameters for the device: event list, mask bits),
+``device - sim`` (the backend's run less the simulation: writing the files, starting the binary, its loading
+and writing of arrays), ``read`` (results read back) and ``results`` (votes and losses per sample).
 The machine may be shared: the 1-minute load is printed around every row.
 
     .venv/bin/python benchmarks/batch.py [--repeats 3] [--threads 1,2] [--reference-python /work/refenv/bin/python]
@@ -70,7 +74,7 @@ def batched_chunk(sim, samples, rng: np.random.Generator) -> Callable[[], dict]:
         batch_results(outputs, labels, T, batch, learning.burnin, sim.loss_fn, N_CLASSES)
         t3 = time.perf_counter()
         return dict(pack=t1 - t0, run_chunk=t2 - t1, results=t3 - t2, total=t3 - t0,
-                    sim=float(get_device()._last_run_time))
+                    sim=float(get_device()._last_run_time), **sim.last_run_parts)
 
     return chunk
 
@@ -141,7 +145,8 @@ def goals(rows: list[dict], reference: list[dict]) -> list[str]:
 def table(rows: list[dict], reference: list[dict]) -> str:
     """The rows as a Markdown table (docs/batch.md)."""
     lines = ["| batch | mode | optimiser | threads | samples/s end to end | samples/s simulation | end to end / "
-             "simulation | outside the binary per run: pack, run_chunk - sim, results (s) | load before-after |",
+             "simulation | outside the simulation per run: pack, inputs, device - sim, read, results (s) | "
+             "load before-after |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         head = f"| {row['batch']} | {row['mode']} | {row['optimizer']} | {row['threads']} |"
@@ -150,7 +155,8 @@ def table(rows: list[dict], reference: list[dict]) -> str:
             continue
         m = row["median_s"]
         lines.append(f"{head} {row['end_to_end']:.3g} | {row['simulation']:.3g} | {row['share']:.0%} | "
-                     f"{m['pack']:.2f}, {m['run_chunk'] - m['sim']:.2f}, {m['results']:.2f} | "
+                     f"{m['pack']:.3f}, {m['inputs']:.3f}, {m['device'] - m['sim']:.3f}, {m['read']:.3f}, "
+                     f"{m['results']:.3f} | "
                      f"{row['load_before'][0]:.1f}-{row['load_after'][0]:.1f} |")
     for ref in reference:
         record = ref["record"]

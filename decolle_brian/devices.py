@@ -14,6 +14,7 @@ older standalone :class:`Simulator` of the same process cannot run any more (it 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,10 @@ class Simulator:
         self.net = BrianNetwork(spec, self.rule, chunk_steps, probes=Probes.of(probes), codegen=self.backend)
         self.network = Network(self.net.all_objects())
         self.backend.prepare(self.network, self.net.namespace, chunk_steps)
+        #: wall seconds of the last :meth:`run_chunk`'s parts: ``inputs`` (checking and converting the inputs and
+        #: parameters for the device), ``device`` (the backend's run: files written, binary run, its results
+        #: written; the simulation's own timing is Brian's ``device._last_run_time``), ``read`` (results read back)
+        self.last_run_parts: dict[str, float] = {}
 
     # ---- running -------------------------------------------------------------------------------------------
     def run_chunk(self, inputs: ChunkInputs, params: dict[str, np.ndarray],
@@ -125,6 +130,7 @@ class Simulator:
         neuron = neuron or self.spec.neuron
         neuron.validate()
         check_params(self.spec, params)
+        started = time.perf_counter()
         arrays, scalars, files = self._input_arrays(inputs)
         net = self.net
         arrays.update(net.mode.chunk_arrays(inputs, neuron))  # e.g. mode "event": the frame schedule
@@ -135,7 +141,9 @@ class Simulator:
             + [(owner, variable, value) for (owner, variable), value in scalars.items()],
             files=files,
         )
+        prepared = time.perf_counter()
         self.backend.run(self.network, net.namespace, self.chunk_steps, values)
+        ran = time.perf_counter()
         new_params = {key: np.array(binding.from_brian(np.asarray(getattr(binding.view_owner, binding.variable)[:])))
                       for key, binding in net.bindings.items()}
         y = [np.asarray(mon.y[:]).T.copy() for mon in net.y_monitors]
@@ -153,6 +161,8 @@ class Simulator:
         synapse_w = net.mode.weights_in_use(synapse_w)  # mode "event": the stored weight minus the pending sum
         spikes = [(np.round(np.asarray(mon.t[:] / DT)).astype(np.int64), np.asarray(mon.i[:]).astype(np.int64))
                   for mon in net.spike_monitors]
+        self.last_run_parts = {"inputs": prepared - started, "device": ran - prepared,
+                               "read": time.perf_counter() - ran}
         return ChunkOutputs(new_params, y, n_spikes, probes, input_probes, synapse_w, spikes)
 
     def _input_arrays(self, inputs: ChunkInputs) -> tuple[dict, dict, dict]:

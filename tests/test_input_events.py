@@ -8,8 +8,9 @@ import pytest
 from decolle_brian.backends import cpp_standalone
 from decolle_brian.backends.input_events import HEADER_BYTES, MAGIC, EventListInput, decode_events, encode_events
 from decolle_brian.devices import DeviceError, Simulator
+from decolle_brian.network.batch import pack_batch, to_units
 from decolle_brian.network.builder import Probes
-from decolle_brian.network.chunks import pack_chunk
+from decolle_brian.network.chunks import EventCounts, pack_chunk
 from decolle_brian.network.hooks import CodeGeneration
 from decolle_brian.network.packed import COUNT_BITS, PackedInput
 from decolle_brian.network.params import init_params
@@ -128,3 +129,32 @@ def test_a_corrupt_events_file_stops_the_binary_with_a_clear_error(standalone, m
         standalone.run_chunk(_inputs(), params)
     monkeypatch.undo()
     standalone.run_chunk(_inputs(), params)
+
+
+def test_a_batch_s_counts_are_its_samples_side_by_side():
+    """pack_batch's EventCounts: densely, every sample's counts in the unit layout (input i of sample b at
+    i B + b) and padding after T; as an event list, the same counts as that dense array's."""
+    rng = np.random.default_rng(3)
+    batch, length, steps = 3, 8, 10
+    counts = (rng.integers(0, 3, (batch, length, N_IN)) * (rng.random((batch, length, N_IN)) < 0.4)).astype(np.float32)
+    inputs = pack_batch([(counts[b], b) for b in range(batch)], steps, 3, lr=0.1, burnin=0, learn=False,
+                        dropout=0.0, layer_sizes=[4])
+    assert isinstance(inputs.counts, EventCounts) and inputs.counts.shape == (steps, N_IN * batch)
+    dense = np.asarray(inputs.counts)
+    assert dense.dtype == np.float32
+    np.testing.assert_array_equal(dense[:length], to_units(counts.transpose(1, 0, 2)))
+    assert not dense[length:].any()
+    np.testing.assert_array_equal(decode_events(encode_events(inputs.counts, "counts_in")), dense)
+
+
+@pytest.mark.parametrize("value", [256, -1, 0.5, np.nan])
+def test_bad_counts_in_a_batch_are_refused_as_dense_ones(value):
+    counts = [_counts(seed) for seed in range(2)]
+    counts[1][4, 6] = value
+    inputs = pack_batch([(c, 0) for c in counts], STEPS, 3, lr=0.1, burnin=0, learn=False, dropout=0.0,
+                        layer_sizes=[4])
+    with pytest.raises(ValueError) as batched:
+        encode_events(inputs.counts, "counts_in")
+    with pytest.raises(ValueError) as dense:
+        encode_events(np.asarray(inputs.counts), "counts_in")
+    assert str(batched.value) == str(dense.value)

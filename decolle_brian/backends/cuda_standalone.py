@@ -22,6 +22,7 @@ class CudaStandaloneBackend(CppStandaloneBackend):
     """Build with brian2cuda (nvcc), run on a GPU; the run files and results as the C++ backend's."""
 
     precompiled_header = False  # nvcc builds: g++'s precompiled header does not apply
+    prune_array_cache = False  # brian2cuda's device keeps Brian's cache as it is (not checked against its code)
 
     @classmethod
     def check_runnable(cls) -> None:

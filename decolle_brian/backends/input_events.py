@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
+from decolle_brian.network.chunks import EventCounts
 from decolle_brian.network.packed import COUNT_BITS, refuse_counts
 
 #: first bytes of an event-list file (format version 1)
@@ -42,22 +43,27 @@ HEADER_BYTES = len(MAGIC) + 3 * 8
 def encode_events(counts: np.ndarray, what: str, max_count: int = 2 ** COUNT_BITS - 1) -> bytes:
     """Dense per-step counts (steps, n) -> the event-list file's bytes (the module docstring's format).
 
-    Only the non-zero counts are read after one comparison over the whole array; they must be integers in
+    Only the non-zero counts are read after one comparison over the whole array (an
+    :class:`~decolle_brian.network.chunks.EventCounts` gives them as they are); they must be integers in
     1..``max_count`` (the dense packing's limit, so every device accepts the same inputs), else ValueError naming
-    ``what``. Entries are in step order, within a step by neuron.
+    ``what``. Entries are in step order (dense counts: within a step by neuron).
     """
-    counts = np.asarray(counts)
-    if counts.ndim != 2:
-        raise ValueError(f"Input '{what}' must be (steps, neurons), got shape {counts.shape}")
-    steps, n = counts.shape
-    flat = np.flatnonzero(counts != 0)  # NaN is != 0: found and refused below with the negative and fractional
-    values = counts.reshape(-1)[flat]
+    if isinstance(counts, EventCounts):
+        (steps, n), step, neuron, values = counts.shape, counts.step, counts.unit, counts.value
+    else:
+        counts = np.asarray(counts)
+        if counts.ndim != 2:
+            raise ValueError(f"Input '{what}' must be (steps, neurons), got shape {counts.shape}")
+        steps, n = counts.shape
+        flat = np.flatnonzero(counts != 0)  # NaN is != 0: found and refused below with the negative and fractional
+        values = counts.reshape(-1)[flat]
+        step = flat // n
+        neuron = flat - step * n
     with np.errstate(invalid="ignore"):  # NaN and infinities cast to anything: the comparison finds them
         whole = values.astype(np.int64)
     if not (np.array_equal(whole, values) and (whole.size == 0 or (whole.min() >= 1 and whole.max() <= max_count))):
-        refuse_counts(counts, what, max_count + 1)
-    step = flat // n
-    neuron = (flat - step * n).astype(np.int32)
+        refuse_counts(np.asarray(counts), what, max_count + 1)
+    neuron = neuron.astype(np.int32)
     if whole.size and whole.max() > 1:  # a count c is c entries
         neuron, step = np.repeat(neuron, whole), np.repeat(step, whole)
     offsets = np.zeros(steps + 1, dtype="<i8")
@@ -134,7 +140,7 @@ class EventListInput:
 
     def run_values(self, counts: np.ndarray, what: str) -> tuple[dict, dict]:
         """``({}, {file name: bytes})``: the run's event list (ValueError for a wrong shape or bad counts)."""
-        counts = np.asarray(counts)
+        counts = counts if isinstance(counts, EventCounts) else np.asarray(counts)
         if counts.shape != (self.steps, self.n):
             raise ValueError(f"Input '{what}' has shape {counts.shape}; this network needs {(self.steps, self.n)}")
         return {}, {self.file_name: encode_events(counts, what)}
