@@ -76,35 +76,17 @@ def _inputs():
 
 
 PROBES = Probes(input_variables=("p",))
-_built = {}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def standalone(tmp_path_factory):
-    """A small network on C++ standalone (its input counts as an event list), compiled once for the module and
-    set up again when a later network (the runtime one) replaced it (Brian has one device per process)."""
-    sim = _built.get("sim")
-    if sim is None or not sim.backend.is_latest():
-        folder = _built.setdefault("folder", tmp_path_factory.mktemp("events") / "build")
-        sim = _built["sim"] = Simulator(SPEC, STEPS, build_dir=folder, probes=PROBES)
+    """A small network on C++ standalone (its input counts as an event list), compiled once for this module's
+    tests; the test that builds another network runs last (Brian has one device per process). Released after
+    the module, so that later networks of the session keep their names."""
+    sim = Simulator(SPEC, STEPS, build_dir=tmp_path_factory.mktemp("events") / "build", probes=PROBES)
     assert isinstance(sim.net.counts, EventListInput)
-    return sim
-
-
-@pytest.mark.standalone
-def test_the_binary_rebuilds_the_counts_of_the_packed_input(standalone, tmp_path, monkeypatch):
-    """The same chunk on C++ standalone with the event list and with the generic packed TimedArray (the runtime and
-    CUDA devices' way, swapped in here): the input traces (which jump by the counts, some > 1) and the learned
-    weights are the same to the bit."""
-    params = init_params(SPEC, np.random.default_rng(0))
-    events = standalone.run_chunk(_inputs(), params)
-    monkeypatch.setattr(cpp_standalone.CppStandaloneBackend, "input_counts", CodeGeneration.input_counts)
-    packed = Simulator(SPEC, STEPS, build_dir=tmp_path / "packed", probes=PROBES)
-    assert isinstance(packed.net.counts, PackedInput)
-    generic = packed.run_chunk(_inputs(), params)
-    np.testing.assert_array_equal(events.input_probes["p"], generic.input_probes["p"])
-    np.testing.assert_array_equal(events.params["layer1.W"], generic.params["layer1.W"])
-    assert np.any(events.input_probes["p"] != 0)
+    yield sim
+    del sim
 
 
 @pytest.mark.standalone
@@ -158,3 +140,19 @@ def test_bad_counts_in_a_batch_are_refused_as_dense_ones(value):
     with pytest.raises(ValueError) as dense:
         encode_events(np.asarray(inputs.counts), "counts_in")
     assert str(batched.value) == str(dense.value)
+
+
+@pytest.mark.standalone
+def test_the_binary_rebuilds_the_counts_of_the_packed_input(standalone, tmp_path, monkeypatch):
+    """The same chunk on C++ standalone with the event list and with the generic packed TimedArray (the runtime and
+    CUDA devices' way, swapped in here): the input traces (which jump by the counts, some > 1) and the learned
+    weights are the same to the bit. (Last in the module: it replaces the module's network.)"""
+    params = init_params(SPEC, np.random.default_rng(0))
+    events = standalone.run_chunk(_inputs(), params)
+    monkeypatch.setattr(cpp_standalone.CppStandaloneBackend, "input_counts", CodeGeneration.input_counts)
+    packed = Simulator(SPEC, STEPS, build_dir=tmp_path / "packed", probes=PROBES)
+    assert isinstance(packed.net.counts, PackedInput)
+    generic = packed.run_chunk(_inputs(), params)
+    np.testing.assert_array_equal(events.input_probes["p"], generic.input_probes["p"])
+    np.testing.assert_array_equal(events.params["layer1.W"], generic.params["layer1.W"])
+    assert np.any(events.input_probes["p"] != 0)
