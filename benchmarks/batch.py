@@ -26,7 +26,8 @@ The time outside the simulation per run is split into ``pack`` (``pack_batch`` /
 and writing of arrays), ``read`` (results read back) and ``results`` (votes and losses per sample).
 The machine may be shared: the 1-minute load is printed around every row.
 
-    .venv/bin/python benchmarks/batch.py [--repeats 3] [--threads 1,2] [--reference-python /work/refenv/bin/python]
+    .venv/bin/python benchmarks/batch.py [--repeats 3] [--threads 1,2] [--rows 1:exact,1:event,72:exact]
+        [--reference-python /work/refenv/bin/python]
 """
 
 from __future__ import annotations
@@ -175,8 +176,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="samples per run at batch 1 (training.chunk_samples' default)")
     parser.add_argument("--activity", type=float, default=0.02, help="probability of an input event per step")
     parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--rows", default=",".join(f"{b}:{m}" for b, m, _ in ROWS),
+                        help="comma-separated batch:mode rows to measure (default: all; 72:event compiles for "
+                             "about 10 minutes per thread count)")
     add_reference_option(parser)
     args = parser.parse_args(argv)
+    known = {f"{b}:{m}" for b, m, _ in ROWS}
+    args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    if not args.rows or set(args.rows) - known:
+        parser.error(f"--rows: give some of {sorted(known)}, got {args.rows}")
     try:
         args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
     except ValueError:
@@ -195,7 +203,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for batch, mode, optimizer in ROWS:
+    for batch, mode, optimizer in [row for row in ROWS if f"{row[0]}:{row[1]}" in args.rows]:
         for threads in args.threads:
             row = measure_row(batch, mode, optimizer, threads, args)
             rows.append(row)
