@@ -20,9 +20,14 @@ network per row. Rows:
 Per row: samples/s end to end (packing inputs and dropout masks, writing them, running the binary, reading
 back, per-sample votes and losses) and of the simulation alone (the binary's own timing of ``network.run``),
 medians over ``--repeats`` runs after one warm-up run; the goals of the minibatch work are checked at the end.
+The time outside the simulation per run is split into ``pack`` (``pack_batch`` / ``pack_chunk``), ``inputs``
+(the Simulator checking and converting inputs and parameters for the device: event list, mask bits),
+``device - sim`` (the backend's run less the simulation: writing the files, starting the binary, its loading
+and writing of arrays), ``read`` (results read back) and ``results`` (votes and losses per sample).
 The machine may be shared: the 1-minute load is printed around every row.
 
-    .venv/bin/python benchmarks/batch.py [--repeats 3] [--threads 1,2] [--reference-python /work/refenv/bin/python]
+    .venv/bin/python benchmarks/batch.py [--repeats 3] [--threads 1,2] [--rows 1:exact,1:event,72:exact]
+        [--reference-python /work/refenv/bin/python]
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ def batched_chunk(sim, samples, rng: np.random.Generator) -> Callable[[], dict]:
         batch_results(outputs, labels, T, batch, learning.burnin, sim.loss_fn, N_CLASSES)
         t3 = time.perf_counter()
         return dict(pack=t1 - t0, run_chunk=t2 - t1, results=t3 - t2, total=t3 - t0,
-                    sim=float(get_device()._last_run_time))
+                    sim=float(get_device()._last_run_time), **sim.last_run_parts)
 
     return chunk
 
@@ -141,7 +146,8 @@ def goals(rows: list[dict], reference: list[dict]) -> list[str]:
 def table(rows: list[dict], reference: list[dict]) -> str:
     """The rows as a Markdown table (docs/batch.md)."""
     lines = ["| batch | mode | optimiser | threads | samples/s end to end | samples/s simulation | end to end / "
-             "simulation | outside the binary per run: pack, run_chunk - sim, results (s) | load before-after |",
+             "simulation | outside the simulation per run: pack, inputs, device - sim, read, results (s) | "
+             "load before-after |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         head = f"| {row['batch']} | {row['mode']} | {row['optimizer']} | {row['threads']} |"
@@ -150,7 +156,8 @@ def table(rows: list[dict], reference: list[dict]) -> str:
             continue
         m = row["median_s"]
         lines.append(f"{head} {row['end_to_end']:.3g} | {row['simulation']:.3g} | {row['share']:.0%} | "
-                     f"{m['pack']:.2f}, {m['run_chunk'] - m['sim']:.2f}, {m['results']:.2f} | "
+                     f"{m['pack']:.3f}, {m['inputs']:.3f}, {m['device'] - m['sim']:.3f}, {m['read']:.3f}, "
+                     f"{m['results']:.3f} | "
                      f"{row['load_before'][0]:.1f}-{row['load_after'][0]:.1f} |")
     for ref in reference:
         record = ref["record"]
@@ -169,8 +176,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="samples per run at batch 1 (training.chunk_samples' default)")
     parser.add_argument("--activity", type=float, default=0.02, help="probability of an input event per step")
     parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--rows", default=",".join(f"{b}:{m}" for b, m, _ in ROWS),
+                        help="comma-separated batch:mode rows to measure (default: all; 72:event compiles for "
+                             "about 10 minutes per thread count)")
     add_reference_option(parser)
     args = parser.parse_args(argv)
+    known = {f"{b}:{m}" for b, m, _ in ROWS}
+    args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    if not args.rows or set(args.rows) - known:
+        parser.error(f"--rows: give some of {sorted(known)}, got {args.rows}")
     try:
         args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
     except ValueError:
@@ -189,7 +203,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for batch, mode, optimizer in ROWS:
+    for batch, mode, optimizer in [row for row in ROWS if f"{row[0]}:{row[1]}" in args.rows]:
         for threads in args.threads:
             row = measure_row(batch, mode, optimizer, threads, args)
             rows.append(row)

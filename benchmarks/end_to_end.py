@@ -6,8 +6,9 @@ wall time of what training does around the binary is split into:
 
 - ``pack``: :func:`~decolle_brian.network.chunks.pack_chunk` (counts laid end to end, targets, learning rates,
   dropout masks drawn from the run's generator);
-- ``run_chunk``: :meth:`Simulator.run_chunk` (packing to words, writing the files, starting the binary, reading
-  the results back), of which ``sim`` is the binary's own timing of ``network.run``;
+- ``run_chunk``: :meth:`Simulator.run_chunk` (converting the inputs for the device, writing the files, starting
+  the binary, reading the results back), of which ``sim`` is the binary's own timing of ``network.run``, split
+  further into :attr:`Simulator.last_run_parts` ``inputs``, ``device`` and ``read``;
 - ``results``: :func:`~decolle_brian.training.sample_results` (votes and losses per sample).
 
 Reports samples/s end to end (pack + run_chunk + results) and of the simulation alone, their ratio, and with
@@ -75,7 +76,7 @@ def online_chunk(sim: Simulator, samples, rng: np.random.Generator) -> Callable[
         sample_results(outputs, slots, learning.burnin, sim.loss_fn, N_CLASSES)
         t3 = time.perf_counter()
         return dict(pack=t1 - t0, run_chunk=t2 - t1, results=t3 - t2, total=t3 - t0,
-                    sim=float(get_device()._last_run_time))
+                    sim=float(get_device()._last_run_time), **sim.last_run_parts)
 
     return chunk
 

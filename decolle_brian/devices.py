@@ -14,6 +14,7 @@ older standalone :class:`Simulator` of the same process cannot run any more (it 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,10 @@ class Simulator:
         self.net = BrianNetwork(spec, self.rule, chunk_steps, probes=Probes.of(probes), codegen=self.backend)
         self.network = Network(self.net.all_objects())
         self.backend.prepare(self.network, self.net.namespace, chunk_steps)
+        #: wall seconds of the last :meth:`run_chunk`'s parts: ``inputs`` (checking and converting the inputs and
+        #: parameters for the device), ``device`` (the backend's run: files written, binary run, its results
+        #: written; the simulation's own timing is Brian's ``device._last_run_time``), ``read`` (results read back)
+        self.last_run_parts: dict[str, float] = {}
 
     # ---- running -------------------------------------------------------------------------------------------
     def run_chunk(self, inputs: ChunkInputs, params: dict[str, np.ndarray],
@@ -125,7 +130,8 @@ class Simulator:
         neuron = neuron or self.spec.neuron
         neuron.validate()
         check_params(self.spec, params)
-        arrays, scalars = self._input_arrays(inputs)
+        started = time.perf_counter()
+        arrays, scalars, files = self._input_arrays(inputs)
         net = self.net
         arrays.update(net.mode.chunk_arrays(inputs, neuron))  # e.g. mode "event": the frame schedule
         values = RunValues(
@@ -133,8 +139,11 @@ class Simulator:
             params=[(b.view_owner, b.variable, b.to_brian(params[key])) for key, b in net.bindings.items()],
             constants=[(owner, variable, getter(neuron)) for owner, variable, getter in net.constant_bindings]
             + [(owner, variable, value) for (owner, variable), value in scalars.items()],
+            files=files,
         )
+        prepared = time.perf_counter()
         self.backend.run(self.network, net.namespace, self.chunk_steps, values)
+        ran = time.perf_counter()
         new_params = {key: np.array(binding.from_brian(np.asarray(getattr(binding.view_owner, binding.variable)[:])))
                       for key, binding in net.bindings.items()}
         y = [np.asarray(mon.y[:]).T.copy() for mon in net.y_monitors]
@@ -152,14 +161,19 @@ class Simulator:
         synapse_w = net.mode.weights_in_use(synapse_w)  # mode "event": the stored weight minus the pending sum
         spikes = [(np.round(np.asarray(mon.t[:] / DT)).astype(np.int64), np.asarray(mon.i[:]).astype(np.int64))
                   for mon in net.spike_monitors]
+        self.last_run_parts = {"inputs": prepared - started, "device": ran - prepared,
+                               "read": time.perf_counter() - ran}
         return ChunkOutputs(new_params, y, n_spikes, probes, input_probes, synapse_w, spikes)
 
-    def _input_arrays(self, inputs: ChunkInputs) -> tuple[dict, dict]:
-        """The run's TimedArray values (counts and mask bits packed, network/packed.py) and per-group scalars."""
+    def _input_arrays(self, inputs: ChunkInputs) -> tuple[dict, dict, dict]:
+        """The run's TimedArray values (mask bits packed, network/packed.py), per-group scalars and input files.
+
+        The counts go as the device takes them (``net.counts``: a packed TimedArray, or on C++ standalone an
+        event-list file, :mod:`decolle_brian.backends.input_events`)."""
         net, steps = self.net, self.chunk_steps
         if steps != np.shape(inputs.counts)[0]:
             raise ValueError(f"Chunk has {np.shape(inputs.counts)[0]} steps, network runs {steps}")
-        arrays = {net.counts.array: net.counts.pack(inputs.counts, "counts_in")}
+        arrays, files = net.counts.run_values(inputs.counts, "counts_in")  # as the device takes them
         scalars = {}
         for ta, values in ((net.targets, inputs.targets), (net.eta, inputs.eta), (net.new_sample, inputs.new_sample)):
             values = np.asarray(values, dtype=float)
@@ -185,7 +199,7 @@ class Simulator:
                 scalars[(layer.group, "mask_gain")] = float(gain)
         elif inputs.masks is not None and any(np.any(m != 1) for m in inputs.masks):
             raise ValueError("This network was built without dropout (dropout = 0) but got dropout masks")
-        return arrays, scalars
+        return arrays, scalars, files
 
     def profiling_info(self) -> list[tuple[str, object]]:
         """``(code object name, time)`` of the last run, most expensive first (needs ``profile=True``)."""

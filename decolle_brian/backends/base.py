@@ -91,11 +91,15 @@ class RunValues:
         Learned and fixed parameters, already in Brian's layout (one value per neuron or synapse).
     constants : list of (owner, variable, value)
         Run-time neuron constants and per-group scalars (Brian quantities where the variable has units).
+    files : dict
+        ``{file name: bytes}``: inputs that the device's own generated code reads from the run's results folder
+        (C++ standalone's input event list, :mod:`decolle_brian.backends.input_events`); empty elsewhere.
     """
 
     arrays: dict = field(default_factory=dict)
     params: list = field(default_factory=list)
     constants: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)
 
 
 class Backend(CodeGeneration):

@@ -37,6 +37,7 @@ from decolle_brian.backends.base import (
 )
 from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops, gated
 from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
+from decolle_brian.backends.input_events import EventListInput
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.errors import DeviceError
 from decolle_brian.network.schedule import DT
@@ -78,12 +79,34 @@ def clear_results(folder: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
+def forget_unknown_values(device) -> None:
+    """Remove the entries of values the device does not know (``None``) from its array cache.
+
+    Brian's ``device.run`` compares every run argument with every entry of the cache in a Python loop, to mark
+    the variables set on the command line as unknown: for the 40 arguments of a run of the benchmark network and
+    its ~150 entries, 20 ms per run, as long as the event-driven simulation of 2-3 samples. An entry ``None``
+    means "read it from the results", exactly as a missing one (``get_value`` looks up ``cache.get(var)``), and
+    after the build nothing reads the cache by ``[]``; so removing them changes nothing but the loop's length.
+    """
+    cache = device.array_cache
+    for var in [var for var, value in cache.items() if value is None]:
+        del cache[var]
+
+
+def run_output(folder: Path) -> str:
+    """What the binary printed in its run (``stdout.txt`` of its results folder), or ''."""
+    path = folder / "stdout.txt"
+    return path.read_text(errors="replace").strip() if path.is_file() else ""
+
+
 @register_backend("cpp_standalone")
 class CppStandaloneBackend(Backend):
     """Compile once (:meth:`prepare`), then run the binary with each chunk's values as ``run_args``."""
 
     #: compile with a precompiled ``objects.h`` (:mod:`decolle_brian.backends.precompiled_header`)
     precompiled_header = True
+    #: drop the device's cache entries of unknown values before every run (:func:`forget_unknown_values`)
+    prune_array_cache = True
 
     @classmethod
     def check_toolchain(cls) -> None:
@@ -139,13 +162,25 @@ class CppStandaloneBackend(Backend):
             run_args[getattr(owner, variable)] = value
         files = []
         results = f"{RESULTS_PREFIX}{os.getpid()}"
-        clear_results(Path(self.device.project_dir) / results)
+        folder = Path(self.device.project_dir) / results
+        clear_results(folder)
+        # the inputs read by this package's own code (the input event list): in the results folder, which is
+        # this process's own and cleared before every run
+        folder.mkdir(exist_ok=True)
+        for name, data in values.files.items():
+            (folder / name).write_bytes(data)
+        if self.prune_array_cache:
+            forget_unknown_values(self.device)
         try:
             arguments = self.command_line(run_args, files)
             # shared: other processes may run this binary at the same time, but none may build the folder
             with build_folder_lock(self.build_dir, exclusive=False):
                 # results of this process only: other runs may use the same build folder at the same time
-                self.device.run(results_directory=results, run_args=arguments, with_output=False)
+                try:
+                    self.device.run(results_directory=results, run_args=arguments, with_output=False)
+                except RuntimeError as failure:
+                    raise DeviceError(f"The compiled network in {self.build_dir} stopped: "
+                                      f"{run_output(folder) or failure}") from failure
         finally:
             for path in files:
                 path.unlink(missing_ok=True)
@@ -193,6 +228,9 @@ class CppStandaloneBackend(Backend):
         return sorted(info, key=lambda item: item[1], reverse=True)
 
     # ---- code generation -----------------------------------------------------------------------------------
+    def input_counts(self, name: str, steps: int, n: int) -> EventListInput:
+        return EventListInput(name, steps, n)  # a file of the events only, scattered by generated code
+
     def all_to_all_sums(self, synapses, batch: int = 1, skip_rows: dict | None = None) -> None:
         dense_sums(synapses, batch, skip_rows)  # vectorised rows, the rows of silent units skipped
 

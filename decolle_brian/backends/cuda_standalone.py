@@ -22,6 +22,7 @@ class CudaStandaloneBackend(CppStandaloneBackend):
     """Build with brian2cuda (nvcc), run on a GPU; the run files and results as the C++ backend's."""
 
     precompiled_header = False  # nvcc builds: g++'s precompiled header does not apply
+    prune_array_cache = False  # brian2cuda's device keeps Brian's cache as it is (not checked against its code)
 
     @classmethod
     def check_runnable(cls) -> None:
@@ -38,8 +39,10 @@ class CudaStandaloneBackend(CppStandaloneBackend):
         super().run(network, namespace, chunk_steps, values)
 
     # brian2cuda's own (Brian's generic) code wherever the C++ backend swaps in a C++ template: the dense
-    # rows, the conv loops, the conv event scatter and the gated optimiser steps are C++ code objects, which
+    # rows, the conv loops, the conv event scatter, the gated optimiser steps and the input events' scatter are
+    # C++ code objects, which
     # brian2cuda cannot compile (it reads their .cu file)
+    input_counts = CodeGeneration.input_counts  # the packed TimedArray, not the C++ event-list scatter
     all_to_all_sums = CodeGeneration.all_to_all_sums
     all_to_all_pathway = CodeGeneration.all_to_all_pathway
     convolution = CodeGeneration.convolution

@@ -7,6 +7,7 @@ from pathlib import Path
 from brian2 import Network, prefs, set_device
 
 from decolle_brian.backends.base import Backend, RunValues, register_backend
+from decolle_brian.errors import DeviceError
 from decolle_brian.network.schedule import DT
 from decolle_brian.network.spec import NetworkSpec
 
@@ -23,6 +24,8 @@ class RuntimeBackend(Backend):
         network.store("initial")
 
     def run(self, network: Network, namespace: dict, chunk_steps: int, values: RunValues) -> None:
+        if values.files:  # only a standalone backend's own input code reads files (its input_counts hook)
+            raise DeviceError(f"The runtime device got input files {sorted(values.files)} it cannot read")
         network.restore("initial")
         for timed_array, array in values.arrays.items():
             timed_array.values[:] = array

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decolle_brian.network.chunks import ChunkInputs
+from decolle_brian.network.chunks import ChunkInputs, EventCounts
 from decolle_brian.network.conv import ConvLayerBuilder, ConvLayerObjects
 from decolle_brian.network.registry import layer_builder
 from decolle_brian.network.spec import ConvLayerSpec
@@ -102,7 +102,9 @@ def pack_batch(
 
     The batched counterpart of :func:`decolle_brian.network.chunks.pack_chunk`: every sample starts at step 0
     (all state is reset there), the steps after T are padding (a fresh start, no input, no learning), and every
-    per-unit array is in the network's unit layout (:func:`to_units`). Dropout masks are drawn per sample,
+    per-unit array is in the network's unit layout (:func:`to_units`). The counts are an
+    :class:`~decolle_brian.network.chunks.EventCounts` (their non-zero entries; ``np.asarray`` gives the dense
+    ``(chunk_steps, n_inputs * B)`` array). Dropout masks are drawn per sample,
     ``rng.random((chunk_steps, B, n)) >= dropout`` per layer, only when ``learn`` and ``dropout > 0``.
     """
     if not samples:
@@ -118,11 +120,17 @@ def pack_batch(
     for sample_counts, _ in samples:
         if np.ndim(sample_counts) != 2 or np.shape(sample_counts)[1] != n_inputs:
             raise ValueError(f"Sample counts must be (T, {n_inputs}), got {np.shape(sample_counts)}")
-    # Written straight into the unit layout (input i of sample b at i * B + b), in the samples' own dtype: one
-    # pass over the batch's counts (the network's packing casts them to 8-bit digits and checks every value)
+    # The events only (counts are mostly 0), in the unit layout (input i of sample b at i * B + b) and step order,
+    # in the samples' own dtype; the network checks every value it is sent
     arrays = [np.asarray(sample_counts) for sample_counts, _ in samples]
-    counts = np.zeros((chunk_steps, n_inputs * n_batch), dtype=np.result_type(*arrays))
-    np.stack(arrays, axis=-1, out=counts[:length].reshape(length, n_inputs, n_batch))
+    found = [np.flatnonzero(array != 0) for array in arrays]  # NaN too: refused where it is sent
+    flat = np.concatenate(found)
+    step = flat // n_inputs
+    unit = (flat - step * n_inputs) * n_batch + np.repeat(np.arange(n_batch), [len(f) for f in found])
+    value = np.concatenate([array.reshape(-1)[f] for array, f in zip(arrays, found, strict=True)]).astype(
+        np.result_type(*arrays), copy=False)
+    order = np.argsort(step.astype(np.int32 if chunk_steps >= 2 ** 15 else np.int16), kind="stable")  # radix sort
+    counts = EventCounts((chunk_steps, n_inputs * n_batch), step[order], unit[order], value[order])
     targets = np.zeros((chunk_steps, n_classes * n_batch))
     labels = np.array([int(label) for _, label in samples])
     targets[:length, labels * n_batch + np.arange(n_batch)] = 1.0  # class k of sample b is unit k * B + b

@@ -33,7 +33,7 @@ from decolle_brian.network.batch import BATCHED_DENSE
 from decolle_brian.network.conv import vanishes_at_zero
 from decolle_brian.network.hooks import CodeGeneration
 from decolle_brian.network.objects import LayerObjects, ParamBinding, Probes
-from decolle_brian.network.packed import COUNT_BITS, PackedInput
+from decolle_brian.network.packed import PackedInput
 from decolle_brian.network.registry import layer_builder_for, network_mode_for
 from decolle_brian.network.schedule import DT, LEARNING_VARIABLES, METHOD, ORDER, reschedule, tau
 from decolle_brian.network.spec import NetworkSpec
@@ -103,13 +103,14 @@ class BrianNetwork:
             "n_classes": float(n_classes), "beta2": spec.learning.beta2, "eps": spec.learning.eps,
         }
         # per-chunk inputs
-        self.counts = PackedInput("counts_in", chunk_steps, spec.n_inputs * batch, bits=COUNT_BITS, prefix="count")
+        # the input counts as the device sends them (generic: a packed TimedArray, network/packed.py)
+        self.counts = self.codegen.input_counts("counts_in", chunk_steps, spec.n_inputs * batch)
         self.masks: dict[str, PackedInput] = {}  # per group with dropout: its mask bits
         self.targets = TimedArray(np.zeros((chunk_steps, n_classes * batch)), dt=DT, name="targets")
         self.eta = TimedArray(np.zeros(chunk_steps), dt=DT, name="eta")
         self.new_sample = TimedArray(np.zeros(chunk_steps), dt=DT, name="new_sample")
-        self.namespace.update(counts_in=self.counts.array, targets=self.targets, eta=self.eta,
-                              new_sample=self.new_sample)
+        self.namespace.update(self.counts.namespace())
+        self.namespace.update(targets=self.targets, eta=self.eta, new_sample=self.new_sample)
 
         self.mode = network_mode_for(spec.mode)(self)  # its per-run arrays, input group and group hooks
         self.input = self.mode.input_group()

@@ -14,11 +14,45 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class EventCounts:
+    """Per-step event counts ``(steps, n)`` held as their non-zero entries, in step order.
+
+    What :func:`decolle_brian.network.batch.pack_batch` returns as a batch's counts: laying 72 samples of 300 x 2048
+    mostly-zero counts side by side densely (177 MB of float32) took longer than finding their events, and a C++
+    standalone run sends only the events (:mod:`decolle_brian.backends.input_events`). Anything that needs the
+    dense array gets it from ``np.asarray`` (the runtime and CUDA devices' packed input; tests).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Steps and units.
+    step, unit : numpy.ndarray
+        Step and unit of every non-zero count, ``step`` non-decreasing.
+    value : numpy.ndarray
+        The counts (non-zero; checked by whoever sends them to a network).
+    """
+
+    ndim = 2
+
+    def __init__(self, shape: tuple[int, int], step: np.ndarray, unit: np.ndarray, value: np.ndarray):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.step, self.unit, self.value = step, unit, value
+        self.dtype = value.dtype
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        dense = np.zeros(self.shape, dtype=dtype or self.dtype)
+        dense[self.step, self.unit] = self.value
+        return dense
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self)[key]
+
+
 @dataclass
 class ChunkInputs:
     """Per-step inputs of one run (arrays of ``n_steps`` rows)."""
 
-    counts: np.ndarray        # (n_steps, n_inputs) event counts
+    counts: np.ndarray        # (n_steps, n_inputs) event counts (a batch: an EventCounts)
     targets: np.ndarray       # (n_steps, n_classes) one-hot
     eta: np.ndarray           # (n_steps,) learning rate, 0 = no learning this step
     new_sample: np.ndarray    # (n_steps,) 1 at the first step of a sample (and of the padding)
@@ -76,7 +110,9 @@ def pack_chunk(
         Source of the dropout masks (needed when learning with dropout).
     """
     n_inputs = samples[0][0].shape[1] if samples else 0
-    counts = np.zeros((chunk_steps, n_inputs))
+    # in the samples' own dtype (float32 from the datasets: half the bytes to fill and to scan for events)
+    counts = np.zeros((chunk_steps, n_inputs), dtype=np.result_type(*(np.asarray(c).dtype for c, _ in samples))
+                      if samples else float)
     targets = np.zeros((chunk_steps, n_classes))
     eta = np.zeros(chunk_steps)
     new_sample = np.zeros(chunk_steps)

@@ -114,8 +114,9 @@ class EventMode(NetworkMode):
                                 events={"flush": "flush_step(t) > 0"})
         net.counts.attach(group)
         # the count of the step, then trace.eq's jump (the threshold and the synapses read the same count)
-        group.run_regularly(f"n_events = {net.counts.expression()}\n" + load_model("trace")["on_event"],
-                            when="after_groups", name="input_events")
+        net.counts.reader(group.run_regularly(f"n_events = {net.counts.expression()}\n"
+                                              + load_model("trace")["on_event"], when="after_groups",
+                                              name="input_events"))
         self.add_frame(group, post=False)
         return group
 

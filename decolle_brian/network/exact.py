@@ -27,7 +27,7 @@ class ExactMode(NetworkMode):
         group = net.trace_group(net.counts.n, "input", extra=net.counts.equations())  # n_inputs x batch
         net.counts.attach(group)
         on_event = word_substitute(load_model("trace")["on_event"], {"n_events": net.counts.expression()})
-        group.run_regularly(on_event, when="after_groups", name="input_events")
+        net.counts.reader(group.run_regularly(on_event, when="after_groups", name="input_events"))
         return group
 
 

@@ -20,6 +20,7 @@ from brian2 import NeuronGroup, Synapses
 
 from decolle_brian.network.chunks import ChunkInputs
 from decolle_brian.network.objects import LayerObjects
+from decolle_brian.network.packed import COUNT_BITS, PackedInput
 from decolle_brian.network.spec import NeuronParams
 
 
@@ -89,6 +90,16 @@ class CodeGeneration:
     The network says which objects have a structure a device can exploit; the device decides what to
     generate. The statements are always Brian's, from the same equations: only the loops around them differ.
     """
+
+    def input_counts(self, name: str, steps: int, n: int):
+        """How the per-step event counts of the ``n`` input neurons reach a run of ``steps`` steps.
+
+        Returns an object with :class:`~decolle_brian.network.packed.PackedInput`'s input-group interface
+        (``equations``, ``namespace``, ``attach``, ``expression``, ``reader``, ``run_values``); the default is
+        that class: 8-bit counts packed into a float64 TimedArray, read by Brian's generic code. A device may
+        send them another way (C++ standalone: an event list, :mod:`decolle_brian.backends.input_events`).
+        """
+        return PackedInput(name, steps, n, bits=COUNT_BITS, prefix="count")
 
     def all_to_all_sums(self, synapses: Synapses, batch: int = 1, skip_rows: dict | None = None) -> None:
         """The summed variables of all-to-all ``synapses`` stored presynaptic-major (k = pre * N_post + post).

@@ -113,9 +113,26 @@ class PackedInput:
 
     def _refuse(self, values: np.ndarray, what: str) -> None:
         """The error for values that are not integers in [0, base) (only reached with bad input)."""
-        values = np.asarray(values, dtype=float)
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"Input '{what}' contains NaN or infinite values")
-        fractional = "" if np.all(values == np.round(values)) else " that are not integers"
-        raise ValueError(f"Input '{what}' must hold integers in 0..{self.base - 1} per step (event counts); "
-                         f"got values in [{values.min()}, {values.max()}]{fractional}")
+        refuse_counts(values, what, self.base)
+
+    # ---- as the input group's counts (the generic way; C++ standalone: backends/input_events.py) ------------
+    def namespace(self) -> dict:
+        """The TimedArray under its name, for the reading group's namespace."""
+        return {self.name: self.array}
+
+    def reader(self, runner) -> None:
+        """Nothing: Brian's generic code of ``runner`` reads the TimedArray."""
+
+    def run_values(self, values: np.ndarray, what: str) -> tuple[dict, dict]:
+        """``({TimedArray: words}, {})``: one run's values (no files)."""
+        return {self.array: self.pack(values, what)}, {}
+
+
+def refuse_counts(values: np.ndarray, what: str, base: int) -> None:
+    """Raise the ValueError for per-step values that are not integers in [0, base) (only reached with bad input)."""
+    values = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"Input '{what}' contains NaN or infinite values")
+    fractional = "" if np.all(values == np.round(values)) else " that are not integers"
+    raise ValueError(f"Input '{what}' must hold integers in 0..{base - 1} per step (event counts); "
+                     f"got values in [{values.min()}, {values.max()}]{fractional}")

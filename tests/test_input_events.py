@@ -1,0 +1,158 @@
+"""The input counts of a C++ standalone run as an event list (decolle_brian.backends.input_events): the file round
+trips, bad counts are refused as the packed input refuses them, the binary rebuilds the same counts as the generic
+packed input (with counts > 1), and a truncated or corrupt file stops the binary with a clear error."""
+
+import numpy as np
+import pytest
+
+from decolle_brian.backends import cpp_standalone
+from decolle_brian.backends.input_events import HEADER_BYTES, MAGIC, EventListInput, decode_events, encode_events
+from decolle_brian.devices import DeviceError, Simulator
+from decolle_brian.network.batch import pack_batch, to_units
+from decolle_brian.network.builder import Probes
+from decolle_brian.network.chunks import EventCounts, pack_chunk
+from decolle_brian.network.hooks import CodeGeneration
+from decolle_brian.network.packed import COUNT_BITS, PackedInput
+from decolle_brian.network.params import init_params
+from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
+
+STEPS, N_IN = 30, 12
+
+
+def _counts(seed=0, high=4):
+    """Sparse counts with some > 1 (each becomes that many entries), an empty first step and an empty last one."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, high, (STEPS, N_IN)) * (rng.random((STEPS, N_IN)) < 0.3)
+    counts[0] = counts[-1] = 0
+    counts[5, 3] = 2 ** COUNT_BITS - 1  # the largest count the packed input takes
+    return counts.astype(np.float32)
+
+
+def test_round_trip_is_exact():
+    counts = _counts()
+    data = encode_events(counts, "counts_in")
+    assert data[:len(MAGIC)] == MAGIC
+    entries = int(counts.sum())  # one entry per event
+    assert len(data) == HEADER_BYTES + 8 * (STEPS + 1) + 4 * entries
+    np.testing.assert_array_equal(decode_events(data), counts)
+    empty = encode_events(np.zeros((STEPS, N_IN)), "counts_in")
+    np.testing.assert_array_equal(decode_events(empty), np.zeros((STEPS, N_IN)))
+
+
+@pytest.mark.parametrize(("value", "message"), [(256, "integers in 0..255"), (-1, "integers in 0..255"),
+                                                (0.5, "not integers"), (np.nan, "NaN or infinite"),
+                                                (np.inf, "NaN or infinite")])
+def test_bad_counts_are_refused_as_the_packed_input_refuses_them(value, message):
+    counts = _counts()
+    counts[7, 2] = value
+    with pytest.raises(ValueError, match=f"'counts_in'.*{message}") as events:
+        encode_events(counts, "counts_in")
+    with pytest.raises(ValueError, match=f"'counts_in'.*{message}") as packed:
+        PackedInput("counts_in", STEPS, N_IN, COUNT_BITS, prefix="count").pack(counts, "counts_in")
+    assert str(events.value) == str(packed.value)
+
+
+def test_wrong_shape_names_the_input():
+    with pytest.raises(ValueError, match=r"counts_in.*\(30, 12\)"):
+        EventListInput("counts_in", STEPS, N_IN).run_values(np.zeros((STEPS, N_IN + 1)), "counts_in")
+
+
+def test_malformed_file_is_refused_by_the_decoder():
+    data = encode_events(_counts(), "counts_in")
+    with pytest.raises(ValueError, match="header"):
+        decode_events(b"XXXXXXXX" + data[8:])
+    with pytest.raises(ValueError, match="bytes"):
+        decode_events(data[:-4])
+
+
+SPEC = NetworkSpec(n_inputs=N_IN, layers=(DenseLayerSpec(10),), n_classes=3,
+                   learning=LearningSpec(optimizer="sgd", lr=0.05, dropout=0.0))
+
+
+def _inputs():
+    inputs, _ = pack_chunk([(_counts(1).astype(float), 1)], STEPS, 3, lr=0.05, burnin=0, learn=True, dropout=0.0,
+                           layer_sizes=[10])
+    return inputs
+
+
+PROBES = Probes(input_variables=("p",))
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    """A small network on C++ standalone (its input counts as an event list), compiled once for this module's
+    tests; the test that builds another network runs last (Brian has one device per process). Released after
+    the module, so that later networks of the session keep their names."""
+    sim = Simulator(SPEC, STEPS, build_dir=tmp_path_factory.mktemp("events") / "build", probes=PROBES)
+    assert isinstance(sim.net.counts, EventListInput)
+    yield sim
+    del sim
+
+
+@pytest.mark.standalone
+@pytest.mark.parametrize(("spoil", "message"), [
+    (lambda d: d[:-4], "does not match its header"),                       # truncated
+    (lambda d: b"XXXXXXXX" + d[8:], "is not an event list"),             # not our format
+    (lambda d: d[:8] + np.int64(STEPS + 1).tobytes() + d[16:], "another network"),  # another run length
+    (lambda d: d[:-4] + np.int32(N_IN).tobytes(), "outside the input group"),  # a neuron index too large
+    (lambda d: d[:HEADER_BYTES + 8] + np.int64(10 ** 6).tobytes() + d[HEADER_BYTES + 16:], "offsets"),
+])
+def test_a_corrupt_events_file_stops_the_binary_with_a_clear_error(standalone, monkeypatch, spoil, message):
+    """A file the binary cannot use (written by something else, or damaged) stops the run before its first step,
+    with a DeviceError that names the file and what is wrong; a good file afterwards runs again."""
+    written = cpp_standalone.Path.write_bytes
+
+    def write_spoiled(path, data):
+        return written(path, spoil(data) if path.name.endswith(".events") else data)
+
+    params = init_params(SPEC, np.random.default_rng(0))
+    monkeypatch.setattr(cpp_standalone.Path, "write_bytes", write_spoiled)
+    with pytest.raises(DeviceError, match=rf"Input events file '.*counts_in\.events' .*{message}"):
+        standalone.run_chunk(_inputs(), params)
+    monkeypatch.undo()
+    standalone.run_chunk(_inputs(), params)
+
+
+def test_a_batch_s_counts_are_its_samples_side_by_side():
+    """pack_batch's EventCounts: densely, every sample's counts in the unit layout (input i of sample b at
+    i B + b) and padding after T; as an event list, the same counts as that dense array's."""
+    rng = np.random.default_rng(3)
+    batch, length, steps = 3, 8, 10
+    counts = (rng.integers(0, 3, (batch, length, N_IN)) * (rng.random((batch, length, N_IN)) < 0.4)).astype(np.float32)
+    inputs = pack_batch([(counts[b], b) for b in range(batch)], steps, 3, lr=0.1, burnin=0, learn=False,
+                        dropout=0.0, layer_sizes=[4])
+    assert isinstance(inputs.counts, EventCounts) and inputs.counts.shape == (steps, N_IN * batch)
+    dense = np.asarray(inputs.counts)
+    assert dense.dtype == np.float32
+    np.testing.assert_array_equal(dense[:length], to_units(counts.transpose(1, 0, 2)))
+    assert not dense[length:].any()
+    np.testing.assert_array_equal(decode_events(encode_events(inputs.counts, "counts_in")), dense)
+
+
+@pytest.mark.parametrize("value", [256, -1, 0.5, np.nan])
+def test_bad_counts_in_a_batch_are_refused_as_dense_ones(value):
+    counts = [_counts(seed) for seed in range(2)]
+    counts[1][4, 6] = value
+    inputs = pack_batch([(c, 0) for c in counts], STEPS, 3, lr=0.1, burnin=0, learn=False, dropout=0.0,
+                        layer_sizes=[4])
+    with pytest.raises(ValueError) as batched:
+        encode_events(inputs.counts, "counts_in")
+    with pytest.raises(ValueError) as dense:
+        encode_events(np.asarray(inputs.counts), "counts_in")
+    assert str(batched.value) == str(dense.value)
+
+
+@pytest.mark.standalone
+def test_the_binary_rebuilds_the_counts_of_the_packed_input(standalone, tmp_path, monkeypatch):
+    """The same chunk on C++ standalone with the event list and with the generic packed TimedArray (the runtime and
+    CUDA devices' way, swapped in here): the input traces (which jump by the counts, some > 1) and the learned
+    weights are the same to the bit. (Last in the module: it replaces the module's network.)"""
+    params = init_params(SPEC, np.random.default_rng(0))
+    events = standalone.run_chunk(_inputs(), params)
+    monkeypatch.setattr(cpp_standalone.CppStandaloneBackend, "input_counts", CodeGeneration.input_counts)
+    packed = Simulator(SPEC, STEPS, build_dir=tmp_path / "packed", probes=PROBES)
+    assert isinstance(packed.net.counts, PackedInput)
+    generic = packed.run_chunk(_inputs(), params)
+    np.testing.assert_array_equal(events.input_probes["p"], generic.input_probes["p"])
+    np.testing.assert_array_equal(events.params["layer1.W"], generic.params["layer1.W"])
+    assert np.any(events.input_probes["p"] != 0)
