@@ -257,6 +257,9 @@
                         {{ conv_code_lines(vector_code, _arrays, _inputs)|autoindent }}
                         _acc[_c] += _synaptic_var;
                     }
+                    // keeps GCC from vectorising over the units (a reduction that -ffast-math lets it reorder):
+                    // each element's terms are added in unit order
+                    __asm__ __volatile__("");
                 }
                 for (int _c = 0; _c < {{_width}}; _c++)
                     {{_target_var_array}}[((_o * _c_in + _c0 + _c) * _k + _a) * _k + _e + {{_target_start}}] = _acc[_c];
