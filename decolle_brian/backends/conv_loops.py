@@ -174,8 +174,8 @@ GRAD_TILE = 64
 #: k taps of a kernel row x this many channels in registers (7 x 8: 7 AVX-512 registers), the tile's padded
 #: input (22 x 22 x 8 doubles, 31 KB for DvsGesture's conv 2 and 3) in the L1 cache over all units
 GRAD_LANES = 8
-#: output channels per pass of the event scatter over the step's events (the largest divisor of c_out up to
-#: this): a block's kernel slice and the unit rows of neighbouring events stay in the L1 cache (16: 2.5-4x slower)
+#: output channels per pass of the event scatter over the step's events (then one narrower pass for the rest of
+#: c_out): a block's kernel slice and the unit rows of neighbouring events stay in the L1 cache (16: 2.5-4x slower)
 SCATTER_BLOCK = 32
 #: doubles of padding after each row (one (c, a, e), all output channels) of the event scatter's kernel copy:
 #: rows of 128 doubles would sit at the units' rows' addresses modulo 4 KB (loads then wait on unrelated stores);
@@ -250,7 +250,7 @@ def conv_event_scatter(pathway, geometry: ConvGeometry, kernel_gate: tuple | Non
         pathway.synapses.variables.add_reference(gate, kernel_gate[0], kernel_gate[1])
     pathway.template_kwds = {**(pathway.template_kwds or {}), "conv": asdict(geometry),
                              "conv_block": channel_block(geometry.c_out, TAP_BLOCK), "gate": gate,
-                             "scatter_block": channel_block(geometry.c_out, SCATTER_BLOCK),
+                             "scatter_block": SCATTER_BLOCK,
                              "kernel_row_pad": KERNEL_ROW_PAD}
     pathway.needed_variables = [*pathway.needed_variables, pathway.eventspace_name, "_synaptic_pre",
                                 "_synaptic_post", "k_idx", *([gate] if gate else [])]
