@@ -385,6 +385,15 @@ def test_padded_gradient_and_row_skips_are_proven():
     assert row_skips(synapses) == {"y_syn_post": "s_pre"}
 
 
+def test_conv_loops_refuse_a_forward_sum_not_zero_on_the_padding():
+    """The forward loop adds the zero padding's taps: a summand not proven 0 at input 0 is refused, clearly."""
+    from decolle_brian.backends.conv_loops import check_forward_padding
+
+    check_forward_padding("u_syn_post", "w_pre * p_in", ["p_in"])
+    with pytest.raises(NotImplementedError, match=r"u_syn_post = w_pre \* \(p_in \+ 1\) is not proven 0"):
+        check_forward_padding("u_syn_post", "w_pre * (p_in + 1)", ["p_in"])
+
+
 def test_conv_loops_refuse_other_per_synapse_values():
     """The loops compute three indices; code reading any other per-synapse array is refused, not miscomputed."""
     arrays = {"_synaptic_pre": "pre", "_synaptic_post": "post", "in_idx": "idx"}
