@@ -64,12 +64,9 @@
                 {{_copy}}[_c0 * _hp * _wp + ((_y + _pad) * _wp + _x + _pad) * _wd + _c - _c0] =
                     {{_array}}[(_c * _h + _y) * _w + _x];
     }
-    {% else %}
-    static double {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
-    {% endif %}
-    {% if _padded %}
     {% elif _gemm %}
     // tile-major (the 1 x 1 loop below): the tile of input channels from c0, width wd, is [unit][wd] at c0 * units
+    static double {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
     for (int _c = 0; _c < _c_in; _c++)
     {
         const int _c0 = _c - _c % {{gemm_tile}};
@@ -78,6 +75,8 @@
             {{_copy}}[_c0 * _h * _w + _i * _wd + _c - _c0] = {{_array}}[_c * _h * _w + _i];
     }
     {% else %}
+    // channel-last (the bounded-tap loop below): [(y W + x) c_in + c]
+    static double {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
     for (int _c = 0; _c < _c_in; _c++)
         for (int _i = 0; _i < _h * _w; _i++)
             {{_copy}}[_i * _c_in + _c] = {{_array}}[_c * _h * _w + _i];
