@@ -292,6 +292,26 @@ def test_padded_gradient_adds_the_same_terms_in_the_same_order(tmp_path_factory,
     assert_runs_equal(padded, bounded, "padded gradient vs bounded taps")
 
 
+@pytest.mark.standalone
+def test_padding_geometries_standalone(tmp_path_factory):
+    """Paddings the loops special-case, in one small build: k = 3 with padding 3 > k - 1 (whole output rows
+    and columns read only padding: the forward and gradient row skips run empty ranges), k = 3 without
+    padding (no padding rows: nothing skipped), k = 1 with padding 1 (the zero-padded gradient for a 1 x 1
+    kernel, the border units reading only padding). Learning agrees with the NumPy reference."""
+    shape = (2, 6, 7)
+    first = ConvLayerSpec(channels=5, kernel=3, in_shape=shape, padding=3, pool=1)
+    second = ConvLayerSpec(channels=6, kernel=3, in_shape=first.out_shape, padding=0, pool=2)
+    third = ConvLayerSpec(channels=4, kernel=1, in_shape=second.out_shape, padding=1, pool=1)
+    spec = make_spec("sgd", layers=(first, second, third), input_shape=shape)
+    sim = Simulator(spec, T, device="cpp_standalone", probes=("u", "s", "delta"),
+                    build_dir=tmp_path_factory.mktemp("conv_paddings"))
+    params, out, full, ref_layers, expected = run_both(spec, sim, learn=True, masks_seed=7,
+                                                       params=make_params(spec, gain=2.0))
+    assert_forward_equal(out, full, expected, len(spec.layers))
+    assert_signals_equal(out, full, expected, len(spec.layers))
+    assert_params_close(out, ref_layers, params)
+
+
 def test_pool_remainder_and_ties_runtime():
     """Floor-mode remainder (7x7 pooled by 2) and tied maxima (silent input region): routed as the reference."""
     layer = ConvLayerSpec(channels=3, kernel=3, in_shape=(1, 7, 7), padding=1, pool=2)
