@@ -237,29 +237,79 @@ class TestAdamax:
                                            atol=1e-12, err_msg=f"layer{k}.v_{name}")
 
 
+def run_wide(tmp_path_factory, name, threads=1):
+    """The WIDE_LAYERS network learning one sample (SGD, dropout) on the C++ standalone device, checked against
+    the NumPy reference; returns the run's outputs, full-resolution probes and the code of its build."""
+    spec = make_spec("sgd", layers=WIDE_LAYERS, input_shape=WIDE_SHAPE)
+    build = tmp_path_factory.mktemp(f"conv_wide_{name}")
+    sim = Simulator(spec, T, device="cpp_standalone", threads=threads, probes=("u", "s", "delta"), build_dir=build)
+    params, out, full, ref_layers, expected = run_both(spec, sim, learn=True, masks_seed=6,
+                                                       params=make_params(spec, gain=1.5))
+    assert_forward_equal(out, full, expected, len(WIDE_LAYERS))
+    assert_signals_equal(out, full, expected, len(WIDE_LAYERS))
+    assert_params_close(out, ref_layers, params)
+    code = "".join(path.read_text() for path in build.rglob("*.cpp") if path.parent.name == "code_objects")
+    return out, full, code
+
+
+def assert_runs_equal(one, two, what):
+    (out_one, full_one), (out_two, full_two) = one, two
+    for name, value in out_one.params.items():
+        np.testing.assert_array_equal(out_two.params[name], value, err_msg=f"{name}: {what}")
+    for k in range(len(WIDE_LAYERS)):
+        np.testing.assert_array_equal(full_two[k]["u"], full_one[k]["u"], err_msg=f"full U {k + 1}: {what}")
+        np.testing.assert_array_equal(out_two.y[k], out_one.y[k], err_msg=f"readout {k + 1}: {what}")
+
+
 @pytest.mark.standalone
-def test_wide_layers_on_one_and_two_threads(tmp_path_factory):
+def test_wide_layers_on_one_and_two_threads(tmp_path_factory, monkeypatch):
     """Sizes at which the C++ loops' blocks and tiles run whole and in part (backends/conv_loops.py): 70 input
     channels into conv 2 (one whole gradient tile of 64 + 6), 24 output channels (3 blocks of 8 register taps),
     an odd width, a pool-2 remainder. Learning (SGD, dropout) agrees with the NumPy reference as the small
-    network does, and a 2-thread binary gives the 1-thread results bit for bit."""
-    layers = WIDE_LAYERS
-    spec = make_spec("sgd", layers=layers, input_shape=WIDE_SHAPE)
-    params = make_params(spec, gain=1.5)
-    outs = []
-    for threads in (1, 2):
-        sim = Simulator(spec, T, device="cpp_standalone", threads=threads, probes=("u", "s", "delta"),
-                        build_dir=tmp_path_factory.mktemp(f"conv_wide_{threads}t"))
-        params, out, full, ref_layers, expected = run_both(spec, sim, learn=True, masks_seed=6, params=params)
-        assert_forward_equal(out, full, expected, len(layers))
-        assert_signals_equal(out, full, expected, len(layers))
-        assert_params_close(out, ref_layers, params)
-        outs.append((out, full))
-    (one, full_one), (two, full_two) = outs
-    for name, value in one.params.items():
-        np.testing.assert_array_equal(two.params[name], value, err_msg=name)
-    for k in range(len(layers)):
-        np.testing.assert_array_equal(full_two[k]["u"], full_one[k]["u"], err_msg=f"full U of layer {k + 1}")
+    network does, and a 2-thread binary gives the 1-thread results bit for bit; the 2-thread binary also sums
+    every row of the readouts (``row_skips`` not used): skipping the rows of silent units changes no bit."""
+    from decolle_brian.network import builder
+
+    one = run_wide(tmp_path_factory, "1t")
+    monkeypatch.setattr(builder, "row_skips", lambda synapses: {})
+    two = run_wide(tmp_path_factory, "2t", threads=2)
+    assert_runs_equal(one[:2], two[:2], "2 threads, every readout row summed")
+
+
+@pytest.mark.standalone
+def test_padded_gradient_adds_the_same_terms_in_the_same_order(tmp_path_factory, monkeypatch):
+    """The kernel gradient over the zero-padded input (``zero_input`` proven) and the bounded-tap gradient
+    (the proof withheld) add each kernel element's terms in the same order: the two binaries learn the same
+    parameters to the bit (the NumPy comparisons above allow 1e-6)."""
+    from decolle_brian.network import conv
+
+    *padded, padded_code = run_wide(tmp_path_factory, "padded")
+    proven = conv.gradient_gates
+    monkeypatch.setattr(conv, "gradient_gates", lambda code: replace(proven(code), zero_input=None))
+    *bounded, bounded_code = run_wide(tmp_path_factory, "bounded")
+    # which gradient loop ran: the padded copy's comment is in the generated code only where it is proven
+    assert "zero-padded, tile-major" in padded_code and "zero-padded, tile-major" not in bounded_code
+    assert_runs_equal(padded, bounded, "padded gradient vs bounded taps")
+
+
+@pytest.mark.standalone
+def test_padding_geometries_standalone(tmp_path_factory):
+    """Paddings the loops special-case, in one small build: k = 3 with padding 3 > k - 1 (whole output rows
+    and columns read only padding: the forward and gradient row skips run empty ranges), k = 3 without
+    padding (no padding rows: nothing skipped), k = 1 with padding 1 (the zero-padded gradient for a 1 x 1
+    kernel, the border units reading only padding). Learning agrees with the NumPy reference."""
+    shape = (2, 6, 7)
+    first = ConvLayerSpec(channels=5, kernel=3, in_shape=shape, padding=3, pool=1)
+    second = ConvLayerSpec(channels=6, kernel=3, in_shape=first.out_shape, padding=0, pool=2)
+    third = ConvLayerSpec(channels=4, kernel=1, in_shape=second.out_shape, padding=1, pool=1)
+    spec = make_spec("sgd", layers=(first, second, third), input_shape=shape)
+    sim = Simulator(spec, T, device="cpp_standalone", probes=("u", "s", "delta"),
+                    build_dir=tmp_path_factory.mktemp("conv_paddings"))
+    params, out, full, ref_layers, expected = run_both(spec, sim, learn=True, masks_seed=7,
+                                                       params=make_params(spec, gain=2.0))
+    assert_forward_equal(out, full, expected, len(spec.layers))
+    assert_signals_equal(out, full, expected, len(spec.layers))
+    assert_params_close(out, ref_layers, params)
 
 
 def test_pool_remainder_and_ties_runtime():
@@ -353,6 +403,15 @@ def test_padded_gradient_and_row_skips_are_proven():
     synapses = Synapses(group, readout, "G : 1\ny_syn_post = G * mask_pre * s_pre : 1 (summed)\n"
                                         "bp_pre = G * err_post : 1 (summed)")
     assert row_skips(synapses) == {"y_syn_post": "s_pre"}
+
+
+def test_conv_loops_refuse_a_forward_sum_not_zero_on_the_padding():
+    """The forward loop adds the zero padding's taps: a summand not proven 0 at input 0 is refused, clearly."""
+    from decolle_brian.backends.conv_loops import check_forward_padding
+
+    check_forward_padding("u_syn_post", "w_pre * p_in", ["p_in"])
+    with pytest.raises(NotImplementedError, match=r"u_syn_post = w_pre \* \(p_in \+ 1\) is not proven 0"):
+        check_forward_padding("u_syn_post", "w_pre * (p_in + 1)", ["p_in"])
 
 
 def test_conv_loops_refuse_other_per_synapse_values():

@@ -22,19 +22,19 @@ code that reads any other per-synapse value). The loops:
   sums: c_out c_in k^2 H_full W_full multiply-adds per step, each input row read once per block. A kernel of
   k > 1 instead adds the k taps of a kernel row to each unit's block of sums in registers (``TAP_BLOCK``
   channels; one load and store per unit and kernel row, not per tap: 3.3x on DvsGesture's conv 3);
-- ``conv_gradient_sum`` (onto the kernel elements): every step the target is set to 0; when the ``gate``
-  variable (the kernel group's step size ``lr``) is 0 nothing else runs, else only full units whose
-  ``skip_zero`` variable (their learning signal ``delta``) is non-zero add their taps: (units with a
-  learning signal) x c_in k^2 multiply-adds. The builder proves both skips exact before asking for them
-  (:func:`decolle_brian.network.conv.gradient_gates`). The inputs are read from a copy made once per learning
-  step (``in_idx`` indexes that copy, :func:`conv_code_lines` points the reads there). For k > 1 where the
-  builder proved that a zero input makes the summand 0 (``zero_input``, the derived ``delta_post*p_in``): a
-  zero-padded copy, tile-major in tiles of ``GRAD_LANES`` input channels, whose sums of a kernel row's k taps
-  over the units with a learning signal stay in registers while the tile's padded input stays in the L1
-  cache (the taps on the padding add exact zeros instead of being bounded); otherwise channel-last, the sums
-  of one tap in registers for ``GRAD_TILE`` input channels at a time. Tile-major for k = 1 (the batched dense
-  layer), in 4 x ``GEMM_TILE`` register tiles. Each element receives the same non-zero terms in the same order
-  as over the synapse list's units, so the sums agree to the bit.
+- ``conv_gradient_sum`` (onto the kernel elements): every step the target is set to 0; when the ``gate`` variable (the
+  kernel group's step size ``lr``) is 0 nothing else runs, else only full units whose ``skip_zero`` variable (their
+  learning signal ``delta``) is non-zero add their taps: (units with a learning signal) x c_in k^2 multiply-adds. The
+  builder proves both skips exact before asking for them (:func:`decolle_brian.network.conv.gradient_gates`). The
+  inputs are read from a copy made once per learning step (``in_idx`` indexes that copy, :func:`conv_code_lines`
+  points the reads there). For every kernel but a 1 x 1 kernel without padding (so k > 1, and k = 1 with padding > 0),
+  where the builder proved that a zero input makes the summand 0 (``zero_input``, the derived ``delta_post*p_in``): a
+  zero-padded copy, tile-major in tiles of ``GRAD_LANES`` input channels, whose sums of a kernel row's k taps over the
+  units with a learning signal stay in registers while the tile's padded input stays in the L1 cache (the taps on the
+  padding add exact zeros instead of being bounded: the same sums for finite values, IEEE's 0 * inf being NaN);
+  otherwise channel-last, the sums of one tap in registers for ``GRAD_TILE`` input channels at a time. Tile-major for
+  k = 1 without padding (the batched dense layer), in 4 x ``GEMM_TILE`` register tiles. Each element receives the same
+  non-zero terms in the same order as over the synapse list's units, so the sums agree to the bit.
 
 A batched conv layer (``NetworkSpec.batch_size = B > 1``, docs/batch.md) has the sample as the innermost axis of
 every unit and input index (``((o H_full + y) W_full + x) B + b``; :mod:`decolle_brian.network.batch`) and one
@@ -54,6 +54,8 @@ import weakref
 from dataclasses import asdict, dataclass
 
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
+
+from decolle_brian.network.proofs import vanishes_at_zero
 
 
 @dataclass(frozen=True)
@@ -170,12 +172,13 @@ TAP_BLOCK = 8
 #: signal): DvsGesture learning, conv 2 / conv 3 gradient ms per step (wall, load 4-5): 64 3.0 / 1.9, 32 4.2 /
 #: 2.3; a unit's [a][e][c] row added into memory per unit before: 5.2 / 3.5
 GRAD_TILE = 64
-#: input channels per tile of the k > 1 kernel gradient over a zero-padded input (``zero_input`` proven): the
+#: input channels per tile of the kernel gradient over a zero-padded input (``zero_input`` proven; every kernel
+#: but 1 x 1 without padding): the
 #: k taps of a kernel row x this many channels in registers (7 x 8: 7 AVX-512 registers), the tile's padded
 #: input (22 x 22 x 8 doubles, 31 KB for DvsGesture's conv 2 and 3) in the L1 cache over all units
 GRAD_LANES = 8
-#: output channels per pass of the event scatter over the step's events (the largest divisor of c_out up to
-#: this): a block's kernel slice and the unit rows of neighbouring events stay in the L1 cache (16: 2.5-4x slower)
+#: output channels per pass of the event scatter over the step's events (then one narrower pass for the rest of
+#: c_out): a block's kernel slice and the unit rows of neighbouring events stay in the L1 cache (16: 2.5-4x slower)
 SCATTER_BLOCK = 32
 #: doubles of padding after each row (one (c, a, e), all output channels) of the event scatter's kernel copy:
 #: rows of 128 doubles would sit at the units' rows' addresses modulo 4 KB (loads then wait on unrelated stores);
@@ -187,6 +190,20 @@ KERNEL_ROW_PAD = 8
 def channel_block(c_out: int, largest: int = FORWARD_BLOCK) -> int:
     """The largest block of output channels up to ``largest`` that divides ``c_out`` (no remainder loop)."""
     return next(block for block in range(largest, 0, -1) if c_out % block == 0)
+
+
+def check_forward_padding(name: str, summand: str, inputs: list[str]) -> None:
+    """Refuse a forward sum whose summand is not proven 0 at input 0 (sympy, :mod:`decolle_brian.network.proofs`).
+
+    ``conv_forward_sum`` reads the inputs from a zero-padded copy and adds the taps on the padding (or skips the
+    rows that read only padding): exact only if those taps add 0, as ``w_pre*p_in`` does at ``p_in = 0``.
+    """
+    if not vanishes_at_zero(summand, *inputs):
+        raise NotImplementedError(f"The conv forward sum {name} = {summand} is not proven 0 where its inputs "
+                                  f"{inputs} are 0; conv_forward_sum adds the zero padding's taps (and skips the "
+                                  f"rows reading only padding), exact only for such a summand. Keep the forward "
+                                  f"summand a product with the input (w_pre * p_in), or run this model on the "
+                                  f"runtime device (a synapse list of the taps inside the input)")
 
 
 def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str | None, gate: str | None,
@@ -207,8 +224,9 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
         Presynaptic shared variable (``lr_pre``) whose value 0 makes the optimiser step ignore the gradient
         (None: no gate).
     zero_input : str or None
-        Input variable (``p_in``) whose value 0 makes the gradient summand 0: the k > 1 gradient then sums
-        over a zero-padded copy of the input, every tap of every unit (``GRAD_LANES``); None: taps bounded.
+        Input variable (``p_in``) whose value 0 makes the gradient summand 0: the gradient (every kernel but
+        1 x 1 without padding) then sums over a zero-padded copy of the input, every tap of every unit
+        (``GRAD_LANES``); None: taps bounded.
     """
     # the variables read at the input index (``p_in``): the gradient loop reads them from channel-last copies
     inputs = sorted(name for name, index in synapses.variables.indices.items() if index == "in_idx")
@@ -217,6 +235,8 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
         zero_input = None
     for name, updater in synapses.summed_updaters.items():
         onto_kernel = name == gradient
+        if not onto_kernel:
+            check_forward_padding(name, updater.expression.code, inputs)
         updater.template = ("conv_gradient_sum" if onto_kernel else "conv_forward_sum") + suffix
         updater.codeobj_class = ConvLoopCodeObject
         updater.template_kwds = {**updater.template_kwds, "conv": asdict(geometry),
@@ -250,7 +270,7 @@ def conv_event_scatter(pathway, geometry: ConvGeometry, kernel_gate: tuple | Non
         pathway.synapses.variables.add_reference(gate, kernel_gate[0], kernel_gate[1])
     pathway.template_kwds = {**(pathway.template_kwds or {}), "conv": asdict(geometry),
                              "conv_block": channel_block(geometry.c_out, TAP_BLOCK), "gate": gate,
-                             "scatter_block": channel_block(geometry.c_out, SCATTER_BLOCK),
+                             "scatter_block": SCATTER_BLOCK,
                              "kernel_row_pad": KERNEL_ROW_PAD}
     pathway.needed_variables = [*pathway.needed_variables, pathway.eventspace_name, "_synaptic_pre",
                                 "_synaptic_post", "k_idx", *([gate] if gate else [])]

@@ -30,10 +30,10 @@ from decolle_brian.emission import dense_code
 from decolle_brian.equations_io import load_model
 from decolle_brian.network import catalog  # noqa: F401 - every layer builder and mode registers
 from decolle_brian.network.batch import BATCHED_DENSE
-from decolle_brian.network.conv import vanishes_at_zero
 from decolle_brian.network.hooks import CodeGeneration
 from decolle_brian.network.objects import LayerObjects, ParamBinding, Probes
 from decolle_brian.network.packed import PackedInput
+from decolle_brian.network.proofs import vanishes_at_zero
 from decolle_brian.network.registry import layer_builder_for, network_mode_for
 from decolle_brian.network.schedule import DT, LEARNING_VARIABLES, METHOD, ORDER, reschedule, tau
 from decolle_brian.network.spec import NetworkSpec

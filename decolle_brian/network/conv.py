@@ -43,9 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import sympy
 from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, linked_var
-from brian2.parsing.sympytools import str_to_sympy
 from brian2.utils.stringtools import word_substitute
 
 from decolle_brian.emission import ConvCode, conv_code
@@ -53,6 +51,7 @@ from decolle_brian.equations_io import load_model
 from decolle_brian.errors import SpecError
 from decolle_brian.network.hooks import LayerBuilder
 from decolle_brian.network.objects import LayerObjects
+from decolle_brian.network.proofs import at_zero
 from decolle_brian.network.registry import layer_builder
 from decolle_brian.network.schedule import FORWARD_SUM_ORDER, LEARNING_VARIABLES, METHOD, ORDER, reschedule, tau
 from decolle_brian.network.spec import ConvLayerSpec
@@ -325,30 +324,16 @@ def gradient_gates(code: ConvCode, gradient: str = "gw_pre", skip_zero: str = "d
     that variable is 0; ``gate`` (a variable of the kernel group, ``<gate>_pre`` seen from the synapses) if
     every statement of the optimiser step ``code.shared.statements`` leaves its variable unchanged when it is 0.
     """
-    summand_zero = _at_zero(code.kernel_gradient, skip_zero) == 0
-    input_zero = _at_zero(code.kernel_gradient, zero_input) == 0
+    summand_zero = at_zero(code.kernel_gradient, skip_zero) == 0
+    input_zero = at_zero(code.kernel_gradient, zero_input) == 0
     step_idle = True
     for line in code.shared.statements.splitlines():
         target, op, expression = line.split(None, 2)
-        value = _at_zero(expression, gate)
+        value = at_zero(expression, gate)
         unchanged = (value.is_Symbol and value.name == target) if op == "=" else (op in "+=-=" and value == 0)
         step_idle = step_idle and bool(unchanged)
     return GradientGates(gradient, skip_zero if summand_zero else None, f"{gate}_pre" if step_idle else None,
                          zero_input if input_zero else None)
-
-
-def vanishes_at_zero(expression: str, name: str) -> bool:
-    """Whether the Brian ``expression`` is 0 whenever the variable ``name`` is 0 (proven with sympy)."""
-    return _at_zero(expression, name) == 0
-
-
-def _at_zero(expression: str, name: str):
-    """The Brian ``expression`` with the variable ``name`` set to 0, simplified (``int(0 > 0)`` is 0)."""
-    expr = str_to_sympy(expression)
-    expr = expr.subs({symbol: 0 for symbol in expr.free_symbols if symbol.name == name})
-    expr = expr.replace(lambda x: getattr(x.func, "__name__", "") == "int_" and x.args[0] in (sympy.true, sympy.false),
-                        lambda x: sympy.Integer(int(bool(x.args[0]))))
-    return sympy.simplify(expr)
 
 
 def conv_connectivity(layer: ConvLayerSpec, group: int = CHANNEL_GROUP,

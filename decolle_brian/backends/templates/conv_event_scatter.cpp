@@ -10,7 +10,8 @@
    _postsynaptic_idx) from a channel-last copy [y][x][o] (copied in before the events and back after), so for
    each event and tap the innermost loop runs over the c_out output channels, contiguous in both (vectorised):
    DvsGesture's conv 3 (1,300 events, 128 -> 128, 7 x 7) in a standalone copy of the loops, 2.05 -> 1.18 CPU ms
-   per step, the kernel's copy included (0.2 ms). Loop order: block of scatter_block output channels, event,
+   per step, the kernel's copy included (0.2 ms). Loop order: block of scatter_block output channels (the last
+   block narrower where c_out is not a multiple), event,
    tap, output channel of the block (32: consecutive events, of the same input channel at neighbouring
    positions, share the block's kernel slice and most unit rows), with the kernel copy's rows padded by
    kernel_row_pad doubles (no 4 KB aliasing between the kernel's loads and the units' stores): in a
@@ -74,8 +75,12 @@
     {% endfor %}
 
     // blocks of scatter_block output channels, outermost: a block's kernel slice of one input channel and the
-    // unit rows of neighbouring events (events come in unit order: channel, row, column) stay in the L1 cache
-    for (int _o0 = 0; _o0 < _c_out; _o0 += {{scatter_block}})
+    // unit rows of neighbouring events (events come in unit order: channel, row, column) stay in the L1 cache;
+    // whole blocks, then the remaining output channels as one narrower block (each unit is in one block)
+    {% set _rest = conv.c_out % scatter_block %}
+    int _ob = 0;
+    {% for _width in [scatter_block] + ([_rest] if _rest else []) %}
+    for (; _ob + {{_width}} <= _c_out; _ob += {{_width}})
     for (int _event = 0; _event < _n_events; _event++)
     {
         const int32_t _presynaptic_idx = {{_eventspace}}[_event];
@@ -94,7 +99,7 @@
                 const int32_t _post_row = (_y * _w_full + _x_in + _pad - _e) * _c_out;
                 const int32_t _k_row = ((_c * _k + _a) * _k + _e) * _k_stride;
                 #pragma GCC ivdep
-                for (int _o = _o0; _o < _o0 + {{scatter_block}}; _o++)
+                for (int _o = _ob; _o < _ob + {{_width}}; _o++)
                 {
                     const int32_t _postsynaptic_idx = _post_row + _o;
                     const int32_t k_idx = _k_row + _o;
@@ -103,6 +108,7 @@
             }
         }
     }
+    {% endfor %}
 
     {% for _array, _copy in _units.items() %}
     for (int _o0 = 0; _o0 < _c_out; _o0 += {{conv_block}})

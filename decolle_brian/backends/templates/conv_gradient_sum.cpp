@@ -5,11 +5,13 @@
    to 0; when the gate (the kernel's step size) is 0 the optimiser step ignores it and nothing else runs;
    otherwise only units whose skip_zero variable (their learning signal) is non-zero add their taps, the
    summand of the others being 0 (both proven by the builder, decolle_brian.network.conv.gradient_gates).
-   A kernel of k > 1 whose summand is proven 0 at input 0 (zero_input): the input is read from a zero-padded
+   A kernel other than 1 x 1 without padding (k > 1, or k = 1 with pad > 0: _padded below) whose summand is
+   proven 0 at input 0 (zero_input): the input is read from a zero-padded
    copy in tiles of grad_lanes input channels (made once per learning step); per output channel, tile and
    kernel row, the sums of the row's k taps x the tile stay in registers over the listed units while the
    tile (31 KB for DvsGesture's conv 2 and 3) stays in the L1 cache: DvsGesture's conv 2 gradient 8.0 -> 1.5
-   CPU ms in a standalone copy of the loops at load 7-9 (the same sums to the bit).
+   CPU ms in a standalone copy of the loops at load 7-9 (the same sums to the bit for finite values: the proof
+   takes 0 * x = 0, IEEE's 0 * inf is NaN).
    Otherwise: the input is read from a channel-last copy (_in_t[(y_in W + x_in) c_in + c], made once per learning
    step). A kernel of k > 1: per output channel, the units that add their taps are listed (row-major); for each
    tap (a, e) and tile of grad_tile input channels the tile's sums stay in registers over all these units (one
@@ -43,7 +45,8 @@
     {% endif %}
     {
     _target_written = true;
-    // channel-last copies of the inputs read at in_idx, and the gradient of one output channel, [a][e][c]
+    // copies of the inputs read at in_idx, laid out for the loop that runs: zero-padded tile-major (_padded),
+    // tile-major (_gemm: 1 x 1 without padding) or channel-last (the bounded taps)
     {% set _gemm = conv.k == 1 and conv.pad == 0 %}
     {% set _padded = zero_input and not _gemm %}
     const int _hp = _h + 2 * _pad, _wp = _w + 2 * _pad;  // the zero-padded input's plane
@@ -61,12 +64,9 @@
                 {{_copy}}[_c0 * _hp * _wp + ((_y + _pad) * _wp + _x + _pad) * _wd + _c - _c0] =
                     {{_array}}[(_c * _h + _y) * _w + _x];
     }
-    {% else %}
-    static double {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
-    {% endif %}
-    {% if _padded %}
     {% elif _gemm %}
     // tile-major (the 1 x 1 loop below): the tile of input channels from c0, width wd, is [unit][wd] at c0 * units
+    static double {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
     for (int _c = 0; _c < _c_in; _c++)
     {
         const int _c0 = _c - _c % {{gemm_tile}};
@@ -75,6 +75,8 @@
             {{_copy}}[_c0 * _h * _w + _i * _wd + _c - _c0] = {{_array}}[_c * _h * _w + _i];
     }
     {% else %}
+    // channel-last (the bounded-tap loop below): [(y W + x) c_in + c]
+    static double {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
     for (int _c = 0; _c < _c_in; _c++)
         for (int _i = 0; _i < _h * _w; _i++)
             {{_copy}}[_i * _c_in + _c] = {{_array}}[_c * _h * _w + _i];
@@ -196,7 +198,9 @@
                         }
                     }
                     // an empty asm statement: keeps GCC from vectorising over the units instead (gathers of
-                    // the inputs, measured 7x slower on DvsGesture's conv 2); the sums stay in registers
+                    // the inputs, DvsGesture's conv 2 14.7 vs 1.5 ms, about 10x slower; and a vectorised
+                    // reduction, which -ffast-math lets GCC reorder, would change the summation order); the
+                    // sums stay in registers
                     __asm__ __volatile__("");
                 }
                 for (int _e = 0; _e < {{conv.k}}; _e++)
@@ -257,6 +261,9 @@
                         {{ conv_code_lines(vector_code, _arrays, _inputs)|autoindent }}
                         _acc[_c] += _synaptic_var;
                     }
+                    // keeps GCC from vectorising over the units (a reduction that -ffast-math lets it reorder):
+                    // each element's terms are added in unit order
+                    __asm__ __volatile__("");
                 }
                 for (int _c = 0; _c < {{_width}}; _c++)
                     {{_target_var_array}}[((_o * _c_in + _c0 + _c) * _k + _a) * _k + _e + {{_target_start}}] = _acc[_c];

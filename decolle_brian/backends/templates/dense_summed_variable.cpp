@@ -26,8 +26,9 @@
 
     for (int _row_pre = 0; _row_pre < _n_pre; _row_pre++)
     {
-        {% if skip_row is defined and skip_row %}
+        {% if skip_row is defined and skip_row and not _onto_pre %}
         // the summand is proven 0 where this presynaptic variable is 0 (dense_rows.dense_sums): nothing to add
+        // (only onto the postsynaptic side: a sum onto the presynaptic side writes every row's target)
         if ({{get_array_name(variables[skip_row])}}[_row_pre] == 0)
             continue;
         {% endif %}
