@@ -69,9 +69,17 @@ SPEC = NetworkSpec(n_inputs=N_IN, layers=(DenseLayerSpec(10),), n_classes=3,
                    learning=LearningSpec(optimizer="sgd", lr=0.05, dropout=0.0))
 
 
-def _inputs():
-    inputs, _ = pack_chunk([(_counts(1).astype(float), 1)], STEPS, 3, lr=0.05, burnin=0, learn=True, dropout=0.0,
-                           layer_sizes=[10])
+def _edge_counts():
+    """Counts with events (some > 1) on the first and the last step too."""
+    counts = _counts(1).astype(float)
+    counts[0, 2], counts[-1, 4] = 3, 2
+    return counts
+
+
+def _inputs(counts=None):
+    """One sample's chunk (by default of :func:`_edge_counts`)."""
+    counts = _edge_counts() if counts is None else counts
+    inputs, _ = pack_chunk([(counts, 1)], STEPS, 3, lr=0.05, burnin=0, learn=True, dropout=0.0, layer_sizes=[10])
     return inputs
 
 
@@ -96,6 +104,9 @@ def standalone(tmp_path_factory):
     (lambda d: d[:8] + np.int64(STEPS + 1).tobytes() + d[16:], "another network"),  # another run length
     (lambda d: d[:-4] + np.int32(N_IN).tobytes(), "outside the input group"),  # a neuron index too large
     (lambda d: d[:HEADER_BYTES + 8] + np.int64(10 ** 6).tobytes() + d[HEADER_BYTES + 16:], "offsets"),
+    # entries 2^62 + the true number: 4 x entries would wrap to the file's size in int64
+    (lambda d: d[:24] + np.int64(2 ** 62 + np.frombuffer(d, "<i8", 1, 24)[0]).tobytes() + d[32:],
+     "does not match its header"),
 ])
 def test_a_corrupt_events_file_stops_the_binary_with_a_clear_error(standalone, monkeypatch, spoil, message):
     """A file the binary cannot use (written by something else, or damaged) stops the run before its first step,
@@ -111,6 +122,24 @@ def test_a_corrupt_events_file_stops_the_binary_with_a_clear_error(standalone, m
         standalone.run_chunk(_inputs(), params)
     monkeypatch.undo()
     standalone.run_chunk(_inputs(), params)
+
+
+@pytest.mark.standalone
+def test_a_run_without_events_and_the_event_file_s_removal(standalone):
+    """A run whose event list is empty runs (the input traces stay 0); no run leaves its event list behind."""
+    params = init_params(SPEC, np.random.default_rng(0))
+    quiet = standalone.run_chunk(_inputs(np.zeros((STEPS, N_IN))), params)
+    assert not np.any(quiet.input_probes["p"])
+    assert not list(cpp_standalone.Path(standalone.build_dir).glob("results-*/*.events"))
+
+
+def test_event_counts_refuse_entries_out_of_step_order_or_shape():
+    with pytest.raises(ValueError, match="step order"):
+        EventCounts((4, 3), np.array([2, 0]), np.array([0, 1]), np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="outside the shape"):
+        EventCounts((4, 3), np.array([0, 4]), np.array([0, 1]), np.array([1.0, 1.0]))
+    twice = EventCounts((4, 3), np.array([1, 1]), np.array([2, 2]), np.array([1.0, 2.0]))
+    assert np.asarray(twice)[1, 2] == 3 == decode_events(encode_events(twice, "counts_in"))[1, 2]
 
 
 def test_a_batch_s_counts_are_its_samples_side_by_side():
@@ -149,6 +178,12 @@ def test_the_binary_rebuilds_the_counts_of_the_packed_input(standalone, tmp_path
     weights are the same to the bit. (Last in the module: it replaces the module's network.)"""
     params = init_params(SPEC, np.random.default_rng(0))
     events = standalone.run_chunk(_inputs(), params)
+    # the first step's events are used (a scatter that skipped step 0 would fail here; the last step's events
+    # only reach the traces after the last recorded and learning step, so no output can show them)
+    without = _edge_counts()
+    without[0] = 0
+    other = standalone.run_chunk(_inputs(without), params)
+    assert not np.array_equal(other.input_probes["p"], events.input_probes["p"])
     monkeypatch.setattr(cpp_standalone.CppStandaloneBackend, "input_counts", CodeGeneration.input_counts)
     packed = Simulator(SPEC, STEPS, build_dir=tmp_path / "packed", probes=PROBES)
     assert isinstance(packed.net.counts, PackedInput)

@@ -179,10 +179,11 @@ class CppStandaloneBackend(Backend):
                 try:
                     self.device.run(results_directory=results, run_args=arguments, with_output=False)
                 except RuntimeError as failure:
+                    printed = run_output(folder)
                     raise DeviceError(f"The compiled network in {self.build_dir} stopped: "
-                                      f"{run_output(folder) or failure}") from failure
+                                      f"{f'{printed} ({failure})' if printed else failure}") from failure
         finally:
-            for path in files:
+            for path in [*files, *(folder / name for name in values.files)]:  # read once, at the first step
                 path.unlink(missing_ok=True)
 
     def command_line(self, run_args: dict, files: list) -> list[str]:

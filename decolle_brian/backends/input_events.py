@@ -20,7 +20,8 @@ folder, read once by the binary), little-endian::
                                     offsets[steps] = entries, non-decreasing)
     int32      neuron[entries]      a neuron with count c at step t is listed c times in step t
 
-The binary checks all of it (size, magic, shape, offsets, neuron indices) before the first step and stops with
+The binary checks all of it (size, magic, shape, offsets, neuron indices) at the first step, before it uses
+any event, and stops with
 a message naming the file and what is wrong; :meth:`CppStandaloneBackend.run
 <decolle_brian.backends.cpp_standalone.CppStandaloneBackend.run>` raises it as a
 :class:`~decolle_brian.errors.DeviceError`.
@@ -111,6 +112,8 @@ class EventListInput:
     array = None
 
     def __init__(self, name: str, steps: int, n: int):
+        if n > np.iinfo(np.int32).max:  # the file lists neurons as int32
+            raise ValueError(f"Input '{name}' has {n} neurons; an event list holds at most {np.iinfo(np.int32).max}")
         self.name, self.steps, self.n = name, steps, n
         self.file_name = f"{name}.events"
         self.variable = "count_in"
@@ -131,11 +134,15 @@ class EventListInput:
         return self.variable
 
     def reader(self, runner) -> None:
-        """Let ``runner`` (the group's per-step input statements) scatter the step's events first."""
+        """Let ``runner`` (the group's per-step input statements) scatter the step's events first.
+
+        Brian does not know that the template writes ``count_in``: read on the Python side after a run, the
+        variable keeps its build-time zeros (nothing reads it; the counts are the run's inputs)."""
         runner.template = "input_events_scatter"
         runner.codeobj_class = InputEventsCodeObject
         runner.template_kwds = {**(runner.template_kwds or {}), "count_var": self.variable,
-                                "events_file": self.file_name, "steps": self.steps}
+                                "events_file": self.file_name, "steps": self.steps,
+                                "magic": MAGIC.decode("ascii"), "header_bytes": HEADER_BYTES}
         runner.needed_variables = [*runner.needed_variables, self.variable, "t_in_timesteps"]
 
     def run_values(self, counts: np.ndarray, what: str) -> tuple[dict, dict]:

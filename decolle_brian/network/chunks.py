@@ -27,7 +27,8 @@ class EventCounts:
     shape : (int, int)
         Steps and units.
     step, unit : numpy.ndarray
-        Step and unit of every non-zero count, ``step`` non-decreasing.
+        Step and unit of every non-zero count, ``step`` non-decreasing (ValueError otherwise); a (step, unit)
+        given twice counts the sum of its values.
     value : numpy.ndarray
         The counts (non-zero; checked by whoever sends them to a network).
     """
@@ -36,12 +37,22 @@ class EventCounts:
 
     def __init__(self, shape: tuple[int, int], step: np.ndarray, unit: np.ndarray, value: np.ndarray):
         self.shape = (int(shape[0]), int(shape[1]))
+        step, unit, value = np.asarray(step), np.asarray(unit), np.asarray(value)
+        if not step.shape == unit.shape == value.shape or step.ndim != 1:
+            raise ValueError(f"EventCounts: step, unit and value must be 1-d of one length, got {step.shape}, "
+                             f"{unit.shape}, {value.shape}")
+        if step.size:
+            # an event list's offsets come from the steps in order: unsorted entries would land in other steps
+            if step.min() < 0 or step.max() >= self.shape[0] or unit.min() < 0 or unit.max() >= self.shape[1]:
+                raise ValueError(f"EventCounts: a step or unit lies outside the shape {self.shape}")
+            if np.any(np.diff(step) < 0):
+                raise ValueError("EventCounts: entries must be in step order")
         self.step, self.unit, self.value = step, unit, value
         self.dtype = value.dtype
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         dense = np.zeros(self.shape, dtype=dtype or self.dtype)
-        dense[self.step, self.unit] = self.value
+        np.add.at(dense, (self.step, self.unit), self.value)  # a repeated (step, unit) adds, as in the event list
         return dense
 
     def __getitem__(self, key) -> np.ndarray:

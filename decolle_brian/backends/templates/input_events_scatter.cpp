@@ -30,11 +30,15 @@
             _file.seekg(0, std::ios::beg);
             _file.read(_magic, 8);
             _file.read(reinterpret_cast<char*>(_header), sizeof(_header));
-            if (!_file || std::string(_magic, 8) != "DCLEVT01")
-                _problem = "is not an event list (no DCLEVT01 header)";
+            if (!_file || std::string(_magic, 8) != "{{magic}}")
+                _problem = "is not an event list (no {{magic}} header)";
             else if (_header[0] != _steps || _header[1] != _N)
                 _problem = "is for another network (steps or input neurons differ)";
-            else if (_header[2] < 0 || _size != (std::streamoff)(32 + 8 * (_steps + 1) + 4 * _header[2]))
+            // the entries from the file's size, not the size from the header's entries: no product of a
+            // header value can overflow
+            else if (_size < (std::streamoff)({{header_bytes}} + 8 * (_steps + 1))
+                     || (_size - {{header_bytes}} - 8 * (_steps + 1)) % 4 != 0
+                     || _header[2] != (_size - {{header_bytes}} - 8 * (_steps + 1)) / 4)
                 _problem = "has a size that does not match its header (truncated?)";
             else
             {
