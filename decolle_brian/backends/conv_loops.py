@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass
 
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
+from decolle_brian.backends.templating import package_templater
 from decolle_brian.network.proofs import vanishes_at_zero
 
 
@@ -151,9 +152,7 @@ def conv_channel_last(code_lines, arrays: dict) -> tuple[list[str], dict, dict]:
 class ConvLoopCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
-    templater = CPPStandaloneCodeObject.templater.derive(
-        "decolle_brian.backends", env_globals={"conv_code_lines": conv_code_lines,
-                                         "conv_channel_last": conv_channel_last})
+    templater = package_templater(conv_code_lines=conv_code_lines, conv_channel_last=conv_channel_last)
 
 
 #: output channels whose forward sums ``conv_forward_sum`` builds up together (a block's inputs are read once):

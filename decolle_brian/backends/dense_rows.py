@@ -29,6 +29,8 @@ import weakref
 
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
+from decolle_brian.backends.templating import package_templater
+
 
 def post_index(row_position: str, row_pre: str, batch: int) -> str:
     """C++ expression of the postsynaptic index of position ``row_position`` in the row of ``row_pre``."""
@@ -70,8 +72,7 @@ def dense_rows_check(n_synapses: str, pre_array: str, post_array: str, owner: st
 class DenseRowCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
-    templater = CPPStandaloneCodeObject.templater.derive(
-        "decolle_brian.backends", env_globals={"row_code": row_code, "dense_rows_check": dense_rows_check})
+    templater = package_templater(row_code=row_code, dense_rows_check=dense_rows_check)
 
 
 def dense_pathway(pathway) -> None:

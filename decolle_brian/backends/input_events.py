@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
+from decolle_brian.backends.templating import package_templater
 from decolle_brian.network.chunks import EventCounts
 from decolle_brian.network.packed import COUNT_BITS, refuse_counts
 
@@ -90,7 +91,7 @@ def decode_events(data: bytes) -> np.ndarray:
 class InputEventsCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
-    templater = CPPStandaloneCodeObject.templater.derive("decolle_brian.backends")
+    templater = package_templater()
 
 
 class EventListInput:
