@@ -45,6 +45,7 @@ from anchor import add_reference_option, run_reference
 from brian2 import get_device
 from end_to_end import N_CLASSES, SIZES, T, build, dense_spec, make_inputs, median_times, online_chunk
 
+from decolle_brian.config import TrainingTable
 from decolle_brian.network.batch import pack_batch
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import SpecError
@@ -173,8 +174,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
     parser.add_argument("--threads", default="1,2", help="comma-separated OpenMP / torch thread counts")
-    parser.add_argument("--online-samples", type=int, default=16,
-                        help="samples per run at batch 1 (training.chunk_samples' default)")
+    parser.add_argument("--online-samples", type=int, default=TrainingTable.model_fields["chunk_samples"].default,
+                        help="samples per run at batch 1 (default: training.chunk_samples' default)")
     parser.add_argument("--activity", type=float, default=0.02, help="probability of an input event per step")
     parser.add_argument("--out", default="benchmarks/out")
     parser.add_argument("--rows", default=",".join(f"{b}:{m}" for b, m, _ in ROWS),

@@ -34,7 +34,7 @@ from decolle_brian.derivation import derive, loss_function
 from decolle_brian.errors import DeviceError
 from decolle_brian.names import DEFAULT_RUNTIME_TARGET
 from decolle_brian.network.builder import BrianNetwork, Probes
-from decolle_brian.network.chunks import ChunkInputs
+from decolle_brian.network.chunks import ChunkInputs, DropoutMasks
 from decolle_brian.network.params import check_params
 from decolle_brian.network.schedule import DT
 from decolle_brian.network.spec import NetworkSpec, NeuronParams
@@ -187,17 +187,10 @@ class Simulator:
             if inputs.masks is None or len(inputs.masks) != len(net.layers):
                 raise ValueError("This network was built with dropout: give one mask array per layer")
             for layer, mask in zip(net.layers, inputs.masks, strict=True):
-                mask = np.asarray(mask, dtype=float)
-                kept = mask != 0
-                n_kept = np.count_nonzero(kept)
-                gain = mask.max() if n_kept else 1.0  # NaN if there is one
-                # counting instead of np.unique's sort: every kept value is the largest, a finite positive gain
-                if n_kept and not (np.isfinite(gain) and gain > 0 and np.count_nonzero(mask == gain) == n_kept):
-                    raise ValueError(f"Dropout masks of {layer.group.name} must be 0 or one gain 1/(1-p) per run, "
-                                     f"got values {np.unique(mask[kept])[:5]}")
-                arrays[layer.mask_array.array] = layer.mask_array.pack(kept, f"{layer.group.name}_masks")
-                scalars[(layer.group, "mask_gain")] = float(gain)
-        elif inputs.masks is not None and any(np.any(m != 1) for m in inputs.masks):
+                mask = DropoutMasks.of(mask, layer.group.name)  # drawn by pack_chunk / pack_batch: bits already
+                arrays[layer.mask_array.array] = layer.mask_array.pack(mask.kept, f"{layer.group.name}_masks")
+                scalars[(layer.group, "mask_gain")] = mask.gain
+        elif inputs.masks is not None and any(np.any(np.asarray(m) != 1) for m in inputs.masks):
             raise ValueError("This network was built without dropout (dropout = 0) but got dropout masks")
         return arrays, scalars, files
 

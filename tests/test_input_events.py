@@ -10,7 +10,7 @@ from decolle_brian.backends.input_events import HEADER_BYTES, MAGIC, EventListIn
 from decolle_brian.devices import DeviceError, Simulator
 from decolle_brian.network.batch import pack_batch, to_units
 from decolle_brian.network.builder import Probes
-from decolle_brian.network.chunks import EventCounts, pack_chunk
+from decolle_brian.network.chunks import DropoutMasks, EventCounts, pack_chunk
 from decolle_brian.network.hooks import CodeGeneration
 from decolle_brian.network.packed import COUNT_BITS, PackedInput
 from decolle_brian.network.params import init_params
@@ -191,3 +191,40 @@ def test_the_binary_rebuilds_the_counts_of_the_packed_input(standalone, tmp_path
     np.testing.assert_array_equal(events.input_probes["p"], generic.input_probes["p"])
     np.testing.assert_array_equal(events.params["layer1.W"], generic.params["layer1.W"])
     assert np.any(events.input_probes["p"] != 0)
+
+
+def test_a_chunk_s_counts_are_its_samples_end_to_end():
+    """pack_chunk's EventCounts: densely, the samples laid end to end (each from its slot's start) and zeros in
+    the padding; a window of steps (a slice, what the recorder takes) is the dense array's rows."""
+    rng = np.random.default_rng(4)
+    lengths, steps = (5, 3, 6), 16
+    samples = [((rng.integers(0, 3, (n, N_IN)) * (rng.random((n, N_IN)) < 0.4)).astype(np.float32), k)
+               for k, n in enumerate(lengths)]
+    inputs, slots = pack_chunk(samples, steps, 3, lr=0.1, burnin=0, learn=False, dropout=0.0, layer_sizes=[4])
+    dense = np.zeros((steps, N_IN), dtype=np.float32)
+    for (counts, _), slot in zip(samples, slots, strict=True):
+        dense[slot.start:slot.start + slot.n_steps] = counts
+    assert isinstance(inputs.counts, EventCounts) and np.asarray(inputs.counts).dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(inputs.counts), dense)
+    for window in (slice(5, 8), slice(0, 16), slice(14, 99), slice(9, 9)):
+        np.testing.assert_array_equal(inputs.counts[window], dense[window])
+    np.testing.assert_array_equal(decode_events(encode_events(inputs.counts, "counts_in")), dense)
+
+
+def test_dropout_masks_are_the_multipliers_of_their_draws():
+    """pack_chunk's DropoutMasks: the same draws as ``rng.random(...) >= p``, multipliers 0 or 1/(1-p) to the bit;
+    DropoutMasks.of checks user-given multipliers and refuses a bad gain."""
+    p, steps = 0.3, 12
+    inputs, _ = pack_chunk([(np.zeros((steps, N_IN)), 0)], steps, 3, lr=0.1, burnin=0, learn=True, dropout=p,
+                           layer_sizes=[5, 4], rng=np.random.default_rng(7))
+    draws = np.random.default_rng(7)
+    for mask, n in zip(inputs.masks, (5, 4), strict=True):
+        expected = (draws.random((steps, n)) >= p) / (1.0 - p)
+        np.testing.assert_array_equal(np.asarray(mask), expected)
+        np.testing.assert_array_equal(mask[3], expected[3])
+    again = DropoutMasks.of(np.asarray(inputs.masks[0]), "layer1")
+    assert again.gain == 1 / (1 - p) and np.array_equal(again.kept, inputs.masks[0].kept)
+    with pytest.raises(ValueError, match="layer1 must be 0 or one gain"):
+        DropoutMasks.of(np.asarray(inputs.masks[0]) * np.linspace(1, 2, 5), "layer1")
+    with pytest.raises(ValueError, match="gain must be finite"):
+        DropoutMasks(np.ones((2, 2), dtype=bool), float("nan"))

@@ -64,7 +64,13 @@ def test_wrong_sized_input_raises(runtime_sim):
 def test_nan_input_and_params_raise(runtime_sim):
     params = init_params(SPEC, np.random.default_rng(0))
     inputs = _inputs()
+    inputs.counts = np.asarray(inputs.counts)  # dense counts given by a user
     inputs.counts[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        runtime_sim.run_chunk(inputs, params)
+    sample = np.random.default_rng(0).poisson(0.5, (12, 6)).astype(float)
+    sample[3, 2] = np.nan  # in a sample: pack_chunk keeps it among the events
+    inputs = pack_chunk([(sample, 1)], 12, 3, lr=0.1, burnin=0, learn=True, dropout=0.0, layer_sizes=[5])[0]
     with pytest.raises(ValueError, match="NaN"):
         runtime_sim.run_chunk(inputs, params)
     params["layer1.W"][0, 0] = np.nan

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decolle_brian.network.chunks import ChunkInputs, EventCounts
+from decolle_brian.network.chunks import ChunkInputs, DropoutMasks, EventCounts
 from decolle_brian.network.conv import ConvLayerBuilder, ConvLayerObjects
 from decolle_brian.network.registry import layer_builder
 from decolle_brian.network.spec import ConvLayerSpec
@@ -146,10 +146,9 @@ def pack_batch(
         if learn:
             if rng is None:
                 raise ValueError("Learning with dropout needs a random generator for the masks")
-            # the same draws as ever, (steps, B, n) per layer; kept/dropped laid out as bits before the one
-            # conversion to multipliers 0 or 1/(1-p)
-            gain = 1.0 / (1.0 - dropout)
-            masks = [(to_units(rng.random((chunk_steps, n_batch, n)) >= dropout)) * gain for n in layer_sizes]
+            # the same draws as ever, (steps, B, n) per layer, kept as bits in the unit layout
+            masks = [DropoutMasks(to_units(rng.random((chunk_steps, n_batch, n)) >= dropout), 1.0 / (1.0 - dropout))
+                     for n in layer_sizes]
         else:
-            masks = [np.ones((chunk_steps, n * n_batch)) for n in layer_sizes]
+            masks = [DropoutMasks(np.ones((chunk_steps, n * n_batch), dtype=bool), 1.0) for n in layer_sizes]
     return ChunkInputs(counts, targets, eta, new_sample, masks)

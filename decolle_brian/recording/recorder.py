@@ -167,7 +167,7 @@ class Recorder(Callback):
         window = np.arange(slot.start, slot.start + n)
         rec = window[::plan.every_steps]
         arrays = {"t_ms": (rec - slot.start).astype(float), "eta": inputs.eta[rec], "target": inputs.targets[rec],
-                  "input": _as_counts(inputs.counts[window])}
+                  "input": _as_counts(inputs.counts[slot.start:slot.start + n])}
         if plan.records_input():
             chosen = _positions(self.monitored[0], plan.neurons[0])
             for v in ("p", "q"):
