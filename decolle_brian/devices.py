@@ -74,6 +74,25 @@ def check_runnable(device: str) -> None:
     backend_class(device).check_runnable()
 
 
+@dataclass(frozen=True)
+class PreparedInputs:
+    """A chunk's inputs checked and converted for one Simulator's device (:meth:`Simulator.prepare_inputs`)."""
+
+    simulator: Simulator
+    inputs: ChunkInputs       # as given (recording reads them)
+    neuron: NeuronParams
+    arrays: dict              # {TimedArray: values}
+    scalars: dict             # {(group, variable): value}
+    files: dict               # {file name: bytes}
+    seconds: float            # the time preparing them took
+
+    def __getattr__(self, name: str):
+        """The given inputs' fields (``counts``, ``eta``, ``masks``, ...) read through: a stand-in for them."""
+        if name == "inputs":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inputs, name)
+
+
 class Simulator:
     """A DECOLLE network built (and for standalone devices compiled) once, run chunk by chunk.
 
@@ -118,28 +137,44 @@ class Simulator:
         self.network = Network(self.net.all_objects())
         self.backend.prepare(self.network, self.net.namespace, chunk_steps)
         #: wall seconds of the last :meth:`run_chunk`'s parts: ``inputs`` (checking and converting the inputs and
-        #: parameters for the device), ``device`` (the backend's run: files written, binary run, its results
+        #: parameters for the device; inputs prepared ahead by :meth:`prepare_inputs` took their ``seconds`` there),
+        #: ``device`` (the backend's run: files written, binary run, its results
         #: written; the simulation's own timing is Brian's ``device._last_run_time``), ``read`` (results read back)
         self.last_run_parts: dict[str, float] = {}
 
     # ---- running -------------------------------------------------------------------------------------------
-    def run_chunk(self, inputs: ChunkInputs, params: dict[str, np.ndarray],
-                  neuron: NeuronParams | None = None) -> ChunkOutputs:
-        """Run one chunk from a clean state with these inputs and parameters; return outputs and new params."""
-        self.backend.check_usable()
+    def prepare_inputs(self, inputs: ChunkInputs, neuron: NeuronParams | None = None) -> PreparedInputs:
+        """Check a chunk's inputs and convert them for the device (event list, mask bits, schedules), without
+        running: what :meth:`run_chunk` does first, so that a training loop can do it for the next chunk while the
+        binary runs this one (:func:`~decolle_brian.training.run_ahead`). ValueError for bad inputs."""
+        started = time.perf_counter()
         neuron = neuron or self.spec.neuron
         neuron.validate()
+        arrays, scalars, files = self._input_arrays(inputs)
+        arrays.update(self.net.mode.chunk_arrays(inputs, neuron))  # e.g. mode "event": the frame schedule
+        return PreparedInputs(self, inputs, neuron, arrays, scalars, files, time.perf_counter() - started)
+
+    def run_chunk(self, inputs: ChunkInputs | PreparedInputs, params: dict[str, np.ndarray],
+                  neuron: NeuronParams | None = None) -> ChunkOutputs:
+        """Run one chunk from a clean state with these inputs (or :meth:`prepare_inputs`' result) and parameters;
+        return outputs and new params."""
+        self.backend.check_usable()
         check_params(self.spec, params)
         started = time.perf_counter()
-        arrays, scalars, files = self._input_arrays(inputs)
-        net = self.net
-        arrays.update(net.mode.chunk_arrays(inputs, neuron))  # e.g. mode "event": the frame schedule
+        if isinstance(inputs, PreparedInputs):
+            if inputs.simulator is not self or neuron not in (None, inputs.neuron):
+                raise ValueError("run_chunk: these inputs were prepared by another Simulator or for other neuron "
+                                 "parameters; prepare them with this Simulator's prepare_inputs(inputs, neuron)")
+            prepared_inputs = inputs
+        else:
+            prepared_inputs = self.prepare_inputs(inputs, neuron)
+        neuron, scalars, net = prepared_inputs.neuron, prepared_inputs.scalars, self.net
         values = RunValues(
-            arrays=arrays,
+            arrays=dict(prepared_inputs.arrays),
             params=[(b.view_owner, b.variable, b.to_brian(params[key])) for key, b in net.bindings.items()],
             constants=[(owner, variable, getter(neuron)) for owner, variable, getter in net.constant_bindings]
             + [(owner, variable, value) for (owner, variable), value in scalars.items()],
-            files=files,
+            files=prepared_inputs.files,
         )
         prepared = time.perf_counter()
         self.backend.run(self.network, net.namespace, self.chunk_steps, values)

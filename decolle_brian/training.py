@@ -8,6 +8,7 @@ the weights are the only thing carried from one sample to the next).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -77,6 +78,71 @@ def random_shift(counts: np.ndarray, max_shift: int, rng: np.random.Generator) -
     return shifted
 
 
+@dataclass
+class _Prepared:
+    """A run's inputs, made ahead of its turn, or the error that making them raised (raised in its turn)."""
+
+    item: object
+    inputs: object = None
+    extra: object = None
+    error: BaseException | None = None
+
+
+def _prepare(prepare: Callable, item) -> _Prepared:
+    try:
+        return _Prepared(item, *prepare(item))
+    except Exception as error:  # raised in its turn, after the runs before it were yielded (and checkpointed)
+        return _Prepared(item, error=error)
+
+
+def run_ahead(sim: Simulator, items: Sequence, prepare: Callable, params: dict[str, np.ndarray], *,
+              neuron=None, rng: np.random.Generator | None = None, overlap: bool = True) -> Iterator:
+    """Yield ``(item, inputs, extra, outputs)`` for each of ``items`` in order, each run from the last one's params.
+
+    ``prepare(item) -> (inputs, extra)`` makes a run's inputs (packing, dropout masks and shifts drawn from ``rng``).
+    With ``overlap`` the next item is prepared while the binary runs the current one (on another thread: the run
+    waits on the binary, outside the GIL), so the Python work of packing hides behind the simulation. The results
+    are the same to the bit, and so is what the caller sees of ``rng``: at each yield it is where it would be
+    without the overlap (after this run's draws), and the draws made ahead are kept only if the caller drew
+    nothing meanwhile (else the next item is prepared again). A run that fails leaves ``rng`` after its own
+    draws; an item whose preparation failed raises in its turn, after the runs before it were yielded.
+    """
+    items = list(items)
+    if not items:
+        return
+    state = (lambda: rng.bit_generator.state) if rng is not None else (lambda: None)
+
+    def restore(saved) -> None:
+        if rng is not None:
+            rng.bit_generator.state = saved
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decolle-run") as pool:
+        current = _prepare(prepare, items[0])
+        for position in range(len(items)):
+            if current.error is not None:
+                raise current.error
+            after_current = state()
+            following = items[position + 1] if position + 1 < len(items) else None
+            run = pool.submit(sim.run_chunk, current.inputs, params, neuron) if overlap else None
+            ahead = _prepare(prepare, following) if overlap and position + 1 < len(items) else None
+            after_ahead = state()
+            try:
+                outputs = run.result() if overlap else sim.run_chunk(current.inputs, params, neuron)
+            except BaseException:
+                restore(after_current)  # as if nothing was prepared ahead
+                raise
+            params = outputs.params
+            restore(after_current)
+            yield current.item, current.inputs, current.extra, outputs
+            if position + 1 == len(items):
+                return
+            if ahead is not None and state() == after_current:
+                restore(after_ahead)
+                current = ahead
+            else:  # not prepared ahead, or the caller drew from rng: its draws come before the next item's
+                current = _prepare(prepare, following)
+
+
 def iter_chunks(
     sim: Simulator,
     dataset,
@@ -89,6 +155,7 @@ def iter_chunks(
     neuron=None,
     observer: Callable | None = None,
     augment_shift: int = 0,
+    overlap: bool = True,
 ) -> Iterator[tuple[int, dict[str, np.ndarray], list[SampleResult]]]:
     """Run ``dataset[indices]`` through ``sim`` chunk by chunk.
 
@@ -97,29 +164,33 @@ def iter_chunks(
     online at every step after each sample's burn-in; the dropout masks come from ``rng``, and so do the
     translations of each sample (:func:`random_shift`) when ``augment_shift > 0``.
     ``observer(dataset_indices, slots, inputs, outputs, params_before)`` sees every chunk's raw outputs
-    before it is yielded (recording: :mod:`decolle_brian.recording`).
+    before it is yielded (recording: :mod:`decolle_brian.recording`). With ``overlap`` the next chunk is packed
+    while the binary runs this one (:func:`run_ahead`: the same results and ``rng`` draws, to the bit).
     """
     spec = sim.spec
     if getattr(spec, "batch_size", 1) > 1:  # a spec-like record without the field is online
         yield from iter_batches(sim, dataset, indices, params, learn=learn, lr=lr, rng=rng, neuron=neuron,
-                                observer=observer, augment_shift=augment_shift)
+                                observer=observer, augment_shift=augment_shift, overlap=overlap)
         return
     learning = spec.learning
     lengths = [dataset.n_steps] * len(indices) if hasattr(dataset, "n_steps") else None
     samples_by_chunk = plan_chunks(lengths or [len(dataset[i][0]) for i in indices], sim.chunk_steps)
-    done = 0
-    for chunk in samples_by_chunk:
+
+    def prepare(chunk):
         samples = []
         for position in chunk:
             counts, label = dataset[indices[position]][:2]
             if learn and augment_shift > 0:
                 counts = random_shift(counts, augment_shift, rng)
             samples.append((flat_counts(counts), int(label)))
-        inputs, slots = pack_chunk(
-            samples, sim.chunk_steps, spec.n_classes, lr=lr, burnin=learning.burnin, learn=learn,
-            dropout=learning.dropout, layer_sizes=[layer.n for layer in spec.layers], rng=rng,
-        )
-        outputs = sim.run_chunk(inputs, params, neuron)
+        inputs, slots = pack_chunk(samples, sim.chunk_steps, spec.n_classes, lr=lr, burnin=learning.burnin,
+                                   learn=learn, dropout=learning.dropout,
+                                   layer_sizes=[layer.n for layer in spec.layers], rng=rng)
+        return sim.prepare_inputs(inputs, neuron), (inputs, slots)  # checked and converted for the device too
+
+    done = 0
+    for chunk, _, (inputs, slots), outputs in run_ahead(sim, samples_by_chunk, prepare, params, neuron=neuron,
+                                                        rng=rng, overlap=overlap):
         if observer is not None:
             observer([indices[position] for position in chunk], slots, inputs, outputs, params)
         params = outputs.params
@@ -139,6 +210,7 @@ def iter_batches(
     neuron=None,
     observer: Callable | None = None,
     augment_shift: int = 0,
+    overlap: bool = True,
 ) -> Iterator[tuple[int, dict[str, np.ndarray], list[SampleResult]]]:
     """:func:`iter_chunks` of a batched network (``spec.batch_size = B > 1``): one run per batch of B samples.
 
@@ -146,32 +218,34 @@ def iter_batches(
     step per time step on their mean gradient. Learning, a last batch of fewer than B samples is left out (its
     mean would weigh the samples differently; the epoch's next permutation includes them again); evaluating, it
     is filled up with empty samples whose results are dropped (without learning the samples do not interact).
-    Dropout masks and shifts come from ``rng``, sample by sample in batch order.
+    Dropout masks and shifts come from ``rng``, sample by sample in batch order; ``overlap`` as for iter_chunks.
     """
     if observer is not None:
         raise ValueError("recordings read one sample per run: record with training.batch_size = 1")
     spec, batch = sim.spec, sim.spec.batch_size
     learning = spec.learning
     stop = len(indices) - len(indices) % batch if learn else len(indices)
-    done = 0
-    for start in range(0, stop, batch):
+
+    def prepare(start):
         samples = []
         for index in indices[start:start + batch]:
             counts, label = dataset[index][:2]
             if learn and augment_shift > 0:
                 counts = random_shift(counts, augment_shift, rng)
             samples.append((flat_counts(counts), int(label)))
-        n_real = len(samples)
-        samples += [(np.zeros_like(samples[0][0]), 0)] * (batch - n_real)  # evaluation only (see above)
+        labels = [label for _, label in samples]
+        samples += [(np.zeros_like(samples[0][0]), 0)] * (batch - len(samples))  # evaluation only (see above)
         inputs = pack_batch(samples, sim.chunk_steps, spec.n_classes, lr=lr, burnin=learning.burnin, learn=learn,
                             dropout=learning.dropout, layer_sizes=[layer.n for layer in spec.layers], rng=rng)
-        outputs = sim.run_chunk(inputs, params, neuron)
-        params = outputs.params
-        done += n_real
-        labels = [label for _, label in samples[:n_real]]
-        yield done, params, batch_results(outputs, labels, samples[0][0].shape[0], batch, learning.burnin,
-                                          sim.loss_fn, spec.n_classes)
+        return sim.prepare_inputs(inputs, neuron), (labels, samples[0][0].shape[0])
 
+    done = 0
+    for _, _, (labels, n_steps), outputs in run_ahead(sim, range(0, stop, batch), prepare, params, neuron=neuron,
+                                                      rng=rng, overlap=overlap):
+        params = outputs.params
+        done += len(labels)
+        yield done, params, batch_results(outputs, labels, n_steps, batch, learning.burnin, sim.loss_fn,
+                                          spec.n_classes)
 
 def batch_results(outputs, labels: Sequence[int], n_steps: int, batch_size: int, burnin: int, loss_fn: Callable,
                   n_classes: int) -> list[SampleResult]:

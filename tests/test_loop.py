@@ -58,6 +58,9 @@ class ToySimulator:
     def loss_fn(y, target):
         return 0.5 * np.sum((y - target) ** 2, axis=-1)
 
+    def prepare_inputs(self, inputs, neuron=None):
+        return inputs  # nothing to convert
+
     def run_chunk(self, inputs, params, neuron=None):
         self.chunks += 1
         w = params["layer1.W"].copy()

@@ -1,6 +1,7 @@
 """Network-level guards: bad specs fail before building; wrong inputs raise instead of being ignored;
 the equations ship inside a plain (non-editable) install."""
 
+import dataclasses
 import subprocess
 import sys
 import zipfile
@@ -162,3 +163,23 @@ def test_a_registry_refuses_a_second_class_for_one_key():
     pair = registrar(table, "pair")
     pair("x", "y")(A)
     assert table[("x", "y")] is A
+
+
+def test_inputs_prepared_ahead_run_as_given_and_only_on_their_simulator(runtime_sim):
+    """prepare_inputs then run_chunk gives what run_chunk on the raw inputs gives; inputs prepared by another
+    Simulator or for other neuron parameters are refused, naming the fix."""
+    params = init_params(SPEC, np.random.default_rng(0))
+    direct = runtime_sim.run_chunk(_inputs(), params)
+    ahead = runtime_sim.run_chunk(runtime_sim.prepare_inputs(_inputs()), params)
+    for key in direct.params:
+        np.testing.assert_array_equal(ahead.params[key], direct.params[key])
+    np.testing.assert_array_equal(ahead.y[0], direct.y[0])
+    prepared = runtime_sim.prepare_inputs(_inputs())
+    with pytest.raises(ValueError, match="prepare them with this Simulator's prepare_inputs"):
+        runtime_sim.run_chunk(dataclasses.replace(prepared, simulator=object()), params)
+    with pytest.raises(ValueError, match="other neuron parameters"):
+        runtime_sim.run_chunk(prepared, params, dataclasses.replace(SPEC.neuron, alpha=0.5))
+    with pytest.raises(ValueError, match="NaN"):  # bad inputs are refused when prepared
+        bad = _inputs()
+        bad.targets[0, 0] = np.nan
+        runtime_sim.prepare_inputs(bad)

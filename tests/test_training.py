@@ -1,9 +1,11 @@
-"""Training-loop helpers that need no compiled network: random translations of samples."""
+"""Training-loop helpers that need no compiled network: random translations of samples, runs prepared ahead."""
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from decolle_brian.training import random_shift
+from decolle_brian.training import random_shift, run_ahead
 
 
 class FixedShift:
@@ -43,3 +45,84 @@ def test_random_shift_draws_within_the_range_and_uses_all_of_it():
 def test_random_shift_refuses_flat_samples():
     with pytest.raises(ValueError, match="H, W"):
         random_shift(np.zeros((4, 64)), 1, np.random.default_rng(0))
+
+
+class CountingSim:
+    """A Simulator stand-in: a run adds the sum of its inputs to the parameter ``w`` (and can be made to fail)."""
+
+    def __init__(self, fail_at=None):
+        self.runs, self.fail_at = [], fail_at
+
+    def run_chunk(self, inputs, params, neuron=None):
+        if len(self.runs) == self.fail_at:
+            raise RuntimeError("the binary stopped")
+        self.runs.append(inputs)
+        return SimpleNamespace(params={"w": params["w"] + inputs.sum()})
+
+
+def _draws(rng, item):
+    """A preparation that draws from ``rng`` (like dropout masks and shifts)."""
+    return rng.random(3) + item, f"extra {item}"
+
+
+def _sequential(items, rng, sim):
+    """What run_ahead must give: prepare, run, yield, one item after the other."""
+    params, out = {"w": 0.0}, []
+    for item in items:
+        inputs, extra = _draws(rng, item)
+        params = sim.run_chunk(inputs, params).params
+        out.append((item, inputs.tolist(), extra, params["w"], rng.bit_generator.state))
+    return out
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_run_ahead_gives_the_sequential_results_and_draws(overlap):
+    """Each item's inputs, the params threaded through the runs and the generator's state at every yield are
+    those of preparing and running one item after the other, although the next item is prepared during a run."""
+    items = [0, 1, 2, 3]
+    expected = _sequential(items, np.random.default_rng(5), CountingSim())
+    rng, got = np.random.default_rng(5), []
+    for item, inputs, extra, outputs in run_ahead(CountingSim(), items, lambda i: _draws(rng, i), {"w": 0.0},
+                                                  rng=rng, overlap=overlap):
+        got.append((item, inputs.tolist(), extra, outputs.params["w"], rng.bit_generator.state))
+    assert got == expected
+    assert list(run_ahead(CountingSim(), [], lambda i: _draws(rng, i), {"w": 0.0}, rng=rng)) == []
+
+
+def test_run_ahead_keeps_the_callers_draws_between_items():
+    """A caller that draws from the generator between two items gets the same numbers as without the overlap,
+    and the next item is prepared again after its draws."""
+    def consume(rng, overlap):
+        seen = []
+        for item, inputs, _, _ in run_ahead(CountingSim(), [0, 1, 2], lambda i: _draws(rng, i), {"w": 0.0},
+                                            rng=rng, overlap=overlap):
+            seen.append((item, inputs.tolist()))
+            if item == 0:
+                seen.append(rng.random())
+        return seen, rng.bit_generator.state
+
+    assert consume(np.random.default_rng(2), True) == consume(np.random.default_rng(2), False)
+
+
+def test_run_ahead_raises_a_failed_preparation_in_its_turn_and_a_failed_run_keeps_its_draws():
+    """A preparation that fails (bad data) raises after the items before it were yielded; a run that fails leaves
+    the generator after its own draws, as without the overlap."""
+    rng = np.random.default_rng(0)
+
+    def prepare(item):
+        if item == 2:
+            raise ValueError("sample 2 is corrupt")
+        return _draws(rng, item)
+
+    yielded = []
+    with pytest.raises(ValueError, match="sample 2 is corrupt"):
+        for item, *_ in run_ahead(CountingSim(), [0, 1, 2, 3], prepare, {"w": 0.0}, rng=rng):
+            yielded.append(item)
+    assert yielded == [0, 1]
+
+    rng, reference = np.random.default_rng(1), np.random.default_rng(1)
+    with pytest.raises(RuntimeError, match="stopped"):
+        for _ in run_ahead(CountingSim(fail_at=1), [0, 1, 2], lambda i: _draws(rng, i), {"w": 0.0}, rng=rng):
+            pass
+    _draws(reference, 0), _draws(reference, 1)  # items 0 and 1 prepared; item 2's draws made ahead are undone
+    assert rng.bit_generator.state == reference.bit_generator.state
