@@ -5,7 +5,7 @@ The network of benchmarks/end_to_end.py (dense 2048-500-500, T = 300, 10 classes
 network per row. Rows:
 
 - batch 1, mode "exact", Adamax lr 1e-3 at every step after burn-in: ``--online-samples`` samples laid end to
-  end per run (the online training loop's chunks);
+  end per run (the online training loop's chunks, ``training.chunk_samples``; a row for each count given);
 - batch 1, mode "event", SGD lr 1e-3 at every step after burn-in: the event mode's exact regime (its Adamax
   steps once per sample, not the reference's regime; docs/event_driven.md);
 - batch 72, mode "exact", Adamax lr 1e-3 at every step after burn-in on the batch-mean gradient: one run per
@@ -87,24 +87,24 @@ def batched_chunk(sim, samples, rng: np.random.Generator) -> Callable[[], dict]:
     return chunk
 
 
-def measure_row(batch: int, mode: str, optimizer: str, threads: int, args) -> dict:
-    """One row: build (or reuse) the network, time its runs; a refused configuration gives its reason."""
-    row = {"batch": batch, "mode": mode, "optimizer": optimizer, "threads": threads}
+def measure_row(batch: int, mode: str, optimizer: str, threads: int, per_run: int, args) -> dict:
+    """One row: build (or reuse) the network, time its runs of ``per_run`` samples (batch 1: laid end to end;
+    a batch: side by side); a refused configuration gives its reason."""
+    row = {"batch": batch, "mode": mode, "optimizer": optimizer, "threads": threads, "samples_per_run": per_run}
     spec = dense_spec(mode, batch_size=batch, optimizer=optimizer, lr=LR, burnin=BURNIN)
     try:
         spec.validate()
     except SpecError as refusal:
         return {**row, "refused": str(refusal)}
-    per_run = args.online_samples if batch == 1 else batch
     steps = T * per_run if batch == 1 else T
-    build_dir = Path(args.out) / "build" / f"batch{batch}-{mode}-{optimizer}-{threads}t"
+    build_dir = Path(args.out) / "build" / f"batch{batch}-{mode}-{optimizer}-{threads}t-{per_run}"
     sim, build_s = build(spec, steps, threads, build_dir)
     samples = [(counts.astype(np.float32), label) for counts, label in make_inputs(per_run, args.activity)]
     rng = np.random.default_rng(2)
     chunk = online_chunk(sim, samples, rng) if batch == 1 else batched_chunk(sim, samples, rng)
     median, load = median_times(chunk, args.repeats)
     loop = {f"loop_{name}": loop_rate(sim, samples, args, overlap) for name, overlap in LOOPS.items()}
-    return {**row, "samples_per_run": per_run, "build_s": round(build_s, 1), "median_s": median,
+    return {**row, "build_s": round(build_s, 1), "median_s": median,
             "end_to_end": per_run / median["total"], "simulation": per_run / median["sim"],
             "share": median["sim"] / median["total"], **loop, **load}
 
@@ -182,8 +182,9 @@ def goals(rows: list[dict], reference: list[dict]) -> list[str]:
         fastest = max(measured, key=rate)
         ratio = rate(fastest) / best_reference["end_to_end"]
         of = "" if len({(r["batch"], r["mode"]) for r in measured}) == len(ROWS) else " of the rows measured"
-        lines.append(f"fastest configuration{of} (batch {fastest['batch']} {fastest['mode']} {fastest['optimizer']} "
-                     f"{fastest['threads']}t, {rate(fastest):.3g} samples/s) >= {FASTEST_GOAL:g}x the "
+        lines.append(f"fastest configuration{of} (batch {fastest['batch']}, {fastest['samples_per_run']} samples per "
+                     f"run, {fastest['mode']} {fastest['optimizer']} {fastest['threads']}t, {rate(fastest):.3g} "
+                     f"samples/s) >= {FASTEST_GOAL:g}x the "
                      f"reference's batch {REFERENCE_BATCH} ({FASTEST_GOAL * best_reference['end_to_end']:.3g}): "
                      f"{'met' if ratio >= FASTEST_GOAL else 'NOT met'} ({ratio:.2f}x)")
     return lines
@@ -191,13 +192,14 @@ def goals(rows: list[dict], reference: list[dict]) -> list[str]:
 
 def table(rows: list[dict], reference: list[dict]) -> str:
     """The rows as a Markdown table (docs/batch.md)."""
-    lines = ["| batch | mode | optimiser | threads | training loop, next run prepared ahead: samples/s (share of the "
-             "simulation) | training loop, sequential | one run: samples/s end to end | samples/s simulation | end "
-             "to end / simulation | outside the simulation per run: pack, inputs, device - sim, read, results (s) | "
+    lines = ["| batch | samples per run | mode | optimiser | threads | training loop, next run prepared ahead: "
+             "samples/s (share of the simulation) | training loop, sequential | one run: samples/s end to end | "
+             "samples/s simulation | end to end / simulation | outside the simulation per run: pack, inputs, "
+             "device - sim, read, results (s) | "
              "load before-after |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        head = f"| {row['batch']} | {row['mode']} | {row['optimizer']} | {row['threads']} |"
+        head = f"| {row['batch']} | {row['samples_per_run']} | {row['mode']} | {row['optimizer']} | {row['threads']} |"
         if "refused" in row:
             lines.append(f"{head} refused: {row['refused']} | - | - | - | - | - | - |")
             continue
@@ -210,8 +212,8 @@ def table(rows: list[dict], reference: list[dict]) -> str:
                      f"{row['load_before'][0]:.1f}-{row['load_after'][0]:.1f} |")
     for ref in reference:
         record = ref["record"]
-        lines.append(f"| {ref['batch']} | reference (decolle {record['decolle']}, torch {record['torch']}) | Adamax "
-                     f"| {ref['threads']} | {ref['end_to_end']:.3g} | - | - | - | - | - | "
+        lines.append(f"| {ref['batch']} | {ref['batch']} | reference (decolle {record['decolle']}, torch "
+                     f"{record['torch']}) | Adamax | {ref['threads']} | {ref['end_to_end']:.3g} | - | - | - | - | - | "
                      f"{record['load_1min_before']:.1f}-{record['load_1min_after']:.1f} |")
     return "\n".join(lines)
 
@@ -221,8 +223,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
     parser.add_argument("--threads", default="1,2", help="comma-separated OpenMP / torch thread counts")
-    parser.add_argument("--online-samples", type=int, default=TrainingTable.model_fields["chunk_samples"].default,
-                        help="samples per run at batch 1 (default: training.chunk_samples' default)")
+    parser.add_argument("--online-samples", default=str(TrainingTable.model_fields["chunk_samples"].default),
+                        help="comma-separated samples per run at batch 1 (training.chunk_samples), a row for each "
+                             "(default: training.chunk_samples' default)")
     parser.add_argument("--activity", type=float, default=0.02, help="probability of an input event per step")
     parser.add_argument("--loop-runs", type=int, default=4,
                         help="runs per timed pass through the training loop's iterator (iter_chunks)")
@@ -242,7 +245,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--threads: give comma-separated integers such as 1,2, got {args.threads!r}")
     if not args.threads or min(args.threads) < 1:
         parser.error("--threads: give thread counts >= 1, such as 1,2")
-    for name in ("repeats", "online_samples", "loop_runs"):
+    try:
+        args.online_samples = [int(n) for n in args.online_samples.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--online-samples: give comma-separated integers such as 16,64, got {args.online_samples!r}")
+    if not args.online_samples or min(args.online_samples) < 1:
+        parser.error("--online-samples: give sample counts >= 1, such as 16,64")
+    for name in ("repeats", "loop_runs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
@@ -256,9 +265,10 @@ def main(argv=None) -> None:
     rows = []
     for batch, mode, optimizer in [row for row in ROWS if f"{row[0]}:{row[1]}" in args.rows]:
         for threads in args.threads:
-            row = measure_row(batch, mode, optimizer, threads, args)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for per_run in args.online_samples if batch == 1 else [batch]:
+                row = measure_row(batch, mode, optimizer, threads, per_run, args)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     reference = reference_rows(args)
     report = {"network": f"dense 2048-{SIZES[0]}-{SIZES[1]}", "T": T, "burnin": BURNIN, "lr": LR,
               "activity": args.activity, "repeats": args.repeats, "cpus": os.cpu_count(),
