@@ -79,6 +79,7 @@ def test_only_the_arrays_read_back_are_written_and_the_outputs_are_unchanged(sim
 def test_reading_an_array_not_written_says_which_and_how(sim):
     _run(sim)
     forward = sim.net.layers[0].forward
+    assert len(forward) == SPEC.n_inputs * 10  # synapse counts are read back: known once the binary has run
     with pytest.raises(DeviceError, match=r"'forward1\._synaptic_pre'.*probe.*write_all_results"):
         forward.variables["_synaptic_pre"].get_value()
     sim.write_all_results = True

@@ -312,14 +312,18 @@ class BrianNetwork:
         """The ``(owner, variable name)`` pairs read after a run; a standalone binary writes only their arrays.
 
         Every parameter binding (:meth:`Simulator.run_chunk <decolle_brian.devices.Simulator.run_chunk>` reads the
-        learned ones back) and the recorded variables of every monitor of the network (a monitor exists to be
+        learned ones back), the recorded variables of every monitor of the network (a monitor exists to be
         read: readouts, spike counts, probes, synapse weights and the event mode's pending sums behind them,
-        spikes as ``i`` and ``t``, a conv layer's full-resolution probes). Reading any other array of a
-        standalone network after a run raises an error naming it (:mod:`decolle_brian.backends.read_back`).
+        spikes as ``i`` and ``t``, a conv layer's full-resolution probes) and the number of synapses ``N`` of
+        every synapse group, known once the binary has run (``len(synapses)``; one integer each). Reading any
+        other array of a standalone network after a run raises an error naming it
+        (:mod:`decolle_brian.backends.read_back`).
         """
         pairs = [(binding.view_owner, binding.variable) for binding in self.bindings.values()]
         for obj in self.objects:
             if isinstance(obj, StateMonitor | EventMonitor):  # a SpikeMonitor records i and t
                 pairs += [(obj, variable) for variable in sorted(obj.record_variables)]
+            elif isinstance(obj, Synapses):
+                pairs.append((obj, "N"))
         return pairs
 
