@@ -1,9 +1,11 @@
 """The C++ standalone binary writes only the arrays that Python reads back after a run.
 
 At the end of every run Brian's generated ``_write_arrays()`` writes every array of the project into a file
-of its own: for the dense 2048-500-500 benchmark network 165 files and 22 MB per run, 10 MB of them synapse
-indices nobody reads; for the DvsGesture conv network about 70 MB. Creating, writing and (before the next
-run) deleting those files was a third of the time the binary spent outside its simulation.
+of its own: for the dense 2048-500-500 event benchmark network 165 files and 22 MB per run, 10 MB of them
+synapse indices nobody reads; at batch 72 (exact) 183 files and 76 MB; for the DvsGesture conv network 315
+files and 69 MB. Written only as read back: 33 files and 11 MB, 35 and 34 MB, 60 and 28.5 MB, and the
+binary's system CPU per run (creating, writing and, before the next run, deleting the files) 0.03-0.06 ->
+0.02 s and 0.16 -> 0.06 s (docs/batch.md).
 
 :class:`ReadBackDevice` is Brian's C++ standalone device with one change to the generated ``objects.cpp``:
 Brian's own ``_write_arrays`` (every array, unchanged) is renamed, Brian's template renders a second
@@ -13,11 +15,12 @@ calls the second, or the first when the binary runs with ``DECOLLE_WRITE_ALL_RES
 from Brian's template, rendered by Brian's ``generate_objects_source``; only the function's name and the
 arrays it is given differ, so the files written are byte for byte Brian's.
 
-The arrays read back are the ones the package declares (:meth:`~decolle_brian.network.builder.BrianNetwork.
-read_back`: parameters and monitors) and the ones Brian itself reads after every run: its check of every
-group's differential-equation variables for NaN or very large values (``Group._check_for_invalid_states``,
-called by ``device.run``). Reading any other array after a run raises a :class:`DeviceError` that names
-it and the fix, instead of Brian's reading a missing or stale file.
+The arrays read back are the ones the package declares
+(:meth:`~decolle_brian.network.builder.BrianNetwork.read_back`: parameters, monitors, synapse counts) and the
+ones Brian itself reads after every run: its check of every group's differential-equation variables for NaN or
+very large values (``Group._check_for_invalid_states``, called by ``device.run``). Reading any other array
+after a run raises a :class:`DeviceError` that names it and the fix, instead of Brian's reading a missing or
+stale file.
 
 Why this design: a subclass owns the two places that need Brian's internals (rendering, reading) and is
 chosen by name like any Brian device, so brian2cuda's device (a subclass of Brian's, not of this one) keeps
