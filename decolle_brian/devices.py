@@ -135,12 +135,26 @@ class Simulator:
         self.build_dir = self.backend.build_dir
         self.net = BrianNetwork(spec, self.rule, chunk_steps, probes=Probes.of(probes), codegen=self.backend)
         self.network = Network(self.net.all_objects())
+        self.backend.read_back = self.net.read_back()  # a standalone binary writes only these after a run
         self.backend.prepare(self.network, self.net.namespace, chunk_steps)
         #: wall seconds of the last :meth:`run_chunk`'s parts: ``inputs`` (checking and converting the inputs and
         #: parameters for the device; inputs prepared ahead by :meth:`prepare_inputs` took their ``seconds`` there),
         #: ``device`` (the backend's run: files written, binary run, its results
         #: written; the simulation's own timing is Brian's ``device._last_run_time``), ``read`` (results read back)
         self.last_run_parts: dict[str, float] = {}
+
+    @property
+    def write_all_results(self) -> bool:
+        """Whether the next runs write every array of a standalone network (Brian's behaviour), not only those read
+        back (:meth:`BrianNetwork.read_back <decolle_brian.network.builder.BrianNetwork.read_back>`). For debugging:
+        any variable can then be read after a run (``group.variables[name].get_value()``), at the cost of writing
+        them all (22 MB per run of the dense 2048-500-500 network instead of 11). No rebuild; the runtime device
+        keeps everything anyway."""
+        return self.backend.write_all_results
+
+    @write_all_results.setter
+    def write_all_results(self, value: bool) -> None:
+        self.backend.write_all_results = bool(value)
 
     # ---- running -------------------------------------------------------------------------------------------
     def prepare_inputs(self, inputs: ChunkInputs, neuron: NeuronParams | None = None) -> PreparedInputs:

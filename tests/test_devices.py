@@ -15,6 +15,7 @@ from brian2 import set_device
 from brian2.devices.device import all_devices
 
 from decolle_brian.backends import cpp_standalone
+from decolle_brian.backends.read_back import DEVICE_NAME
 from decolle_brian.devices import Simulator, build_folder_lock
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
@@ -194,7 +195,7 @@ def test_run_argument_files_survive_lower_casing(build_dir, monkeypatch):
                 assert (Path(device.project_dir) / value.lower()).is_file(), argument
         return original(*args, run_args=run_args, **kwargs)
 
-    device = all_devices["cpp_standalone"]  # the device object every Simulator of this process runs on
+    device = all_devices[DEVICE_NAME]  # the device object every C++ Simulator of this process runs on
     original = device.run
     monkeypatch.setattr(device, "run", spy)
     _run(build_dir, seed=1)

@@ -118,6 +118,12 @@ class Backend(CodeGeneration):
     name: str = ""
     #: the project folder of a standalone device (None: nothing is written)
     build_dir: Path | None = None
+    #: ``(owner, variable name)`` pairs that Python reads after a run (set before :meth:`prepare`, from
+    #: :meth:`BrianNetwork.read_back <decolle_brian.network.builder.BrianNetwork.read_back>`); a standalone
+    #: binary writes only these (None: every array)
+    read_back: list | None = None
+    #: a standalone binary writes every array after a run, not only :attr:`read_back` (debugging)
+    write_all_results: bool = False
 
     def __init__(self, *, threads: int = 1, runtime_target: str = DEFAULT_RUNTIME_TARGET, profile: bool = False):
         self.threads, self.runtime_target, self.profile = threads, runtime_target, profile

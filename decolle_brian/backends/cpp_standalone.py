@@ -10,6 +10,11 @@ and runs hold it shared (:func:`~decolle_brian.backends.base.build_folder_lock`)
 Compiling: with ``objects.h`` precompiled (:mod:`decolle_brian.backends.precompiled_header`), the static arrays
 written whole or not at all (:mod:`decolle_brian.backends.atomic_arrays`).
 
+Results: after a run the binary writes only the arrays that Python reads back (the network's
+:meth:`~decolle_brian.network.builder.BrianNetwork.read_back` and Brian's own post-run check;
+:mod:`decolle_brian.backends.read_back`), not Brian's every array, and before a run only those files are
+removed; :attr:`~decolle_brian.devices.Simulator.write_all_results` writes every array again (debugging).
+
 Code generation: all-to-all synapses get the dense-row loops of :mod:`decolle_brian.backends.dense_rows`
 instead of Brian's generic ones, conv layers the loops over the convolution of
 :mod:`decolle_brian.backends.conv_loops` instead of a synapse list, and very large synapse sets are
@@ -39,6 +44,7 @@ from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, 
 from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
 from decolle_brian.backends.input_events import EventListInput
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
+from decolle_brian.backends.read_back import DEVICE_NAME, WRITE_ALL_VARIABLE
 from decolle_brian.errors import DeviceError
 from decolle_brian.network.schedule import DT
 from decolle_brian.network.spec import NetworkSpec
@@ -65,15 +71,19 @@ def remove_stale_results(build_dir: Path) -> None:
             pass  # alive, another user's
 
 
-def clear_results(folder: Path) -> None:
-    """Remove the files of the previous run's results before the binary writes new ones.
+def clear_results(folder: Path, names: list[str] | None = None) -> None:
+    """Remove the files of the previous run's results before the binary writes new ones: ``names``, or every file.
 
-    The binary writes every array into files of fixed names. Overwriting a file (truncate, then write) makes
+    The binary writes its arrays into files of fixed names. Overwriting a file (truncate, then write) makes
     ext4 start writing it to disk when it is closed (its ``auto_da_alloc`` safeguard), so each run waited
-    on the disk for the previous run's 60-85 MB (DvsGesture); files created anew stay in the page cache. Nothing
-    in the folder is read before the binary has written it again.
+    on the disk for the previous run's 60-85 MB (DvsGesture, every array written); files created anew stay in
+    the page cache. Nothing in the folder is read before the binary has written it again, and no array that the
+    binary did not write is read at all (:class:`~decolle_brian.backends.read_back.ReadBackDevice`).
     """
-    if folder.is_dir():
+    if names is not None:
+        for name in names:
+            (folder / name).unlink(missing_ok=True)
+    elif folder.is_dir():
         for path in folder.iterdir():
             if path.is_file():
                 path.unlink(missing_ok=True)
@@ -107,6 +117,9 @@ class CppStandaloneBackend(Backend):
     precompiled_header = True
     #: drop the device's cache entries of unknown values before every run (:func:`forget_unknown_values`)
     prune_array_cache = True
+    #: the binary writes only the arrays read back (:mod:`decolle_brian.backends.read_back`)
+    selects_results = True
+    _results_known = False  # whether the results folder holds only what the last run wrote
 
     @classmethod
     def check_toolchain(cls) -> None:
@@ -133,7 +146,8 @@ class CppStandaloneBackend(Backend):
 
     def set_device(self) -> None:
         """``set_device`` of this backend's Brian device, building into ``build_dir``."""
-        set_device("cpp_standalone", directory=str(self.build_dir), build_on_run=False)
+        # Brian's C++ standalone device, writing only the arrays read back after a run
+        set_device(DEVICE_NAME, directory=str(self.build_dir), build_on_run=False)
         prefs.devices.cpp_standalone.openmp_threads = self.threads if self.threads > 1 else 0
 
     def check_network(self, network: Network) -> None:
@@ -143,6 +157,8 @@ class CppStandaloneBackend(Backend):
         self.check_network(network)
         # records the run into the project; values come through run_args on every device.run
         network.run(chunk_steps * DT, namespace=namespace, profile=self.profile or None)  # None: Brian's default
+        if self.selects_results and self.read_back is not None:
+            self.device.select(self.read_back)  # every array exists now; the build renders the writes of these
         # one process at a time compiles a build folder (the others then find it up to date), and none runs
         # its binary meanwhile: the build rewrites what every run reads (static arrays: whole files, only
         # when changed, see atomic_arrays)
@@ -150,6 +166,7 @@ class CppStandaloneBackend(Backend):
             with precompiled_objects_header(self.device) if self.precompiled_header else nullcontext():
                 self.device.build(directory=str(self.build_dir), compile=True, run=False, with_output=False)
         remove_stale_results(self.build_dir)
+        self._results_known = False  # the folder may hold another build's results: the first run clears it all
 
     def check_usable(self) -> None:
         if not self.is_latest():
@@ -161,9 +178,14 @@ class CppStandaloneBackend(Backend):
         for owner, variable, value in [*values.params, *values.constants]:
             run_args[getattr(owner, variable)] = value
         files = []
-        results = f"{RESULTS_PREFIX}{os.getpid()}"
-        folder = Path(self.device.project_dir) / results
-        clear_results(folder)
+        folder = self.results_folder()
+        every = self.write_all_results or not self.selects_results
+        if self.selects_results:  # set every time: Brian puts it into os.environ and never removes it
+            self.device.run_environment_variables[WRITE_ALL_VARIABLE] = "1" if every else "0"
+        written = None if every else self.device.files_written()
+        # after a run of this build that wrote only the chosen arrays, only those files are there to remove
+        clear_results(folder, written if self._results_known else None)
+        self._results_known = written is not None
         # the inputs read by this package's own code (the input event list): in the results folder, which is
         # this process's own and cleared before every run
         folder.mkdir(exist_ok=True)
@@ -177,7 +199,7 @@ class CppStandaloneBackend(Backend):
             with build_folder_lock(self.build_dir, exclusive=False):
                 # results of this process only: other runs may use the same build folder at the same time
                 try:
-                    self.device.run(results_directory=results, run_args=arguments, with_output=False)
+                    self.device.run(results_directory=folder.name, run_args=arguments, with_output=False)
                 except RuntimeError as failure:
                     printed = run_output(folder)
                     raise DeviceError(f"The compiled network in {self.build_dir} stopped: "
@@ -185,6 +207,10 @@ class CppStandaloneBackend(Backend):
         finally:
             for path in [*files, *(folder / name for name in values.files)]:  # read once, at the first step
                 path.unlink(missing_ok=True)
+
+    def results_folder(self) -> Path:
+        """The folder of this process's results in the build folder (``results-<pid>``)."""
+        return Path(self.device.project_dir) / f"{RESULTS_PREFIX}{os.getpid()}"
 
     def command_line(self, run_args: dict, files: list) -> list[str]:
         """``name=value`` arguments of the standalone binary; arrays go to files listed in ``files``.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from brian2 import (
+    EventMonitor,
     NeuronGroup,
     SpikeMonitor,
     StateMonitor,
@@ -306,4 +307,23 @@ class BrianNetwork:
 
     def all_objects(self) -> list:
         return list(self.objects)
+
+    def read_back(self) -> list[tuple[object, str]]:
+        """The ``(owner, variable name)`` pairs read after a run; a standalone binary writes only their arrays.
+
+        Every parameter binding (:meth:`Simulator.run_chunk <decolle_brian.devices.Simulator.run_chunk>` reads the
+        learned ones back), the recorded variables of every monitor of the network (a monitor exists to be
+        read: readouts, spike counts, probes, synapse weights and the event mode's pending sums behind them,
+        spikes as ``i`` and ``t``, a conv layer's full-resolution probes) and the number of synapses ``N`` of
+        every synapse group, known once the binary has run (``len(synapses)``; one integer each). Reading any
+        other array of a standalone network after a run raises an error naming it
+        (:mod:`decolle_brian.backends.read_back`).
+        """
+        pairs = [(binding.view_owner, binding.variable) for binding in self.bindings.values()]
+        for obj in self.objects:
+            if isinstance(obj, StateMonitor | EventMonitor):  # a SpikeMonitor records i and t
+                pairs += [(obj, variable) for variable in sorted(obj.record_variables)]
+            elif isinstance(obj, Synapses):
+                pairs.append((obj, "N"))
+        return pairs
 

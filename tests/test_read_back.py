@@ -1,0 +1,138 @@
+"""The C++ standalone binary writes only the arrays read back after a run (decolle_brian/backends/read_back.py).
+
+A small event network with every kind of monitor (layer and input probes, a synapse weight with the event
+mode's pending sums behind it, spike monitors): the results folder holds exactly the files of the chosen
+arrays, far fewer than Brian's every array; every output is identical to a run that writes every array;
+reading an array that was not written raises an error naming it and the fix.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from brian2 import get_device
+
+from decolle_brian.backends.cpp_standalone import clear_results
+from decolle_brian.backends.read_back import RUN_FILES, function_span
+from decolle_brian.devices import DeviceError, Simulator
+from decolle_brian.network.builder import Probes
+from decolle_brian.network.chunks import pack_chunk
+from decolle_brian.network.params import init_params
+from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
+
+SPEC = NetworkSpec(n_inputs=12, layers=(DenseLayerSpec(10), DenseLayerSpec(8)), n_classes=3, mode="event",
+                   learning=LearningSpec(optimizer="sgd", lr=0.05, dropout=0.5))
+PROBES = Probes(variables=("u", "s", "delta"), input_variables=("p",), synapses=(((0, 1), (3, 2)),), spikes=True)
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    return Simulator(SPEC, STEPS, build_dir=tmp_path_factory.mktemp("read_back"), probes=PROBES)
+
+
+def _run(sim):
+    rng = np.random.default_rng(3)
+    samples = [(rng.poisson(0.5, (STEPS // 2, SPEC.n_inputs)).astype(float), k) for k in (0, 2)]
+    inputs, _ = pack_chunk(samples, STEPS, SPEC.n_classes, lr=0.05, burnin=0, learn=True, dropout=0.5,
+                           layer_sizes=[10, 8], rng=np.random.default_rng(4))
+    return sim.run_chunk(inputs, init_params(SPEC, np.random.default_rng(0)))
+
+
+def _results(sim) -> set[str]:
+    return {path.name for path in sim.backend.results_folder().iterdir()}
+
+
+def _arrays(outputs) -> list[np.ndarray]:
+    """Every array of a run's outputs, in a fixed order."""
+    arrays = [outputs.params[key] for key in sorted(outputs.params)] + outputs.y + outputs.n_spikes
+    arrays += [probes[name] for probes in outputs.probes for name in sorted(probes)]
+    arrays += [outputs.input_probes[name] for name in sorted(outputs.input_probes)]
+    arrays += [w for w in outputs.synapse_w if w is not None] + [a for pair in outputs.spikes for a in pair]
+    return arrays
+
+
+@pytest.mark.standalone
+def test_only_the_arrays_read_back_are_written_and_the_outputs_are_unchanged(sim):
+    chosen = _run(sim)
+    written = _results(sim)
+    expected = set(get_device().files_written()) - {"profiling_info.txt"}  # not a profiled build
+    assert written == expected
+    sim.write_all_results = True
+    try:
+        every = _run(sim)
+    finally:
+        sim.write_all_results = False
+    everything = _results(sim)
+    assert written < everything and len(written) < len(everything) / 2, (len(written), len(everything))
+    assert any("forward1__synaptic_pre" in name for name in everything - written)  # indices nobody reads
+    for a, b in zip(_arrays(chosen), _arrays(every), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert all(len(probes) for probes in chosen.probes) and chosen.input_probes and chosen.synapse_w[0] is not None
+    assert len(chosen.spikes[0][0]) > 0
+    # a run that writes the chosen arrays again after one that wrote all: the folder holds those only
+    _run(sim)
+    assert _results(sim) == expected
+
+
+@pytest.mark.standalone
+def test_reading_an_array_not_written_says_which_and_how(sim):
+    _run(sim)
+    forward = sim.net.layers[0].forward
+    assert len(forward) == SPEC.n_inputs * 10  # synapse counts are read back: known once the binary has run
+    with pytest.raises(DeviceError, match=r"'forward1\._synaptic_pre'.*probe.*write_all_results"):
+        forward.variables["_synaptic_pre"].get_value()
+    sim.write_all_results = True
+    try:
+        _run(sim)
+        assert len(forward.variables["_synaptic_pre"].get_value()) == SPEC.n_inputs * 10
+    finally:
+        sim.write_all_results = False
+    _run(sim)  # not written again: never the file of the earlier run
+    with pytest.raises(DeviceError, match="_synaptic_pre"):
+        forward.variables["_synaptic_pre"].get_value()
+
+
+@pytest.mark.standalone
+def test_every_monitor_and_parameter_is_read_back(sim):
+    """The declared set: each parameter binding and each monitor's recorded variables, the event mode's pending
+    sums (read to give the weight in use) included."""
+    pairs = {(owner.name, name) for owner, name in sim.net.read_back()}
+    assert {("forward1", "w"), ("forward2", "w"), ("readout_synapses1", "G"), ("layer1", "b")} <= pairs
+    assert {("readout1_y", "y"), ("layer2_count", "n_spikes"), ("input_probes", "p"), ("forward1_w", "w"),
+            ("layer1_spikes", "i"), ("layer1_spikes", "t")} <= pairs
+    assert any(owner.startswith("forward1_pending") for owner, _ in pairs)
+
+
+def test_clear_results_removes_only_the_named_files(tmp_path):
+    for name in ("a", "b", "c"):
+        (tmp_path / name).write_bytes(b"x")
+    clear_results(tmp_path, ["a", "missing"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["b", "c"]
+    clear_results(tmp_path)
+    assert not list(tmp_path.iterdir())
+    assert "last_run_info.txt" in RUN_FILES  # Brian's device.run reads it after every run
+
+
+def test_function_span_matches_braces_outside_literals_and_comments():
+    source = ('void f();\nvoid _write_arrays()\n{\n    // a } in a comment\n    /* { */\n'
+              '    std::cout << "}" << \'{\' << "\\"}";\n    if (x) { y(); }\n}\n\nvoid _dealloc_arrays()\n{\n}\n')
+    start, end = function_span(source, "_write_arrays")
+    assert source[start:end].startswith("void _write_arrays()") and source[end:].startswith("\n\nvoid _dealloc")
+    with pytest.raises(ValueError, match="one definition"):
+        function_span(source, "_load_arrays")
+    with pytest.raises(ValueError, match="does not close"):
+        function_span("void _write_arrays()\n{\n    {\n}\n", "_write_arrays")
+
+
+@pytest.mark.standalone
+def test_a_network_without_probes_writes_a_handful_of_files(tmp_path):
+    """The plain training network: parameters, readouts, spike counts and Brian's checked state only."""
+    sim = Simulator(replace(SPEC, layers=(DenseLayerSpec(10),)), STEPS, build_dir=tmp_path)
+    rng = np.random.default_rng(1)
+    inputs, _ = pack_chunk([(rng.poisson(0.5, (STEPS, SPEC.n_inputs)).astype(float), 1)], STEPS, SPEC.n_classes,
+                           lr=0.05, burnin=0, learn=True, dropout=0.5, layer_sizes=[10], rng=rng)
+    sim.run_chunk(inputs, init_params(sim.spec, rng))
+    names = _results(sim)
+    assert not any("_synaptic_" in name or name.endswith("_queue") for name in names), sorted(names)
+    assert any(name.startswith("_dynamic_array_forward1_w_") for name in names)  # the learned weights
