@@ -214,7 +214,9 @@ def test_profile_of_a_standalone_run():
     sim.run_chunk(inputs, init_params(SPEC, rng))
     info = sim.profiling_info()
     names = [name for name, _ in info]
-    assert any(name.startswith("forward1") for name in names) and "readout1_err_codeobject" in names, names
+    # Brian suffixes a name still taken by an object of an earlier test in this process (_1, _2, ...)
+    assert any(name.startswith("forward1") for name in names), names
+    assert any(name.startswith("readout1_err_codeobject") for name in names), names
     times = [float(t) for _, t in info]
     assert times == sorted(times, reverse=True) and min(times) >= 0 and max(times) > 0
 
