@@ -84,7 +84,6 @@ class PreparedInputs:
     arrays: dict              # {TimedArray: values}
     scalars: dict             # {(group, variable): value}
     files: dict               # {file name: bytes}
-    seconds: float            # the time preparing them took
 
     def __getattr__(self, name: str):
         """The given inputs' fields (``counts``, ``eta``, ``masks``, ...) read through: a stand-in for them."""
@@ -138,7 +137,7 @@ class Simulator:
         self.backend.read_back = self.net.read_back()  # a standalone binary writes only these after a run
         self.backend.prepare(self.network, self.net.namespace, chunk_steps)
         #: wall seconds of the last :meth:`run_chunk`'s parts: ``inputs`` (checking and converting the inputs and
-        #: parameters for the device; inputs prepared ahead by :meth:`prepare_inputs` took their ``seconds`` there),
+        #: parameters for the device; not the time of inputs prepared ahead by :meth:`prepare_inputs`),
         #: ``device`` (the backend's run: files written, binary run, its results
         #: written; the simulation's own timing is Brian's ``device._last_run_time``), ``read`` (results read back)
         self.last_run_parts: dict[str, float] = {}
@@ -161,12 +160,11 @@ class Simulator:
         """Check a chunk's inputs and convert them for the device (event list, mask bits, schedules), without
         running: what :meth:`run_chunk` does first, so that a training loop can do it for the next chunk while the
         binary runs this one (:func:`~decolle_brian.training.run_ahead`). ValueError for bad inputs."""
-        started = time.perf_counter()
         neuron = neuron or self.spec.neuron
         neuron.validate()
         arrays, scalars, files = self._input_arrays(inputs)
         arrays.update(self.net.mode.chunk_arrays(inputs, neuron))  # e.g. mode "event": the frame schedule
-        return PreparedInputs(self, inputs, neuron, arrays, scalars, files, time.perf_counter() - started)
+        return PreparedInputs(self, inputs, neuron, arrays, scalars, files)
 
     def run_chunk(self, inputs: ChunkInputs | PreparedInputs, params: dict[str, np.ndarray],
                   neuron: NeuronParams | None = None) -> ChunkOutputs:
@@ -225,7 +223,7 @@ class Simulator:
         arrays, files = net.counts.run_values(inputs.counts, "counts_in")  # as the device takes them
         scalars = {}
         for ta, values in ((net.targets, inputs.targets), (net.eta, inputs.eta), (net.new_sample, inputs.new_sample)):
-            values = np.asarray(values, dtype=float)
+            values = np.array(values, dtype=float)  # a copy: inputs changed after preparing them are not sent
             if values.shape != ta.values.shape:
                 # Brian's run_args would silently ignore (standalone) or broadcast (runtime) a wrong size
                 raise ValueError(f"Input '{ta.name}' has shape {values.shape}; this network needs {ta.values.shape}")

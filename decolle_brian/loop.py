@@ -189,7 +189,8 @@ class TrainingLoop:
     Parameters
     ----------
     sim : Simulator
-        The compiled network (anything with ``spec``, ``chunk_steps``, ``loss_fn`` and ``run_chunk``).
+        The compiled network (anything with ``spec``, ``chunk_steps``, ``loss_fn``, ``prepare_inputs`` and
+        ``run_chunk``).
     train_set, test_set : EventDataset
     params : dict of numpy.ndarray
         Parameters to start from (the loop replaces ``loop.params`` after every chunk).

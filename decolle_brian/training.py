@@ -8,7 +8,7 @@ the weights are the only thing carried from one sample to the next).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -95,17 +95,32 @@ def _prepare(prepare: Callable, item) -> _Prepared:
         return _Prepared(item, error=error)
 
 
+def same_state(a, b) -> bool:
+    """Whether two ``bit_generator.state`` records are equal (PCG64's holds integers, MT19937's and Philox's
+    arrays, which ``==`` cannot compare as a whole)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_state(a[key], b[key]) for key in a)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
 def run_ahead(sim: Simulator, items: Sequence, prepare: Callable, params: dict[str, np.ndarray], *,
               neuron=None, rng: np.random.Generator | None = None, overlap: bool = True) -> Iterator:
     """Yield ``(item, inputs, extra, outputs)`` for each of ``items`` in order, each run from the last one's params.
 
     ``prepare(item) -> (inputs, extra)`` makes a run's inputs (packing, dropout masks and shifts drawn from ``rng``).
-    With ``overlap`` the next item is prepared while the binary runs the current one (on another thread: the run
-    waits on the binary, outside the GIL), so the Python work of packing hides behind the simulation. The results
-    are the same to the bit, and so is what the caller sees of ``rng``: at each yield it is where it would be
-    without the overlap (after this run's draws), and the draws made ahead are kept only if the caller drew
-    nothing meanwhile (else the next item is prepared again). A run that fails leaves ``rng`` after its own
-    draws; an item whose preparation failed raises in its turn, after the runs before it were yielded.
+    With ``overlap`` a worker thread prepares the next item while this thread runs the current one (the run waits
+    on the binary, outside the GIL), so the Python work of packing hides behind the simulation; the run stays on
+    the caller's thread, so an interrupt (KeyboardInterrupt) still stops its binary. The results are the same to
+    the bit, and so is what the caller sees of ``rng``: at each yield it is where it would be without the overlap
+    (after this run's draws), and the draws made ahead are kept only if the caller drew nothing meanwhile (else
+    the next item is prepared again). A run that fails or is interrupted leaves ``rng`` after its own draws; an
+    item whose preparation failed raises in its turn, after the runs before it were yielded.
+
+    ``prepare`` runs while the binary runs, and Brian's devices run the binary from the build folder (the
+    process's working directory, for every thread): it must not depend on the working directory (the package's
+    datasets resolve their paths when they are made).
     """
     items = list(items)
     if not items:
@@ -116,32 +131,33 @@ def run_ahead(sim: Simulator, items: Sequence, prepare: Callable, params: dict[s
         if rng is not None:
             rng.bit_generator.state = saved
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decolle-run") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decolle-prepare") as pool:
         current = _prepare(prepare, items[0])
         for position in range(len(items)):
             if current.error is not None:
                 raise current.error
             after_current = state()
             following = items[position + 1] if position + 1 < len(items) else None
-            run = pool.submit(sim.run_chunk, current.inputs, params, neuron) if overlap else None
-            ahead = _prepare(prepare, following) if overlap and position + 1 < len(items) else None
-            after_ahead = state()
+            ahead = pool.submit(_prepare, prepare, following) if overlap and position + 1 < len(items) else None
             try:
-                outputs = run.result() if overlap else sim.run_chunk(current.inputs, params, neuron)
+                outputs = sim.run_chunk(current.inputs, params, neuron)
+                prepared_ahead = ahead.result() if ahead is not None else None
             except BaseException:
+                if ahead is not None:
+                    wait([ahead])  # its draws are done before they are undone
                 restore(after_current)  # as if nothing was prepared ahead
                 raise
+            after_ahead = state()
             params = outputs.params
             restore(after_current)
             yield current.item, current.inputs, current.extra, outputs
             if position + 1 == len(items):
                 return
-            if ahead is not None and state() == after_current:
+            if prepared_ahead is not None and same_state(state(), after_current):
                 restore(after_ahead)
-                current = ahead
+                current = prepared_ahead
             else:  # not prepared ahead, or the caller drew from rng: its draws come before the next item's
                 current = _prepare(prepare, following)
-
 
 def iter_chunks(
     sim: Simulator,
@@ -246,6 +262,7 @@ def iter_batches(
         done += len(labels)
         yield done, params, batch_results(outputs, labels, n_steps, batch, learning.burnin, sim.loss_fn,
                                           spec.n_classes)
+
 
 def batch_results(outputs, labels: Sequence[int], n_steps: int, batch_size: int, burnin: int, loss_fn: Callable,
                   n_classes: int) -> list[SampleResult]:

@@ -197,3 +197,46 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "xdg" / "decolle-brian"
     monkeypatch.setenv("DECOLLE_CACHE", str(tmp_path / "explicit"))
     assert default_cache_dir() == tmp_path / "explicit"
+
+
+def test_data_and_cache_folders_are_absolute(monkeypatch, tmp_path):
+    """Relative data and cache folders become absolute when a dataset is made: the training loop reads samples
+    while a binary runs from its build folder as the working directory (training.run_ahead)."""
+    from decolle_brian.data.cache import BinCache, default_cache_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DECOLLE_DATA", "rel-data")
+    assert search_paths()[0] == tmp_path / "rel-data"
+    assert search_paths("rel-root") == [tmp_path / "rel-root"]
+    monkeypatch.setenv("DECOLLE_CACHE", "rel-cache")
+    assert default_cache_dir() == tmp_path / "rel-cache"
+    assert BinCache("nmnist", {}, "other-cache").directory.is_absolute()
+
+
+@pytest.mark.standalone
+def test_the_training_loop_reads_a_relative_data_folder_while_a_binary_runs(monkeypatch, tiny_nmnist, tmp_path):
+    """Samples prepared ahead are read while a C++ standalone binary runs from its build folder (the process's
+    working directory): a data folder given relative to the caller's working directory still reads, and the
+    results equal the loop's without preparing ahead."""
+    from decolle_brian.devices import Simulator
+    from decolle_brian.network.params import init_params
+    from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
+    from decolle_brian.training import iter_chunks
+
+    monkeypatch.chdir(tiny_nmnist.parent)
+    monkeypatch.delenv("DECOLLE_CACHE", raising=False)
+    dataset = NMNIST("train", tiny_nmnist.name, n_steps=12, cache_dir="cache")  # both relative
+    spec = NetworkSpec(n_inputs=int(np.prod(dataset.input_shape)), layers=(DenseLayerSpec(4),), n_classes=3,
+                       learning=LearningSpec(lr=0.05, dropout=0.5, burnin=2))
+    sim = Simulator(spec, 2 * 12, build_dir=tmp_path / "build")
+    params = init_params(spec, np.random.default_rng(0))
+    runs = {overlap: [(done, [r.predictions for r in results], {k: v.copy() for k, v in learned.items()})
+                      for done, learned, results in iter_chunks(sim, dataset, range(len(dataset)), params, learn=True,
+                                                                lr=0.05, rng=np.random.default_rng(1),
+                                                                overlap=overlap)]
+            for overlap in (True, False)}
+    assert [done for done, _, _ in runs[True]] == [2, 4, 6]
+    for (_, votes, learned), (_, votes_seq, learned_seq) in zip(runs[True], runs[False], strict=True):
+        assert votes == votes_seq
+        for key in learned:
+            np.testing.assert_array_equal(learned[key], learned_seq[key])

@@ -1,11 +1,12 @@
 """Training-loop helpers that need no compiled network: random translations of samples, runs prepared ahead."""
 
+import threading
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from decolle_brian.training import random_shift, run_ahead
+from decolle_brian.training import random_shift, run_ahead, same_state
 
 
 class FixedShift:
@@ -126,3 +127,24 @@ def test_run_ahead_raises_a_failed_preparation_in_its_turn_and_a_failed_run_keep
             pass
     _draws(reference, 0), _draws(reference, 1)  # items 0 and 1 prepared; item 2's draws made ahead are undone
     assert rng.bit_generator.state == reference.bit_generator.state
+
+
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox, np.random.SFC64])
+def test_run_ahead_takes_every_bit_generator_and_runs_on_the_caller_s_thread(bit_generator):
+    """Generators whose state holds arrays (MT19937, Philox) compare as well as PCG64's; the runs stay on the
+    caller's thread (an interrupt there stops the binary), the preparations ahead go to the worker."""
+    expected = _sequential([0, 1, 2], np.random.Generator(bit_generator(3)), CountingSim())
+    rng, got, threads = np.random.Generator(bit_generator(3)), [], set()
+
+    class ThreadSim(CountingSim):
+        def run_chunk(self, inputs, params, neuron=None):
+            threads.add(threading.current_thread())
+            return super().run_chunk(inputs, params, neuron)
+
+    for item, inputs, extra, outputs in run_ahead(ThreadSim(), [0, 1, 2], lambda i: _draws(rng, i), {"w": 0.0},
+                                                  rng=rng):
+        got.append((item, inputs.tolist(), extra, outputs.params["w"], rng.bit_generator.state))
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine[:4] == theirs[:4] and same_state(mine[4], theirs[4])
+    assert threads == {threading.current_thread()}

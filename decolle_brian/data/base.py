@@ -122,10 +122,13 @@ def search_paths(root: str | Path | None = None) -> list[Path]:
     Returns
     -------
     list of Path
+        Absolute paths.
     """
+    # absolute: samples are read while the training loop runs a binary, from its build folder as the process's
+    # working directory (training.run_ahead)
     if root is not None:
-        return [Path(root).expanduser()]
-    paths = [Path(p).expanduser() for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+        return [Path(root).expanduser().absolute()]
+    paths = [Path(p).expanduser().absolute() for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
     repo = Path(__file__).resolve().parents[2]
     paths += [Path.cwd().parent / "shared" / "data", repo.parent / "shared" / "data"]
     paths.append(Path.home() / ".decolle-brian" / "data")

@@ -53,13 +53,14 @@ def default_cache_dir(data_root: str | Path | None = None) -> Path:
     -------
     Path
     """
+    # absolute, as search_paths: read while a binary runs from its build folder (training.run_ahead)
     if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser()
+        return Path(os.environ[ENV_CACHE]).expanduser().absolute()
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    home = Path(xdg).expanduser() / "decolle-brian"
+    home = Path(xdg).expanduser().absolute() / "decolle-brian"
     if _writable_dir(home) or data_root is None:
         return home
-    return Path(data_root) / ".decolle-cache"
+    return Path(data_root).absolute() / ".decolle-cache"
 
 
 def _stat(path: Path) -> dict[str, Any]:
@@ -92,7 +93,7 @@ class BinCache:
         directory: str | Path | None = None,
         data_root: str | Path | None = None,
     ):
-        root = Path(directory).expanduser() if directory is not None else default_cache_dir(data_root)
+        root = Path(directory).expanduser().absolute() if directory is not None else default_cache_dir(data_root)
         self.directory = root / dataset
         self.dataset = dataset
         self.params = dict(params)

@@ -326,4 +326,3 @@ class BrianNetwork:
             elif isinstance(obj, Synapses):
                 pairs.append((obj, "N"))
         return pairs
-
