@@ -159,6 +159,7 @@ def run_ahead(sim: Simulator, items: Sequence, prepare: Callable, params: dict[s
             else:  # not prepared ahead, or the caller drew from rng: its draws come before the next item's
                 current = _prepare(prepare, following)
 
+
 def iter_chunks(
     sim: Simulator,
     dataset,
