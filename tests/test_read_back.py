@@ -94,6 +94,30 @@ def test_reading_an_array_not_written_says_which_and_how(sim):
 
 
 @pytest.mark.standalone
+def test_all_to_all_synapses_are_created_in_place_in_brians_generator_order(sim):
+    # backends/templates/all_to_all: the index arrays filled in place must be what Brian's generator makes
+    _run(sim)
+    code = sim.build_dir / "code_objects"
+    sim.write_all_results = True
+    try:
+        _run(sim)
+        for forward in (layer.forward for layer in sim.net.layers):
+            n_pre, n_post = len(forward.source), len(forward.target)
+            text = (code / f"{forward.name}_synapses_create_generator_codeobject.cpp").read_text()
+            assert "filled in place" in text and "push_back" not in text, forward.name
+            values = {name: forward.variables[name].get_value()
+                      for name in ("_synaptic_pre", "_synaptic_post", "N_incoming", "N_outgoing", "N")}
+            np.testing.assert_array_equal(values["_synaptic_pre"], np.repeat(np.arange(n_pre), n_post))
+            np.testing.assert_array_equal(values["_synaptic_post"], np.tile(np.arange(n_post), n_pre))
+            np.testing.assert_array_equal(values["N_incoming"], np.full(n_post, n_pre))
+            np.testing.assert_array_equal(values["N_outgoing"], np.full(n_pre, n_post))
+            assert int(np.asarray(values["N"]).item()) == n_pre * n_post
+            assert len(forward.variables["w"].get_value()) == n_pre * n_post  # every synaptic variable resized
+    finally:
+        sim.write_all_results = False
+
+
+@pytest.mark.standalone
 def test_every_monitor_and_parameter_is_read_back(sim):
     """The declared set: each parameter binding and each monitor's recorded variables, the event mode's pending
     sums (read to give the weight in use) included."""

@@ -41,7 +41,7 @@ from decolle_brian.backends.base import (
     register_backend,
 )
 from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops, gated
-from decolle_brian.backends.dense_rows import dense_pathway, dense_sums
+from decolle_brian.backends.dense_rows import all_to_all_connect, dense_pathway, dense_sums
 from decolle_brian.backends.input_events import EventListInput
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.backends.read_back import DEVICE_NAME, WRITE_ALL_VARIABLE
@@ -260,6 +260,9 @@ class CppStandaloneBackend(Backend):
 
     def all_to_all_sums(self, synapses, batch: int = 1, skip_rows: dict | None = None) -> None:
         dense_sums(synapses, batch, skip_rows)  # vectorised rows, the rows of silent units skipped
+
+    def all_to_all_connect(self, synapses) -> None:
+        all_to_all_connect(synapses)  # the index arrays filled in place, not pushed back one synapse at a time
 
     def all_to_all_pathway(self, pathway) -> None:
         dense_pathway(pathway)  # contiguous, vectorised rows; no spike queue

@@ -44,6 +44,7 @@ class CudaStandaloneBackend(CppStandaloneBackend):
     # C++ code objects, which
     # brian2cuda cannot compile (it reads their .cu file)
     input_counts = CodeGeneration.input_counts  # the packed TimedArray, not the C++ event-list scatter
+    all_to_all_connect = CodeGeneration.all_to_all_connect
     all_to_all_sums = CodeGeneration.all_to_all_sums
     all_to_all_pathway = CodeGeneration.all_to_all_pathway
     convolution = CodeGeneration.convolution

@@ -12,7 +12,9 @@ the equations and the derived rule, unchanged; only the loops around them differ
 - ``dense_synapses``: an event pathway (zero delay) reads the source's event space and runs one row per
   event; with OpenMP each thread owns the same slice of postsynaptic neurons in every row (no locks);
 - ``dense_summed_variable``: a summed variable is one reduction per row (onto the presynaptic side) or adds
-  every row to the target vector (onto the postsynaptic side).
+  every row to the target vector (onto the postsynaptic side);
+- ``all_to_all/synapses_create_generator``: ``connect()`` fills the index arrays in that order in place (Brian's
+  generator pushes each index of each synapse back one by one, every run of the binary).
 
 In a batch of B samples side by side (:mod:`decolle_brian.network.batch`: unit j of sample b is j B + b) the
 readout synapses are all-to-all within each sample: presynaptic unit p (sample p mod B) reaches the n_post / B
@@ -73,6 +75,24 @@ class DenseRowCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
     templater = package_templater(row_code=row_code, dense_rows_check=dense_rows_check)
+
+
+class AllToAllCreateCodeObject(CPPStandaloneCodeObject):
+    """C++ standalone code object whose ``synapses_create_generator`` template fills an all-to-all connect's arrays."""
+
+    templater = CPPStandaloneCodeObject.templater.derive("decolle_brian.backends", templates_dir="templates/all_to_all")
+
+
+def all_to_all_connect(synapses) -> None:
+    """``synapses.connect()`` (all-to-all, presynaptic-major as Brian's generator) by filling the arrays in place.
+
+    Only the creation's code object uses the template: the Synapses' own code object class is restored after."""
+    previous = synapses.codeobj_class
+    synapses.codeobj_class = AllToAllCreateCodeObject
+    try:
+        synapses.connect()
+    finally:
+        synapses.codeobj_class = previous
 
 
 def dense_pathway(pathway) -> None:

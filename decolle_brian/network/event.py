@@ -220,7 +220,7 @@ class EventDenseLayerBuilder(LayerBuilder):
         n_in = len(self.source)
         # all-to-all, generated in pre-major order: synapse k = (i = k // n, j = k % n), so w = W.T.ravel()
         # (no index arrays: they would cost 16 bytes per synapse in the standalone binary)
-        forward.connect()
+        net.codegen.all_to_all_connect(forward)
         for pathway in (forward.pre, forward.flush):
             net.codegen.all_to_all_pathway(pathway)  # C++ standalone: contiguous, vectorised rows
         # after every reset (the presynaptic coefficients of this step's events are new) ...

@@ -80,7 +80,8 @@ class EventBatchedDenseLayerBuilder(LayerBuilder):
             on_event={"pre": "event", "flush": "flush"}, namespace=net.namespace, name=f"forward{index}",
             delay={"pre": 0 * ms, "flush": 0 * ms},
         )
-        forward.connect()  # all-to-all, pre-major: synapse k = (j = k // n, i = k % n), so w = W.T.ravel()
+        # all-to-all, pre-major: synapse k = (j = k // n, i = k % n), so w = W.T.ravel()
+        net.codegen.all_to_all_connect(forward)
         for pathway in (forward.pre, forward.flush):
             net.codegen.all_to_all_pathway(pathway)
         reschedule(forward.pre, "resets", PATHWAY_ORDER)

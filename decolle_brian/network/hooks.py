@@ -109,6 +109,12 @@ class CodeGeneration:
         variable -> presynaptic variable whose value 0 makes its summand 0 (proven by the network): a device
         may skip those rows."""
 
+    def all_to_all_connect(self, synapses: Synapses) -> None:
+        """Connect ``synapses`` all-to-all, presynaptic-major (synapse k = pre * N_post + post): ``connect()``.
+
+        A device may create the same synapses another way (C++ standalone: filled in place, not one by one)."""
+        synapses.connect()
+
     def all_to_all_pathway(self, pathway) -> None:
         """An event pathway (zero delay) of all-to-all synapses stored presynaptic-major."""
 
