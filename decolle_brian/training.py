@@ -160,6 +160,18 @@ def run_ahead(sim: Simulator, items: Sequence, prepare: Callable, params: dict[s
                 current = _prepare(prepare, following)
 
 
+def load_samples(dataset, indices: Sequence[int], augment_shift: int, rng) -> list[tuple[np.ndarray, int]]:
+    """``(flat counts, label)`` of ``dataset[i]`` for each i in order, each shifted by :func:`random_shift` (draws
+    from ``rng``, sample by sample) when ``augment_shift > 0``."""
+    samples = []
+    for index in indices:
+        counts, label = dataset[index][:2]
+        if augment_shift > 0:
+            counts = random_shift(counts, augment_shift, rng)
+        samples.append((flat_counts(counts), int(label)))
+    return samples
+
+
 def iter_chunks(
     sim: Simulator,
     dataset,
@@ -194,12 +206,8 @@ def iter_chunks(
     samples_by_chunk = plan_chunks(lengths or [len(dataset[i][0]) for i in indices], sim.chunk_steps)
 
     def prepare(chunk):
-        samples = []
-        for position in chunk:
-            counts, label = dataset[indices[position]][:2]
-            if learn and augment_shift > 0:
-                counts = random_shift(counts, augment_shift, rng)
-            samples.append((flat_counts(counts), int(label)))
+        samples = load_samples(dataset, [indices[position] for position in chunk], augment_shift if learn else 0,
+                               rng)
         inputs, slots = pack_chunk(samples, sim.chunk_steps, spec.n_classes, lr=lr, burnin=learning.burnin,
                                    learn=learn, dropout=learning.dropout,
                                    layer_sizes=[layer.n for layer in spec.layers], rng=rng)
@@ -244,12 +252,7 @@ def iter_batches(
     stop = len(indices) - len(indices) % batch if learn else len(indices)
 
     def prepare(start):
-        samples = []
-        for index in indices[start:start + batch]:
-            counts, label = dataset[index][:2]
-            if learn and augment_shift > 0:
-                counts = random_shift(counts, augment_shift, rng)
-            samples.append((flat_counts(counts), int(label)))
+        samples = load_samples(dataset, indices[start:start + batch], augment_shift if learn else 0, rng)
         labels = [label for _, label in samples]
         samples += [(np.zeros_like(samples[0][0]), 0)] * (batch - len(samples))  # evaluation only (see above)
         inputs = pack_batch(samples, sim.chunk_steps, spec.n_classes, lr=lr, burnin=learning.burnin, learn=learn,
