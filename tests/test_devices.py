@@ -16,7 +16,7 @@ from brian2.devices.device import all_devices
 
 from decolle_brian.backends import cpp_standalone
 from decolle_brian.backends.read_back import DEVICE_NAME
-from decolle_brian.devices import Simulator, build_folder_lock
+from decolle_brian.devices import DeviceError, Simulator, build_folder_lock
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
@@ -200,6 +200,29 @@ def test_run_argument_files_survive_lower_casing(build_dir, monkeypatch):
     monkeypatch.setattr(device, "run", spy)
     _run(build_dir, seed=1)
     assert "readout_synapses1.G" in seen  # the upper-case variable went through a file
+
+
+@pytest.mark.standalone
+def test_a_run_the_binary_stopped_early_is_a_failed_run(build_dir, monkeypatch):
+    """A SIGINT that reaches the binary (Ctrl-C sends it to the whole process group) ends its network run early
+    and the binary exits 0 with shorter monitors; Brian records the completed fraction (here 0.18, as measured
+    for a binary sent SIGINT 70 ms into a 16-sample event run). That run must fail as a RuntimeError (the
+    training loop then drops the chunk and stops with its checkpoint), not hand back truncated outputs or fail
+    reading them; the next run is whole."""
+    expected = _run(build_dir, 2)
+
+    def stopped_early(*args, **kwargs):
+        original(*args, **kwargs)
+        device._last_run_completed_fraction = 0.18
+
+    device = all_devices[DEVICE_NAME]
+    original = device.run
+    monkeypatch.setattr(device, "run", stopped_early)
+    with pytest.raises(DeviceError, match="stopped after 18% of its run") as failure:
+        _run(build_dir, 2)
+    assert isinstance(failure.value, RuntimeError)
+    monkeypatch.setattr(device, "run", original)
+    np.testing.assert_array_equal(_run(build_dir, 2), expected)
 
 
 @pytest.mark.standalone

@@ -204,6 +204,12 @@ class CppStandaloneBackend(Backend):
                     printed = run_output(folder)
                     raise DeviceError(f"The compiled network in {self.build_dir} stopped: "
                                       f"{f'{printed} ({failure})' if printed else failure}") from failure
+            # a SIGINT that reached the binary (Ctrl-C sends it to the whole process group) ends its network run
+            # early and the binary exits 0 with shorter monitors: a failed run, never outputs to read
+            completed = getattr(self.device, "_last_run_completed_fraction", 1.0)
+            if completed < 1.0:
+                raise DeviceError(f"The compiled network in {self.build_dir} was stopped after {completed:.0%} of "
+                                  "its run (an interrupt reached it); its outputs are incomplete: run it again")
         finally:
             for path in [*files, *(folder / name for name in values.files)]:  # read once, at the first step
                 path.unlink(missing_ok=True)
