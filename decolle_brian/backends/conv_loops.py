@@ -53,6 +53,8 @@ import re
 import weakref
 from dataclasses import asdict, dataclass
 
+from brian2.codegen.generators.cpp_generator import c_data_type
+from brian2.core.variables import ArrayVariable
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
 from decolle_brian.backends.templating import package_templater
@@ -149,10 +151,20 @@ def conv_channel_last(code_lines, arrays: dict) -> tuple[list[str], dict, dict]:
     return lines, copies[0], copies[1]
 
 
+def array_c_types(variables: dict, get_array_name) -> dict[str, str]:
+    """C type of every array variable of a code object, by its array name (``c_data_type`` of its dtype).
+
+    For the copies that a template makes of arrays it knows only by name (:func:`conv_channel_last`'s): each
+    copy takes its array's own type (``float`` in a float32 build, ``double`` otherwise).
+    """
+    return {get_array_name(var): c_data_type(var.dtype) for var in variables.values() if isinstance(var, ArrayVariable)}
+
+
 class ConvLoopCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
-    templater = package_templater(conv_code_lines=conv_code_lines, conv_channel_last=conv_channel_last)
+    templater = package_templater(conv_code_lines=conv_code_lines, conv_channel_last=conv_channel_last,
+                                  array_c_types=array_c_types)
 
 
 #: output channels whose forward sums ``conv_forward_sum`` builds up together (a block's inputs are read once):

@@ -23,13 +23,16 @@
 {% extends 'common_group.cpp' %}
 
 {% block maincode %}
+    {% set _float = c_data_type(_target_var.dtype) %}  {# the sums: in the target's own C type #}
     {% set _target_var_array = get_array_name(_target_var) %}
     {% set _arrays = {'_synaptic_pre': get_array_name(variables['_synaptic_pre']),
                       '_synaptic_post': get_array_name(variables['_synaptic_post']),
                       'in_idx': get_array_name(variables['in_idx'])} %}
     {% set _inputs = {} %}
+    {% set _copy_types = {} %}
     {% for _name in conv_inputs %}
     {% set _ = _inputs.update({get_array_name(variables[_name]): '_in_pad' ~ loop.index0}) %}
+    {% set _ = _copy_types.update({'_in_pad' ~ loop.index0: c_data_type(variables[_name].dtype)}) %}
     {% endfor %}
     const int _c_out = {{conv.c_out}}, _c_in = {{conv.c_in}}, _k = {{conv.k}};
     const int _h = {{conv.h}}, _w = {{conv.w}}, _h_full = {{conv.h_full}}, _w_full = {{conv.w_full}};
@@ -37,7 +40,7 @@
     const int _h_pad = _h + 2 * _pad, _w_pad = _w + 2 * _pad;
     // zero-padded copies of the inputs read at in_idx (the border stays 0: static storage, never written)
     {% for _array, _copy in _inputs.items() %}
-    static double {{_copy}}[{{conv.c_in * (conv.h + 2 * conv.pad) * (conv.w + 2 * conv.pad)}}];
+    static {{_copy_types[_copy]}} {{_copy}}[{{conv.c_in * (conv.h + 2 * conv.pad) * (conv.w + 2 * conv.pad)}}];
     for (int _c = 0; _c < _c_in; _c++)
         for (int _y = 0; _y < _h; _y++)
             for (int _x = 0; _x < _w; _x++)
@@ -47,9 +50,9 @@
     const int _block = {{conv_block}};
     {% set _in_registers = conv_block * conv.h_full * conv.w_full <= register_tile %}
     {% if conv.k > 1 and tap_block * conv.h_full * conv.w_full > 8192 %}
-    static double _acc[{{tap_block * conv.h_full * conv.w_full}}];  // the sums of one block of output channels
+    static {{_float}} _acc[{{tap_block * conv.h_full * conv.w_full}}];  // the sums of one block of output channels
     {% elif conv.k == 1 and not _in_registers %}
-    static double _acc[{{conv_block * conv.h_full * conv.w_full}}];  // the sums of one block of output channels
+    static {{_float}} _acc[{{conv_block * conv.h_full * conv.w_full}}];  // the sums of one block of output channels
     {% endif %}
     const size_t _vectorisation_idx = -1;
     {{scalar_code|autoindent}}
@@ -64,7 +67,7 @@
     for (int _o0 = 0; _o0 < _c_out; _o0 += _tap_block)
     {
         {% if _acc_local %}
-        double _acc[{{tap_block * conv.h_full * conv.w_full}}];  // at most 64 kB: in the L1/L2 cache
+        {{_float}} _acc[{{tap_block * conv.h_full * conv.w_full}}];  // at most 64 kB: in the L1/L2 cache
         {% endif %}
         for (int _t = 0; _t < _tap_block * _plane; _t++)
             _acc[_t] = 0;
@@ -79,7 +82,7 @@
             for (int _x = 0; _x < _w_full; _x++)
             {
                 // the block's sums of unit (y, x) in registers over the k taps of kernel row a
-                double _sum[{{tap_block}}];
+                {{_float}} _sum[{{tap_block}}];
                 #pragma GCC unroll 16
                 for (int _i = 0; _i < _tap_block; _i++)
                     _sum[_i] = _acc[(_i * _h_full + _y) * _w_full + _x];
@@ -114,7 +117,7 @@
     {
         {% if _in_registers %}
         // small enough for the registers: a local array of fixed size, fully unrolled loops
-        double _acc[{{conv_block * conv.h_full * conv.w_full}}];
+        {{_float}} _acc[{{conv_block * conv.h_full * conv.w_full}}];
         {% endif %}
         for (int _t = 0; _t < _block * _plane; _t++)
             _acc[_t] = 0;
@@ -128,7 +131,7 @@
         {
             const int _o = _o0 + _i;
             const int32_t _presynaptic_idx = ((_o * _c_in + _c) * _k + _a) * _k + _e;
-            double* __restrict const _acc_o = _acc + _i * _plane;  // restrict: the kernel element stays in a register
+            {{_float}}* __restrict const _acc_o = _acc + _i * _plane;  // restrict: the kernel element stays in a register
             for (int _y = 0; _y < _h_full; _y++)
             {
                 const int32_t _row_post = (_o * _h_full + _y) * _w_full;
