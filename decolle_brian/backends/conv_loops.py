@@ -53,6 +53,7 @@ import re
 import weakref
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from brian2.codegen.generators.cpp_generator import c_data_type
 from brian2.core.variables import ArrayVariable
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
@@ -175,6 +176,14 @@ REGISTER_TILE = 320
 #: input channels per register tile of the 1 x 1 kernel gradient (a block of 4 x 32 sums: 16 AVX-512 registers;
 #: measured 1.3x over one channel at a time, the same sums; wider tiles spill)
 GEMM_TILE = 32
+#: bytes of a value -> input channels per register tile of the 1 x 1 kernel gradient: float32 twice as many, the same
+#: 16 AVX-512 registers
+GEMM_TILES = {8: GEMM_TILE, 4: 2 * GEMM_TILE}
+#: bytes of a value -> values per row of the 1 x 1 forward sum's copy and register tile (the row padded to a multiple
+#: with zeros): float32 rows of 72 (the batched dense layer at batch 72) leave GCC a remainder of 8 lanes that it
+#: vectorises badly (float32 slower than float64 in a standalone copy of the loop, 2.66 against 2.06 ms per sum);
+#: padded to 80: 0.8 ms. float64 keeps its rows as measured (72: whole AVX-512 registers already)
+ROW_LANES = {4: 16, 8: 1}
 #: output channels of a block of the register-tap forward sum (kernels of k > 1): a unit's sums of the block over
 #: a kernel row's taps stay in registers. DvsGesture conv 3 (128 -> 128, 7 x 7, 16 x 16) in a standalone copy of
 #: the loops, CPU ms per sum: 8 3.9, 4 8.1-8.2 (GCC vectorises 4 worse), 16 4.9-5.1; tap per row (block 4) 13
@@ -250,12 +259,14 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
             check_forward_padding(name, updater.expression.code, inputs)
         updater.template = ("conv_gradient_sum" if onto_kernel else "conv_forward_sum") + suffix
         updater.codeobj_class = ConvLoopCodeObject
+        size = np.dtype(updater.target_var.dtype).itemsize  # 8: float64, 4: float32 (network.precision)
         updater.template_kwds = {**updater.template_kwds, "conv": asdict(geometry),
                                  "skip_zero": skip_zero if onto_kernel else None,
                                  "gate": gate if onto_kernel else None, "conv_inputs": inputs,
                                  "conv_block": channel_block(geometry.c_out), "register_tile": REGISTER_TILE,
-                                 "gemm_tile": GEMM_TILE, "tap_block": channel_block(geometry.c_out, TAP_BLOCK),
+                                 "gemm_tile": GEMM_TILES[size], "tap_block": channel_block(geometry.c_out, TAP_BLOCK),
                                  "grad_tile": GRAD_TILE, "grad_lanes": GRAD_LANES,
+                                 "row_lanes": ROW_LANES[size],
                                  "zero_input": zero_input if onto_kernel else None}
         extra = [name for name in (skip_zero, gate) if name] if onto_kernel else []
         updater.needed_variables = [*updater.needed_variables, "_synaptic_pre", "_synaptic_post", "in_idx", *extra]
