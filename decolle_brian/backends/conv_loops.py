@@ -43,6 +43,12 @@ runs along a row of (x, b) values (vectorised), adding the k taps of a kernel ro
 (one load and store per unit and kernel row, not per tap); the gradient is the loop above summed over positions
 and samples (units (y, x, b) row-major, a fixed order). Batch 1 uses the templates above.
 
+Precision (``NetworkSpec.precision``, docs/batch.md "float32"): the templates' copies and sums take the variables'
+own C type (``c_data_type``: ``double``, or ``float`` in a float32 build), so a float32 build computes in float
+with twice the vector lanes. Register tiles sized for float64 are resized for float32 where measured
+(:data:`ROW_LANES`: the 1 x 1 forward sum's rows padded to whole registers, the extra lanes summing zeros that are
+never read; :data:`GEMM_TILES`); float64 builds keep their loops.
+
 Memory: nothing per synapse; the kernel, the units and the code. brian2cuda and the runtime device keep the
 explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolution`).
 """
