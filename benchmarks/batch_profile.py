@@ -4,12 +4,14 @@ The network of benchmarks/batch.py (dense 2048-500-500, T = 300, Bernoulli input
 lr 1e-3 after burn-in 60), C++ standalone with ``profile=True``, one warm-up run then one profiled run; prints
 the code objects that take the time, most expensive first, and the share of each.
 
-    .venv/bin/python benchmarks/batch_profile.py [--batch 72] [--mode exact] [--threads 1] [--out /tmp/decolle-bench]
+    .venv/bin/python benchmarks/batch_profile.py [--batch 72] [--mode exact] [--threads 1] [--precision float32]
+        [--out /tmp/decolle-bench]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -31,11 +33,15 @@ def main() -> None:
     parser.add_argument("--optimizer", default="adamax")
     parser.add_argument("--activity", type=float, default=0.02)
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads of the binary")
+    parser.add_argument("--precision", default="float64", help="network.precision (float64 or float32)")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", default="/tmp/decolle-bench")
     args = parser.parse_args()
-    spec = dense_spec(args.mode, batch_size=args.batch, optimizer=args.optimizer, lr=LR, burnin=BURNIN)
-    build_dir = Path(args.out) / "build" / f"profile-batch{args.batch}-{args.mode}-{args.optimizer}-{args.threads}t"
+    spec = dataclasses.replace(dense_spec(args.mode, batch_size=args.batch, optimizer=args.optimizer, lr=LR,
+                                          burnin=BURNIN), precision=args.precision)
+    suffix = "" if args.precision == "float64" else f"-{args.precision}"
+    build_dir = (Path(args.out) / "build"
+                 / f"profile-batch{args.batch}-{args.mode}-{args.optimizer}-{args.threads}t{suffix}")
     started = time.time()
     sim = Simulator(spec, T, device="cpp_standalone", threads=args.threads, build_dir=build_dir,
                     profile=True)

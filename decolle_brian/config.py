@@ -33,9 +33,12 @@ from decolle_brian.errors import ConfigError
 from decolle_brian.names import (
     ADAMAX_EVENT_BATCH_REASON,
     BATCHES_BUILT,
+    DEFAULT_PRECISION,
     DEFAULT_RUNTIME_TARGET,
     DEVICES,
     MODES,
+    PRECISION_DEVICES,
+    PRECISIONS,
     RUNTIME_TARGETS,
 )
 from decolle_brian.network.spec import (
@@ -132,6 +135,18 @@ class NetworkTable(Table):
         description="hidden layers: sizes of dense layers, or tables {kind='conv', channels, kernel, padding, pool}")
     mode: Literal[MODES] = Field("exact", description="'exact': every synapse every step; 'event': work driven by "
                                  "spikes, dense layers, Adamax per sample (docs/event_driven.md)")
+    precision: Literal[PRECISIONS] = Field(DEFAULT_PRECISION, description="floating-point type of the compiled "
+                                           "network's state and arithmetic: 'float64', or 'float32' (the same model "
+                                           "in single precision, about 1e-5 relative from float64; device "
+                                           "cpp_standalone only; docs/batch.md)")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_precision(self, handler) -> dict:
+        # float64 is not written: a resolved configuration (and a run folder's config.toml) stays as before the key
+        data = handler(self)
+        if data.get("precision") == DEFAULT_PRECISION:
+            del data["precision"]
+        return data
 
 
 _TAUS = {"tau_mem_ms": "alpha", "tau_syn_ms": "beta", "tau_ref_ms": "alpharp"}
@@ -236,6 +251,17 @@ class Config(Table):
     training: TrainingTable = Field(default_factory=TrainingTable, description="training loop")
     device: DeviceTable = Field(default_factory=DeviceTable, description="Brian2 device")
     recording: RecordingTable = Field(default_factory=RecordingTable, description="recordings")
+
+    @model_validator(mode="after")
+    def _precision_where_built(self) -> Config:
+        # names.PRECISION_DEVICES: which devices build which precision
+        precision, device = self.network.precision, self.device.name
+        if device not in PRECISION_DEVICES[precision]:
+            raise _keyed("network.precision", f"network.precision = {precision!r} is not built on device.name = "
+                         f"{device!r} (only on {' or '.join(map(repr, PRECISION_DEVICES[precision]))}); set "
+                         f"network.precision = {DEFAULT_PRECISION!r} or device.name = "
+                         f"{PRECISION_DEVICES[precision][0]!r}")
+        return self
 
     @model_validator(mode="after")
     def _batches_where_built(self) -> Config:
@@ -456,6 +482,7 @@ def network_spec(config: dict, n_inputs: int, n_classes: int, input_shape: tuple
                                   surrogate_params=tuple(sorted(learning["surrogate_params"].items()))),
             input_shape=tuple(input_shape) if input_shape is not None else None,
             mode=config["network"]["mode"], batch_size=config["training"].get("batch_size", ONLINE_BATCH),
+            precision=config["network"].get("precision", DEFAULT_PRECISION),
         )
         spec.validate()
     except SpecError as exc:

@@ -15,11 +15,13 @@ older standalone :class:`Simulator` of the same process cannot run any more (it 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from brian2 import Network
+from brian2 import Network, prefs
 
 from decolle_brian.backends import (
     DEVICES,
@@ -32,7 +34,7 @@ from decolle_brian.backends import (
 )
 from decolle_brian.derivation import derive, loss_function
 from decolle_brian.errors import DeviceError
-from decolle_brian.names import DEFAULT_RUNTIME_TARGET
+from decolle_brian.names import DEFAULT_PRECISION, DEFAULT_RUNTIME_TARGET, PRECISION_DEVICES
 from decolle_brian.network.builder import BrianNetwork, Probes
 from decolle_brian.network.chunks import ChunkInputs, DropoutMasks
 from decolle_brian.network.params import check_params
@@ -72,6 +74,33 @@ def check_runnable(device: str) -> None:
     <decolle_brian.backends.base.Backend.check_runnable>`)."""
     check_toolchain(device)
     backend_class(device).check_runnable()
+
+
+def check_precision(spec: NetworkSpec, device: str) -> None:
+    """Raise :class:`DeviceError` when ``device`` does not build ``spec.precision`` (names.PRECISION_DEVICES)."""
+    built_on = PRECISION_DEVICES[spec.precision]
+    if device not in built_on:
+        raise DeviceError(f"network.precision = {spec.precision!r} is not built on the {device} device (only on "
+                          f"{' or '.join(built_on)}); set network.precision = {DEFAULT_PRECISION!r} or use "
+                          f"device.name = {built_on[0]!r}")
+
+
+@contextmanager
+def float_precision(precision: str) -> Iterator[None]:
+    """Brian's ``core.default_float_dtype`` set to ``precision`` while a network is built and its code generated,
+    then restored.
+
+    Every floating-point variable that Brian creates meanwhile (state variables, shared constants, the summed
+    variables' targets) takes that dtype, and with it its arrays, the C type of the generated code and of the
+    files the binary reads and writes; TimedArrays stay float64 (Brian's own), so the packed per-step inputs
+    (:mod:`decolle_brian.network.packed`, 48 bits per word) are exact in either precision.
+    """
+    saved = prefs.core.default_float_dtype
+    prefs.core.default_float_dtype = np.dtype(precision).type
+    try:
+        yield
+    finally:
+        prefs.core.default_float_dtype = saved
 
 
 @dataclass(frozen=True)
@@ -123,6 +152,7 @@ class Simulator:
                  probes: tuple[str, ...] | Probes = (), profile: bool = False):
         spec.validate()
         backend_type = backend_class(device)
+        check_precision(spec, device)
         if not isinstance(threads, int) or threads < 1:
             raise DeviceError(f"threads must be a positive integer, got {threads!r}")
         backend_type.check_toolchain()
@@ -132,10 +162,11 @@ class Simulator:
         self.backend: Backend = backend_type(threads=threads, runtime_target=runtime_target, profile=profile)
         self.backend.activate(spec, chunk_steps, Probes.of(probes).tag(), build_dir)
         self.build_dir = self.backend.build_dir
-        self.net = BrianNetwork(spec, self.rule, chunk_steps, probes=Probes.of(probes), codegen=self.backend)
-        self.network = Network(self.net.all_objects())
-        self.backend.read_back = self.net.read_back()  # a standalone binary writes only these after a run
-        self.backend.prepare(self.network, self.net.namespace, chunk_steps)
+        with float_precision(spec.precision):  # the objects and their code in the spec's precision
+            self.net = BrianNetwork(spec, self.rule, chunk_steps, probes=Probes.of(probes), codegen=self.backend)
+            self.network = Network(self.net.all_objects())
+            self.backend.read_back = self.net.read_back()  # a standalone binary writes only these after a run
+            self.backend.prepare(self.network, self.net.namespace, chunk_steps)
         #: wall seconds of the last :meth:`run_chunk`'s parts: ``inputs`` (checking and converting the inputs and
         #: parameters for the device; not the time of inputs prepared ahead by :meth:`prepare_inputs`),
         #: ``device`` (the backend's run: files written, binary run, its results
@@ -189,7 +220,9 @@ class Simulator:
             files=prepared_inputs.files,
         )
         prepared = time.perf_counter()
-        self.backend.run(self.network, net.namespace, self.chunk_steps, values)
+        # Brian's check of the state after a run compares it with 1e50, beyond float32 (a cast warning, nothing else)
+        with np.errstate(over="ignore"):
+            self.backend.run(self.network, net.namespace, self.chunk_steps, values)
         ran = time.perf_counter()
         new_params = {key: np.array(binding.from_brian(np.asarray(getattr(binding.view_owner, binding.variable)[:])))
                       for key, binding in net.bindings.items()}

@@ -38,8 +38,17 @@ ADAMAX_EVENT_BATCH_REASON = (
 DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
 #: code generation targets of the runtime device
 RUNTIME_TARGETS = ("numpy", "cython")
+
 #: numpy: no C compile before the first step (the runtime device is for small and debugging runs)
 DEFAULT_RUNTIME_TARGET = "numpy"
+
+#: floating-point precision of a compiled network's state and arithmetic (``network.precision``), the default first
+PRECISIONS = ("float64", "float32")
+DEFAULT_PRECISION = PRECISIONS[0]
+#: precision -> the devices that build it (docs/batch.md, "float32"): the one statement of it, checked by the
+#: configuration and by the Simulator. float32 needs this package's C++ loops in single precision; the runtime
+#: device (NumPy/Cython code mixing float64 inputs and constants) and brian2cuda are not built or tested for it
+PRECISION_DEVICES = {"float64": DEVICES, "float32": ("cpp_standalone",)}
 
 #: simulation time step (ms): every per-step decay is exp(-DT_MS / tau)
 DT_MS = 1.0

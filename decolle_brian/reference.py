@@ -218,16 +218,17 @@ def surrogate_grad(
     Returns
     -------
     ndarray
-        ``sigma'(u)``, same shape as ``u``.
+        ``sigma'(u)``, same shape as ``u``; float32 for a float32 ``u``, float64 otherwise.
     """
-    u = np.asarray(u, dtype=float)
+    u = np.asarray(u)
+    u = u.astype(np.result_type(u.dtype, np.float32), copy=False)  # float32 stays float32, the rest float64
     defaults = SURROGATE_DEFAULTS.get(surrogate, {})
     slope = defaults.get("slope") if slope is None else slope
     width = defaults.get("width") if width is None else width
     if surrogate == "fast_sigmoid":
         return 1.0 / (slope * np.abs(u) + 1.0) ** 2
     if surrogate == "boxcar":
-        return ((u > -width / 2) & (u <= width / 2)).astype(float)
+        return ((u > -width / 2) & (u <= width / 2)).astype(u.dtype)
     if surrogate == "sigmoid":
         sg = expit(slope * u)
         return slope * sg * (1.0 - sg)

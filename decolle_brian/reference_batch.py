@@ -119,6 +119,7 @@ def run_batch(
     eps: float = 1e-8,
     opt_state: list | None = None,
     masks: list[np.ndarray] | None = None,
+    dtype: type = np.float64,
 ) -> dict:
     """Simulate a batch of B samples side by side, optionally learning on the batch-mean gradient.
 
@@ -143,6 +144,12 @@ def run_batch(
         Adamax state per layer (one per parameter, shared by the batch), continued and updated in place.
     masks : list of (ndarray or None) or None
         Per layer, shape ``(T, B, n_out)`` dropout multipliers of each sample's readout path. None: no dropout.
+    dtype : {numpy.float64, numpy.float32}
+        Floating-point type of the whole simulation: the state (Q, P, R, S, U), the inputs, targets, masks and
+        the constants are of this type and every operation rounds to it (NumPy keeps float32 x float32 in float32
+        and takes Python floats as float32). For float32 the layers' parameters and ``opt_state`` must already be
+        float32 (they are updated in place; ValueError otherwise). float32 is the oracle of a
+        ``network.precision = "float32"`` build: the same equations in single precision.
 
     Returns
     -------
@@ -164,7 +171,17 @@ def run_batch(
             raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
     _check_chain(layers)
     n_layers = len(layers)
-    counts = np.asarray(counts, dtype=float)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    for l, layer in enumerate(layers if dtype == np.float32 else []):  # float64: any parameters, as before
+        names = ("K" if isinstance(layer, ConvLayer) else "W", "b", "G", "g")
+        wrong = [name for name in names if np.asarray(getattr(layer, name)).dtype != dtype]
+        if wrong:
+            raise ValueError(f"layer {l}: parameters {wrong} are not {dtype} (give them in the simulation's dtype)")
+    # the constants as values of the dtype (float32: alpha as a float32 network stores it)
+    c = Constants(*(float(dtype.type(value)) for value in (c.alpha, c.beta, c.alpharp, c.wrp)))
+    counts = np.asarray(counts, dtype=dtype)
     if counts.ndim < 3:
         raise ValueError(f"counts must be (B, T, inputs...), got shape {counts.shape}")
     n_batch, n_steps = counts.shape[:2]
@@ -191,7 +208,7 @@ def run_batch(
         for label in labels:
             if not 0 <= label < n_classes:
                 raise ValueError(f"label {label} out of range for {n_classes} classes")
-        targets = np.zeros((n_batch, n_classes))
+        targets = np.zeros((n_batch, n_classes), dtype=dtype)
         targets[np.arange(n_batch), labels] = 1.0
 
     if opt_state is None:
@@ -201,19 +218,21 @@ def run_batch(
     if optimizer == "adamax":
         for st, layer, cv in zip(opt_state, layers, is_conv, strict=True):
             key, param = ("K", layer.K) if cv else ("W", layer.W)
-            st.setdefault(key, np.zeros(param.shape))
-            st.setdefault("b", np.zeros(layer.b.shape))
+            st.setdefault(key, np.zeros(param.shape, dtype=dtype))
+            st.setdefault("b", np.zeros(layer.b.shape, dtype=dtype))
             if st[key].shape != param.shape or st["b"].shape != layer.b.shape:
                 raise ValueError("opt_state arrays do not match the layer shapes")
+            if dtype == np.float32 and (st[key].dtype != dtype or st["b"].dtype != dtype):
+                raise ValueError(f"opt_state arrays are not {dtype}")
 
     # State at the start of the batch: all zero, one row per sample.
-    q = [np.zeros((n_batch, layer.n_in)) for layer in layers]
-    p = [np.zeros((n_batch, layer.n_in)) for layer in layers]
-    r = [np.zeros((n_batch, nf)) for nf in n_full]
-    s_prev = [np.zeros((n_batch, nf)) for nf in n_full]
+    q = [np.zeros((n_batch, layer.n_in), dtype=dtype) for layer in layers]
+    p = [np.zeros((n_batch, layer.n_in), dtype=dtype) for layer in layers]
+    r = [np.zeros((n_batch, nf), dtype=dtype) for nf in n_full]
+    s_prev = [np.zeros((n_batch, nf), dtype=dtype) for nf in n_full]
 
-    def zeros(n, dtype=float):
-        return [np.zeros((n_steps, n_batch, n_), dtype=dtype) for n_ in n]
+    def zeros(n, kind=dtype):
+        return [np.zeros((n_steps, n_batch, n_), dtype=kind) for n_ in n]
 
     rec = {
         "spikes": zeros([layer.n_out for layer in layers], np.int64),
@@ -237,7 +256,7 @@ def run_batch(
             p[l] = c.alpha * p[l] + (1.0 - c.alpha) * q[l]
             q[l] = c.beta * q[l] + (1.0 - c.beta) * s_in
             r[l] = c.alpharp * r[l] - (1.0 - c.alpharp) * c.wrp * s_prev[l]
-            s_out_all = np.zeros((n_batch, layer.n_out))
+            s_out_all = np.zeros((n_batch, layer.n_out), dtype=dtype)
             for b in range(n_batch):
                 # Matrix products per sample: each row is the online forward of its sample with the shared weights.
                 if is_conv[l]:
@@ -248,12 +267,12 @@ def run_batch(
                 else:
                     u_full = layer.W @ p[l][b] + layer.b + r[l][b]
                     u_out = u_full
-                s_full = (u_full > 0).astype(float)
-                s_out = (u_out > 0).astype(float) if is_conv[l] else s_full
+                s_full = (u_full > 0).astype(dtype)
+                s_out = (u_out > 0).astype(dtype) if is_conv[l] else s_full
                 s_prev[l][b] = s_full
                 s_out_all[b] = s_out
 
-                m = masks[l][t, b] if masks[l] is not None else None
+                m = np.asarray(masks[l][t, b], dtype=dtype) if masks[l] is not None else None
                 y = layer.G @ (s_out if m is None else m * s_out) + layer.g
                 rec["u"][l][t, b] = u_out
                 rec["u_full"][l][t, b] = u_full

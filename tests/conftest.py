@@ -45,7 +45,8 @@ def import_or_skip(module: str, why: str):
 #: hands whole files to the workers in collection order; starting the longest first keeps one worker from
 #: beginning a long file while the other has nothing left (longest-processing-time-first scheduling).
 LONGEST_FIRST = ("test_cuda.py", "test_event_driven.py", "test_equivalence.py", "test_conv.py",
-                 "test_conv_event.py", "test_batch.py", "test_event_batch.py", "test_nir.py", "test_experiment.py",
+                 "test_conv_event.py", "test_batch.py", "test_precision.py", "test_event_batch.py", "test_nir.py",
+                 "test_experiment.py",
                  "test_docs.py", "test_sweep.py", "test_recording.py", "test_plotting.py", "test_devices.py",
                  "test_learning.py", "test_api.py")
 

@@ -43,6 +43,12 @@ runs along a row of (x, b) values (vectorised), adding the k taps of a kernel ro
 (one load and store per unit and kernel row, not per tap); the gradient is the loop above summed over positions
 and samples (units (y, x, b) row-major, a fixed order). Batch 1 uses the templates above.
 
+Precision (``NetworkSpec.precision``, docs/batch.md "float32"): the templates' copies and sums take the variables'
+own C type (``c_data_type``: ``double``, or ``float`` in a float32 build), so a float32 build computes in float
+with twice the vector lanes. Register tiles sized for float64 are resized for float32 where measured
+(:data:`ROW_LANES`: the 1 x 1 forward sum's rows padded to whole registers, the extra lanes summing zeros that are
+never read; :data:`GEMM_TILES`); float64 builds keep their loops.
+
 Memory: nothing per synapse; the kernel, the units and the code. brian2cuda and the runtime device keep the
 explicit synapse list (:meth:`decolle_brian.network.hooks.CodeGeneration.convolution`).
 """
@@ -53,6 +59,9 @@ import re
 import weakref
 from dataclasses import asdict, dataclass
 
+import numpy as np
+from brian2.codegen.generators.cpp_generator import c_data_type
+from brian2.core.variables import ArrayVariable
 from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
 
 from decolle_brian.backends.templating import package_templater
@@ -149,10 +158,20 @@ def conv_channel_last(code_lines, arrays: dict) -> tuple[list[str], dict, dict]:
     return lines, copies[0], copies[1]
 
 
+def array_c_types(variables: dict, get_array_name) -> dict[str, str]:
+    """C type of every array variable of a code object, by its array name (``c_data_type`` of its dtype).
+
+    For the copies that a template makes of arrays it knows only by name (:func:`conv_channel_last`'s): each
+    copy takes its array's own type (``float`` in a float32 build, ``double`` otherwise).
+    """
+    return {get_array_name(var): c_data_type(var.dtype) for var in variables.values() if isinstance(var, ArrayVariable)}
+
+
 class ConvLoopCodeObject(CPPStandaloneCodeObject):
     """C++ standalone code object that also finds this package's templates."""
 
-    templater = package_templater(conv_code_lines=conv_code_lines, conv_channel_last=conv_channel_last)
+    templater = package_templater(conv_code_lines=conv_code_lines, conv_channel_last=conv_channel_last,
+                                  array_c_types=array_c_types)
 
 
 #: output channels whose forward sums ``conv_forward_sum`` builds up together (a block's inputs are read once):
@@ -163,6 +182,14 @@ REGISTER_TILE = 320
 #: input channels per register tile of the 1 x 1 kernel gradient (a block of 4 x 32 sums: 16 AVX-512 registers;
 #: measured 1.3x over one channel at a time, the same sums; wider tiles spill)
 GEMM_TILE = 32
+#: bytes of a value -> input channels per register tile of the 1 x 1 kernel gradient: float32 twice as many, the same
+#: 16 AVX-512 registers
+GEMM_TILES = {8: GEMM_TILE, 4: 2 * GEMM_TILE}
+#: bytes of a value -> values per row of the 1 x 1 forward sum's copy and register tile (the row padded to a multiple
+#: with zeros): float32 rows of 72 (the batched dense layer at batch 72) leave GCC a remainder of 8 lanes that it
+#: vectorises badly (float32 slower than float64 in a standalone copy of the loop, 2.66 against 2.06 ms per sum);
+#: padded to 80: 0.8 ms. float64 keeps its rows as measured (72: whole AVX-512 registers already)
+ROW_LANES = {4: 16, 8: 1}
 #: output channels of a block of the register-tap forward sum (kernels of k > 1): a unit's sums of the block over
 #: a kernel row's taps stay in registers. DvsGesture conv 3 (128 -> 128, 7 x 7, 16 x 16) in a standalone copy of
 #: the loops, CPU ms per sum: 8 3.9, 4 8.1-8.2 (GCC vectorises 4 worse), 16 4.9-5.1; tap per row (block 4) 13
@@ -238,12 +265,14 @@ def conv_loops(synapses, geometry: ConvGeometry, gradient: str, skip_zero: str |
             check_forward_padding(name, updater.expression.code, inputs)
         updater.template = ("conv_gradient_sum" if onto_kernel else "conv_forward_sum") + suffix
         updater.codeobj_class = ConvLoopCodeObject
+        size = np.dtype(updater.target_var.dtype).itemsize  # 8: float64, 4: float32 (network.precision)
         updater.template_kwds = {**updater.template_kwds, "conv": asdict(geometry),
                                  "skip_zero": skip_zero if onto_kernel else None,
                                  "gate": gate if onto_kernel else None, "conv_inputs": inputs,
                                  "conv_block": channel_block(geometry.c_out), "register_tile": REGISTER_TILE,
-                                 "gemm_tile": GEMM_TILE, "tap_block": channel_block(geometry.c_out, TAP_BLOCK),
+                                 "gemm_tile": GEMM_TILES[size], "tap_block": channel_block(geometry.c_out, TAP_BLOCK),
                                  "grad_tile": GRAD_TILE, "grad_lanes": GRAD_LANES,
+                                 "row_lanes": ROW_LANES[size],
                                  "zero_input": zero_input if onto_kernel else None}
         extra = [name for name in (skip_zero, gate) if name] if onto_kernel else []
         updater.needed_variables = [*updater.needed_variables, "_synaptic_pre", "_synaptic_post", "in_idx", *extra]

@@ -29,6 +29,7 @@ from brian2.utils.stringtools import word_substitute
 from decolle_brian.derivation import DerivedRule
 from decolle_brian.emission import dense_code
 from decolle_brian.equations_io import load_model
+from decolle_brian.names import DEFAULT_PRECISION
 from decolle_brian.network import catalog  # noqa: F401 - every layer builder and mode registers
 from decolle_brian.network.batch import BATCHED_DENSE
 from decolle_brian.network.hooks import CodeGeneration
@@ -103,6 +104,11 @@ class BrianNetwork:
         self.namespace = {
             "n_classes": float(n_classes), "beta2": spec.learning.beta2, "eps": spec.learning.eps,
         }
+        if spec.precision != DEFAULT_PRECISION:
+            # compiled-in constants of the spec's type (Brian gives a Python float a double): float32 code
+            # then computes in float32 (float64 builds keep their Python floats, code unchanged)
+            real = np.dtype(spec.precision).type
+            self.namespace = {name: real(value) for name, value in self.namespace.items()}
         # per-chunk inputs
         # the input counts as the device sends them (generic: a packed TimedArray, network/packed.py)
         self.counts = self.codegen.input_counts("counts_in", chunk_steps, spec.n_inputs * batch)

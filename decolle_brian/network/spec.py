@@ -16,7 +16,17 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError
 
 from decolle_brian.errors import SpecError
-from decolle_brian.names import ADAMAX_EVENT_BATCH_REASON, BATCHES_BUILT, DT_MS, LOSSES, MODES, OPTIMIZERS, SURROGATES
+from decolle_brian.names import (
+    ADAMAX_EVENT_BATCH_REASON,
+    BATCHES_BUILT,
+    DEFAULT_PRECISION,
+    DT_MS,
+    LOSSES,
+    MODES,
+    OPTIMIZERS,
+    PRECISIONS,
+    SURROGATES,
+)
 from decolle_brian.strict import Table, error_lines
 
 
@@ -292,6 +302,9 @@ class NetworkSpec:
     # samples simulated side by side with shared weights, one optimiser step per step on their mean gradient
     # (docs/batch.md); 1 = online learning. Compiled in: every layer holds batch_size x n units.
     batch_size: int = 1
+    # floating-point type of the compiled network's state and arithmetic: "float64" or "float32" (docs/batch.md,
+    # "float32"; C++ standalone only, names.PRECISION_DEVICES). Compiled in: another build folder
+    precision: str = DEFAULT_PRECISION
 
     def validate(self) -> NetworkSpec:
         """Check every field; raise :class:`SpecError` naming the first bad one. Returns self."""
@@ -332,6 +345,9 @@ class NetworkSpec:
             check_event_neuron(self.neuron)
         _check(isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool) and self.batch_size >= 1,
                "network.batch_size", f"must be an integer >= 1, got {self.batch_size!r}")
+        _check(self.precision in PRECISIONS, "network.precision",
+               f"unknown precision {self.precision!r}; choose one of {list(PRECISIONS)} (float32: the same model in "
+               "single precision, C++ standalone only; docs/batch.md)")
         if self.batch_size > 1:
             # the batched network exists where names.BATCHES_BUILT says (docs/batch.md, docs/event_driven.md
             # 'Batches' say why not elsewhere)
@@ -365,5 +381,7 @@ class NetworkSpec:
             "beta2": learning.beta2, "eps": learning.eps, "dropout": learning.dropout > 0,
             **({"mode": self.mode} if self.mode != "exact" else {}),  # exact builds keep their names
             **({"batch_size": self.batch_size} if self.batch_size != 1 else {}),  # online builds keep theirs
+            # float64 builds keep their names; a float32 build is another folder
+            **({"precision": self.precision} if self.precision != DEFAULT_PRECISION else {}),
         }
         return hashlib.sha1(json.dumps(structure, sort_keys=True).encode()).hexdigest()[:12]

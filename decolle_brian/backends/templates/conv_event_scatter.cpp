@@ -14,7 +14,7 @@
    block narrower where c_out is not a multiple), event,
    tap, output channel of the block (32: consecutive events, of the same input channel at neighbouring
    positions, share the block's kernel slice and most unit rows), with the kernel copy's rows padded by
-   kernel_row_pad doubles (no 4 KB aliasing between the kernel's loads and the units' stores): in a
+   kernel_row_pad values (no 4 KB aliasing between the kernel's loads and the units' stores): in a
    standalone copy of the loops, CPU ms per step, conv 2 (1,600 events) 0.85 -> 0.52, conv 3 (1,100 events)
    0.62 -> 0.44 (either change alone: no gain). Every unit still receives its events' terms in event order
    (one term per event), the same sums as before to the bit. #}
@@ -26,6 +26,7 @@
                       '_synaptic_post': get_array_name(variables['_synaptic_post']),
                       'k_idx': get_array_name(variables['k_idx'])} %}
     {% set _lines, _kernel, _units = conv_channel_last(vector_code, _arrays) %}
+    {% set _types = array_c_types(variables, get_array_name) %}  {# each copy in its array's own C type #}
     const int _c_out = {{conv.c_out}}, _c_in = {{conv.c_in}}, _k = {{conv.k}};
     // a row of the kernel's copy (one (c, a, e), all o) is padded: rows 1 KB apart (c_out = 128) put the kernel's
     // and the units' rows at equal addresses modulo 4 KB, where a load waits on an unrelated store
@@ -48,7 +49,7 @@
     if (_kernel_may_change)
         _kernel_stale = true;
     {% for _array, _copy in _kernel.items() %}
-    static double {{_copy}}[{{(conv.c_out + kernel_row_pad) * conv.c_in * conv.k * conv.k}}];
+    static {{_types[_array]}} {{_copy}}[{{(conv.c_out + kernel_row_pad) * conv.c_in * conv.k * conv.k}}];
     {% endfor %}
     if (_n_events > 0)
     {
@@ -66,7 +67,7 @@
     }
     // the full units' variables, channel-last [y][x][o] (blocks of conv_block channels, as the kernel)
     {% for _array, _copy in _units.items() %}
-    static double {{_copy}}[{{conv.c_out * conv.h_full * conv.w_full}}];
+    static {{_types[_array]}} {{_copy}}[{{conv.c_out * conv.h_full * conv.w_full}}];
     for (int _o0 = 0; _o0 < _c_out; _o0 += {{conv_block}})
         for (int _u = 0; _u < _plane; _u++)
             #pragma GCC unroll 16

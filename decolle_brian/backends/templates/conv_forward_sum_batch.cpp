@@ -13,13 +13,16 @@
 {% extends 'common_group.cpp' %}
 
 {% block maincode %}
+    {% set _float = c_data_type(_target_var.dtype) %}  {# the sums: in the target's own C type #}
     {% set _target_var_array = get_array_name(_target_var) %}
     {% set _arrays = {'_synaptic_pre': get_array_name(variables['_synaptic_pre']),
                       '_synaptic_post': get_array_name(variables['_synaptic_post']),
                       'in_idx': get_array_name(variables['in_idx'])} %}
     {% set _inputs = {} %}
+    {% set _copy_types = {} %}
     {% for _name in conv_inputs %}
     {% set _ = _inputs.update({get_array_name(variables[_name]): '_in_pad' ~ loop.index0}) %}
+    {% set _ = _copy_types.update({'_in_pad' ~ loop.index0: c_data_type(variables[_name].dtype)}) %}
     {% endfor %}
     const int _c_out = {{conv.c_out}}, _c_in = {{conv.c_in}}, _k = {{conv.k}};
     const int _h = {{conv.h}}, _w = {{conv.w}}, _h_full = {{conv.h_full}}, _w_full = {{conv.w_full}};
@@ -27,7 +30,7 @@
     const int _h_pad = _h + 2 * _pad, _w_pad = _w + 2 * _pad;
     // zero-padded copies of the inputs read at in_idx, [c][y][x][b] (the border stays 0: static, never written)
     {% for _array, _copy in _inputs.items() %}
-    static double {{_copy}}[{{conv.c_in * (conv.h + 2 * conv.pad) * (conv.w + 2 * conv.pad) * conv.batch}}];
+    static {{_copy_types[_copy]}} {{_copy}}[{{conv.c_in * (conv.h + 2 * conv.pad) * (conv.w + 2 * conv.pad) * conv.batch}}];
     for (int _c = 0; _c < _c_in; _c++)
         for (int _y = 0; _y < _h; _y++)
             for (int _xb = 0; _xb < _w * _B; _xb++)
@@ -50,7 +53,7 @@
         {
             const int32_t _postsynaptic_idx = _row_post + _xb;
             // the row's taps e in order, summed onto the unit in a register (one load and store per unit and row)
-            double _sum = {{_target_var_array}}[_postsynaptic_idx + {{_target_start}}];
+            {{_float}} _sum = {{_target_var_array}}[_postsynaptic_idx + {{_target_start}}];
             #pragma GCC unroll {{conv.k}}
             for (int _e = 0; _e < _k; _e++)
             {

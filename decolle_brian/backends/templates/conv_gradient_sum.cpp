@@ -22,13 +22,16 @@
 
 
 {% block maincode %}
+    {% set _float = c_data_type(_target_var.dtype) %}  {# the sums: in the target's own C type #}
     {% set _target_var_array = get_array_name(_target_var) %}
     {% set _arrays = {'_synaptic_pre': get_array_name(variables['_synaptic_pre']),
                       '_synaptic_post': get_array_name(variables['_synaptic_post']),
                       'in_idx': get_array_name(variables['in_idx'])} %}
     {% set _inputs = {} %}
+    {% set _copy_types = {} %}
     {% for _name in conv_inputs %}
     {% set _ = _inputs.update({get_array_name(variables[_name]): '_in_t' ~ loop.index0}) %}
+    {% set _ = _copy_types.update({'_in_t' ~ loop.index0: c_data_type(variables[_name].dtype)}) %}
     {% endfor %}
     const int _c_out = {{conv.c_out}}, _c_in = {{conv.c_in}}, _k = {{conv.k}};
     const int _h = {{conv.h}}, _w = {{conv.w}}, _h_full = {{conv.h_full}}, _w_full = {{conv.w_full}};
@@ -54,7 +57,7 @@
     {% if _padded %}
     // zero-padded, tile-major (the padded loop below): the tile of input channels from c0, width wd, is
     // [(y + pad) wp + x + pad][wd] at c0 hp wp; the padding is never written (static: 0)
-    static double {{_copy}}[{{conv.c_in * (conv.h + 2 * conv.pad) * (conv.w + 2 * conv.pad)}}];
+    static {{_copy_types[_copy]}} {{_copy}}[{{conv.c_in * (conv.h + 2 * conv.pad) * (conv.w + 2 * conv.pad)}}];
     for (int _c = 0; _c < _c_in; _c++)
     {
         const int _c0 = _c - _c % {{grad_lanes}};
@@ -66,7 +69,7 @@
     }
     {% elif _gemm %}
     // tile-major (the 1 x 1 loop below): the tile of input channels from c0, width wd, is [unit][wd] at c0 * units
-    static double {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
+    static {{_copy_types[_copy]}} {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
     for (int _c = 0; _c < _c_in; _c++)
     {
         const int _c0 = _c - _c % {{gemm_tile}};
@@ -76,7 +79,7 @@
     }
     {% else %}
     // channel-last (the bounded-tap loop below): [(y W + x) c_in + c]
-    static double {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
+    static {{_copy_types[_copy]}} {{_copy}}[{{conv.c_in * conv.h * conv.w}}];
     for (int _c = 0; _c < _c_in; _c++)
         for (int _i = 0; _i < _h * _w; _i++)
             {{_copy}}[_i * _c_in + _c] = {{_array}}[_c * _h * _w + _i];
@@ -103,7 +106,7 @@
         {{ openmp_pragma('parallel-static') }}
         for (int _o0 = 0; _o0 < _c_out; _o0 += {{conv_block}})
         {
-            double _acc[{{conv_block * _width}}];  // fixed size: kept in registers
+            {{_float}} _acc[{{conv_block * _width}}];  // fixed size: kept in registers
             for (int _t = 0; _t < {{conv_block * _width}}; _t++)
                 _acc[_t] = 0;
             for (int _u = 0; _u < _plane; _u++)
@@ -173,7 +176,7 @@
             const int _tile = _c0 * _hp * _wp;
             for (int _a = 0; _a < _k; _a++)
             {
-                double _acc[{{conv.k * _width}}];  // fixed size: kept in registers
+                {{_float}} _acc[{{conv.k * _width}}];  // fixed size: kept in registers
                 for (int _t = 0; _t < {{conv.k * _width}}; _t++)
                     _acc[_t] = 0;
                 // the units of the output rows whose kernel row a reads a padding row add only zeros: skipped
@@ -241,7 +244,7 @@
             {% for _width in [grad_tile] + ([_rest] if _rest else []) %}
             for (; _c0 + {{_width}} <= _c_in; _c0 += {{_width}})
             {
-                double _acc[{{_width}}];  // fixed size: kept in registers
+                {{_float}} _acc[{{_width}}];  // fixed size: kept in registers
                 for (int _c = 0; _c < {{_width}}; _c++)
                     _acc[_c] = 0;
                 for (int _j = 0; _j < _n_units; _j++)

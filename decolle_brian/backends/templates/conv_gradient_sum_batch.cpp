@@ -10,13 +10,16 @@
 {% extends 'common_group.cpp' %}
 
 {% block maincode %}
+    {% set _float = c_data_type(_target_var.dtype) %}  {# the sums: in the target's own C type #}
     {% set _target_var_array = get_array_name(_target_var) %}
     {% set _arrays = {'_synaptic_pre': get_array_name(variables['_synaptic_pre']),
                       '_synaptic_post': get_array_name(variables['_synaptic_post']),
                       'in_idx': get_array_name(variables['in_idx'])} %}
     {% set _inputs = {} %}
+    {% set _copy_types = {} %}
     {% for _name in conv_inputs %}
     {% set _ = _inputs.update({get_array_name(variables[_name]): '_in_t' ~ loop.index0}) %}
+    {% set _ = _copy_types.update({'_in_t' ~ loop.index0: c_data_type(variables[_name].dtype)}) %}
     {% endfor %}
     const int _c_out = {{conv.c_out}}, _c_in = {{conv.c_in}}, _k = {{conv.k}};
     const int _h = {{conv.h}}, _w = {{conv.w}}, _h_full = {{conv.h_full}}, _w_full = {{conv.w_full}};
@@ -34,12 +37,12 @@
     _target_written = true;
     // channel-last copies of the inputs read at in_idx, [y][x][b][c], and one output channel's gradient [a][e][c]
     {% for _array, _copy in _inputs.items() %}
-    static double {{_copy}}[{{conv.c_in * conv.h * conv.w * conv.batch}}];
+    static {{_copy_types[_copy]}} {{_copy}}[{{conv.c_in * conv.h * conv.w * conv.batch}}];
     for (int _c = 0; _c < _c_in; _c++)
         for (int _i = 0; _i < _h * _w * _B; _i++)
             {{_copy}}[_i * _c_in + _c] = {{_array}}[_c * _h * _w * _B + _i];
     {% endfor %}
-    static double _g_o[{{conv.k * conv.k * conv.c_in}}];
+    static {{_float}} _g_o[{{conv.k * conv.k * conv.c_in}}];
     const size_t _vectorisation_idx = -1;
     {{scalar_code|autoindent}}
 
@@ -64,7 +67,7 @@
                 for (int _a = _a0; _a < _a1; _a++)
                 for (int _e = _e0; _e < _e1; _e++)
                 {
-                    double* const _g_row = _g_o + (_a * _k + _e) * _c_in;
+                    {{_float}}* const _g_row = _g_o + (_a * _k + _e) * _c_in;
                     const int32_t _row_in = (((_y + _a - _pad) * _w + _x + _e - _pad) * _B + _b) * _c_in;
                     #pragma GCC ivdep
                     for (int _c = 0; _c < _c_in; _c++)

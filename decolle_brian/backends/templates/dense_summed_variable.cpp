@@ -7,6 +7,7 @@
 {% extends 'common_group.cpp' %}
 
 {% block maincode %}
+    {% set _float = c_data_type(_target_var.dtype) %}  {# the sums: in the target's own C type #}
     {# USES_VARIABLES { N, N_pre, N_post, _synaptic_pre, _synaptic_post } #}
     {% set _target_var_array = get_array_name(_target_var) %}
     {% set _pre_array = get_array_name(variables['_synaptic_pre']) %}
@@ -34,7 +35,7 @@
         {% endif %}
         const size_t _first = (size_t)_row_pre * _n_row;
         {% if _onto_pre %}
-        double _row_sum = 0;
+        {{_float}} _row_sum = 0;
         {% endif %}
         #pragma GCC ivdep
         for (int _k = 0; _k < _n_row; _k++)
