@@ -137,8 +137,9 @@ class NetworkTable(Table):
                                  "spikes, dense layers, Adamax per sample (docs/event_driven.md)")
     precision: Literal[PRECISIONS] = Field(DEFAULT_PRECISION, description="floating-point type of the compiled "
                                            "network's state and arithmetic: 'float64', or 'float32' (the same model "
-                                           "in single precision, about 1e-5 relative from float64; device "
-                                           "cpp_standalone only; docs/batch.md)")
+                                           "in single precision, about 1e-5 relative from float64; batched "
+                                           "dense networks in mode 'exact' on device cpp_standalone only; "
+                                           "docs/batch.md)")
 
     @model_serializer(mode="wrap")
     def _omit_default_precision(self, handler) -> dict:

@@ -24,6 +24,7 @@ from decolle_brian.config import network_spec, resolve
 from decolle_brian.devices import Simulator
 from decolle_brian.errors import ConfigError, DeviceError, SpecError
 from decolle_brian.network.batch import from_units, pack_batch
+from decolle_brian.network.spec import ConvLayerSpec, LearningSpec
 from decolle_brian.reference_batch import run_batch
 from decolle_brian.store import read_checkpoint, write_checkpoint
 
@@ -172,8 +173,23 @@ def test_bad_precision_is_refused_naming_the_key():
         Simulator(float32_spec("sgd"), T, device="runtime")
 
 
+@pytest.mark.parametrize("change, what", [
+    ({"batch_size": 1}, "batch_size 1"),
+    ({"mode": "event", "learning": LearningSpec(optimizer="sgd", lr=0.05, dropout=0.5)}, "mode 'event'"),
+    ({"n_inputs": 72, "input_shape": (2, 6, 6),
+      "layers": (ConvLayerSpec(channels=3, kernel=3, in_shape=(2, 6, 6), padding=1, pool=2),)}, "conv layers"),
+], ids=["batch-1", "event", "conv"])
+def test_float32_untested_combinations_are_refused(change, what):
+    # float32 is built where it is checked against the float32 oracle (batched dense, mode exact) and refused
+    # elsewhere, naming the key, what this network is, and the fix
+    spec = dataclasses.replace(float32_spec("sgd"), **change)
+    with pytest.raises(SpecError, match=rf"network\.precision: 'float32' is built for batched dense networks in mode "
+                                        rf"'exact' only.*{what}.*network\.precision = 'float64'"):
+        spec.validate()
+
+
 def test_config_precision_reaches_the_spec_and_float64_is_not_written():
-    config = resolve({"network": {"precision": "float32"}})
+    config = resolve({"network": {"precision": "float32", "mode": "exact"}, "training": {"batch_size": 4}})
     assert config["network"]["precision"] == "float32"
     assert network_spec(config, 4, 2, check_rule=False).precision == "float32"
     default = resolve({})

@@ -348,6 +348,14 @@ class NetworkSpec:
         _check(self.precision in PRECISIONS, "network.precision",
                f"unknown precision {self.precision!r}; choose one of {list(PRECISIONS)} (float32: the same model in "
                "single precision, C++ standalone only; docs/batch.md)")
+        if self.precision != DEFAULT_PRECISION:
+            # float32 exists where a test compares it with the float32 oracle: batched dense layers in mode exact
+            kinds = sorted({layer.kind for layer in self.layers})
+            _check(self.mode == "exact" and self.batch_size > 1 and kinds == ["dense"], "network.precision",
+                   f"{self.precision!r} is built for batched dense networks in mode 'exact' only (batch_size > 1, "
+                   "dense layers: what is tested against the float32 oracle, docs/batch.md); this network has mode "
+                   f"{self.mode!r}, batch_size {self.batch_size}, {' and '.join(kinds)} layers. Use "
+                   f"network.precision = {DEFAULT_PRECISION!r} for it")
         if self.batch_size > 1:
             # the batched network exists where names.BATCHES_BUILT says (docs/batch.md, docs/event_driven.md
             # 'Batches' say why not elsewhere)
