@@ -221,7 +221,7 @@ def surrogate_grad(
         ``sigma'(u)``, same shape as ``u``; float32 for a float32 ``u``, float64 otherwise.
     """
     u = np.asarray(u)
-    u = u.astype(np.result_type(u.dtype, np.float32), copy=False)  # float32 stays float32, the rest float64
+    u = u.astype(np.float32 if u.dtype == np.float32 else np.float64, copy=False)  # float32 stays, the rest float64
     defaults = SURROGATE_DEFAULTS.get(surrogate, {})
     slope = defaults.get("slope") if slope is None else slope
     width = defaults.get("width") if width is None else width

@@ -1,11 +1,11 @@
-"""``network.precision = "float32"``: the batched network of tests/test_batch.py compiled in single precision on
-C++ standalone, against the batched NumPy oracle run in float32 (``run_batch(..., dtype=np.float32)``).
+"""``network.precision = "float32"``: the batched network of tests/test_batch.py compiled in single precision on C++
+standalone, against the batched NumPy oracle run in float32 (``run_batch(..., dtype=np.float32)``).
 
 Four samples side by side (dense 70-36-10, dropout, learning after burn-in on the batch-mean gradient, SGD and
 Adamax): spikes identical over the run, U and the readout within rtol 1e-4 / atol 1e-5, weights and biases within
-rtol 1e-4 / atol 1e-5 and their change within 1e-3 of the largest change, the Adamax state within rtol 1e-3 /
-atol 1e-6. Measured (2026-12-06): max |U - oracle| 8.2e-6 (Adamax) / 7.2e-7 (SGD), max |W - oracle| 1.8e-6 /
-6.0e-8 (1e-5 / 1.6e-5 of the largest change), max |v - oracle| 7.5e-7 (1.3e-4 relative): two float32
+rtol 1e-4 / atol 1e-5 and their change within 1e-3 of the largest change, the Adamax state within rtol 1e-3 / atol
+1e-6. Measured (2026-12-06): max |U - oracle| 8.0-8.2e-6 (Adamax, two builds) / 7.2e-7 (SGD), max |W - oracle|
+1.8e-6 / 6.0e-8 (1e-5 / 1.6e-5 of the largest change), max |v - oracle| 7.5e-7 (1.2-1.3e-4 relative): two float32
 computations in different orders of operations, not two float64 ones (tests/test_batch.py: 1e-9). The generated
 loops really are float ones, the build has a folder of its own, a checkpoint keeps the float32 bits and a run
 stopped and resumed from it equals the whole run; bad values and devices without float32 are refused naming the
