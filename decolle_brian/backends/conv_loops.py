@@ -188,7 +188,8 @@ GEMM_TILES = {8: GEMM_TILE, 4: 2 * GEMM_TILE}
 #: bytes of a value -> values per row of the 1 x 1 forward sum's copy and register tile (the row padded to a multiple
 #: with zeros): float32 rows of 72 (the batched dense layer at batch 72) leave GCC a remainder of 8 lanes that it
 #: vectorises badly (float32 slower than float64 in a standalone copy of the loop, 2.66 against 2.06 ms per sum);
-#: padded to 80: 0.8 ms. float64 keeps its rows as measured (72: whole AVX-512 registers already)
+#: padded to 80: 0.8 ms. float64 keeps its rows as measured (72: whole AVX-512 registers already). A row shorter
+#: than 16 (batch < 16) is padded to 16 too: up to 16x the multiply-adds of tiny batches, not measured (tested at 4)
 ROW_LANES = {4: 16, 8: 1}
 #: output channels of a block of the register-tap forward sum (kernels of k > 1): a unit's sums of the block over
 #: a kernel row's taps stay in registers. DvsGesture conv 3 (128 -> 128, 7 x 7, 16 x 16) in a standalone copy of
