@@ -203,10 +203,16 @@ def test_training_loop_feeds_batches_runtime():
 def test_stop_then_resume_in_batches_is_exact_runtime():
     """Stopped after the first batch of an epoch and resumed: the parameters equal the uninterrupted run's bit
     for bit (each batch's masks come from the run's generator, and the last partial batch is left out)."""
+    spec = make_spec("sgd")
+    loop = batch_loops(Simulator(spec, T, device="runtime"), spec)
+    assert_stop_then_resume_is_exact(loop, B, 2 * 2 * B, make_params(spec)["layer1.W"])
+
+
+def batch_loops(sim, spec):
+    """``loop(state=None, generator=None, params=None)``: a fresh 2-epoch TrainingLoop of ``sim`` over 2 B + 1
+    training samples (a last partial batch) and 3 test samples, fixed seeds (the defaults: a new run)."""
     from decolle_brian.loop import TrainingLoop, TrainingState  # noqa: PLC0415
 
-    spec = make_spec("sgd")
-    sim = Simulator(spec, T, device="runtime")
     rng = np.random.default_rng(3)
     train = ListSamples(rng.poisson(0.15, (2 * B + 1, T, N_IN)).astype(float), rng.integers(0, N_CLASSES, 2 * B + 1))
     test = ListSamples(rng.poisson(0.15, (3, T, N_IN)).astype(float), [0, 1, 2])
@@ -217,4 +223,4 @@ def test_stop_then_resume_in_batches_is_exact_runtime():
                             state or TrainingState(), epochs=2, lr_schedule=lambda epoch: spec.learning.lr,
                             eval_every=2)
 
-    assert_stop_then_resume_is_exact(loop, B, 2 * 2 * B, make_params(spec)["layer1.W"])
+    return loop

@@ -16,8 +16,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from samples import ListSamples, assert_change_close
-from test_batch import BURNIN, LABELS, N_CLASSES, N_IN, SIZES, B, T, make_batch, make_params, make_spec
+from samples import assert_change_close
+from test_batch import BURNIN, LABELS, N_CLASSES, SIZES, B, T, batch_loops, make_batch, make_params, make_spec
 
 from decolle_brian import reference as ref
 from decolle_brian.config import network_spec, resolve
@@ -117,19 +117,10 @@ def test_float32_batch_agrees_with_float32_oracle(optimizer, tmp_path_factory):
 def test_float32_stop_then_resume_from_checkpoint_is_exact(tmp_path_factory, tmp_path):
     """Stopped after the first batch, checkpointed (h5py), read back and resumed: the float32 parameters keep their
     type and bits, and the resumed run's parameters equal the uninterrupted run's bit for bit."""
-    from decolle_brian.loop import Interrupted, TrainingLoop, TrainingState  # noqa: PLC0415
+    from decolle_brian.loop import Interrupted  # noqa: PLC0415
 
     spec = float32_spec("adamax")
-    sim = build("adamax", tmp_path_factory)
-    rng = np.random.default_rng(3)
-    train = ListSamples(rng.poisson(0.15, (2 * B + 1, T, N_IN)).astype(float), rng.integers(0, N_CLASSES, 2 * B + 1))
-    test = ListSamples(rng.poisson(0.15, (3, T, N_IN)).astype(float), [0, 1, 2])
-
-    def loop(state=None, generator=None, params=None):
-        return TrainingLoop(sim, train, test, params if params is not None else make_params(spec),
-                            generator if generator is not None else np.random.default_rng(11),
-                            state or TrainingState(), epochs=2, lr_schedule=lambda epoch: spec.learning.lr,
-                            eval_every=2)
+    loop = batch_loops(build("adamax", tmp_path_factory), spec)
 
     whole = loop()
     whole.run()
