@@ -20,18 +20,18 @@ network per row. Rows:
   threads.
 
 Per row: samples/s through the training loop's own iterator (:func:`~decolle_brian.training.iter_chunks` over
-``--loop-runs`` runs of samples, learning), with the next run prepared while the binary runs the current one (as
-training runs; the binary's threads plus one Python thread) and sequentially, each with the simulation's share of
-the wall time; then one run timed in parts: samples/s end to end (packing inputs and dropout masks, writing them,
-running the binary, reading back, per-sample votes and losses) and of the simulation alone (the binary's own
-timing of ``network.run``); medians over ``--repeats`` after one warm-up. The goals of the minibatch work are
-checked at the end, on the training loop with the next run prepared ahead.
-The time outside the simulation per run is split into ``pack`` (``pack_batch`` / ``pack_chunk``), ``inputs``
-(the Simulator checking and converting inputs and parameters for the device: event list, mask bits),
-``device - sim`` (the backend's run less the simulation: writing the files, starting the binary, its loading
-and writing of arrays), ``read`` (results read back) and ``results`` (votes and losses per sample); ``cpu`` (batch
-rows) is the CPU time of one run, this process and the binary together (user + system, ``os.times``).
-The machine may be shared: the 1-minute load is printed around every row.
+``--loop-runs`` runs of samples and at least ``--loop-samples`` samples, learning), with the next run prepared
+while the binary runs the current one (as training runs; the binary's threads plus one Python thread) and
+sequentially, each with the simulation's share of the wall time; then one run timed in parts: samples/s end to end
+(packing inputs and dropout masks, writing them, running the binary, reading back, per-sample votes and losses)
+and of the simulation alone (the binary's own timing of ``network.run``); medians over ``--repeats`` after one
+warm-up. The goals of the minibatch work are checked at the end, on the training loop with the next run prepared
+ahead. The time outside the simulation per run is split into ``pack`` (``pack_batch`` / ``pack_chunk``),
+``inputs`` (the Simulator checking and converting inputs and parameters for the device: event list, mask bits),
+``device - sim`` (the backend's run less the simulation: writing the files, starting the binary, its loading and
+writing of arrays), ``read`` (results read back) and ``results`` (votes and losses per sample); ``cpu`` (batch
+rows) is the CPU time of one run, this process and the binary together (user + system, ``os.times``). The machine
+may be shared: the 1-minute load is printed around every row.
 
     .venv/bin/python benchmarks/batch.py [--repeats 3] [--threads 1,2] [--rows 1:exact,1:event,72:exact]
         [--precision float64,float32] [--reference-python /work/refenv/bin/python]
@@ -122,16 +122,18 @@ def measure_row(batch: int, mode: str, optimizer: str, threads: int, per_run: in
 
 
 def loop_rate(sim, samples, args, overlap: bool) -> dict:
-    """Samples/s through the training loop's own iterator (:func:`~decolle_brian.training.iter_chunks`, learning)
-    over ``--loop-runs`` runs of these samples, with or without preparing the next run during the current one;
-    the median over ``--repeats`` passes after one warm-up pass, and the simulation's share of each pass."""
-    dataset = samples * args.loop_runs
+    """Samples/s through the training loop's own iterator (:func:`~decolle_brian.training.iter_chunks`, learning) over
+    ``--loop-runs`` runs of these samples, or more to reach ``--loop-samples`` (an epoch is hundreds of runs, and
+    the first run of a pass is prepared before it, not during another: short passes overstate that), with or
+    without preparing the next run during the current one; the median over ``--repeats`` passes after one warm-up
+    pass, and the simulation's share of each pass."""
+    dataset = samples * max(args.loop_runs, -(-args.loop_samples // len(samples)))
     params = init_params(sim.spec, np.random.default_rng(1))
     simulated = []
     run_chunk = sim.run_chunk
 
-    def timed_run(*run_args):
-        outputs = run_chunk(*run_args)
+    def timed_run(*run_args, **options):
+        outputs = run_chunk(*run_args, **options)
         simulated.append(float(get_device()._last_run_time))
         return outputs
 
@@ -245,7 +247,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(default: training.chunk_samples' default)")
     parser.add_argument("--activity", type=float, default=0.02, help="probability of an input event per step")
     parser.add_argument("--loop-runs", type=int, default=4,
-                        help="runs per timed pass through the training loop's iterator (iter_chunks)")
+                        help="runs per timed pass through the training loop's iterator (iter_chunks), at least")
+    parser.add_argument("--loop-samples", type=int, default=256,
+                        help="samples per timed pass through the training loop's iterator, at least")
     parser.add_argument("--out", default="benchmarks/out")
     parser.add_argument("--rows", default=",".join(f"{b}:{m}" for b, m, _ in ROWS),
                         help="comma-separated batch:mode rows to measure (default: all; 72:event compiles for "
@@ -273,7 +277,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--online-samples: give comma-separated integers such as 16,64, got {args.online_samples!r}")
     if not args.online_samples or min(args.online_samples) < 1:
         parser.error("--online-samples: give sample counts >= 1, such as 16,64")
-    for name in ("repeats", "loop_runs"):
+    for name in ("repeats", "loop_runs", "loop_samples"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     return args

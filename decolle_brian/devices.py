@@ -15,7 +15,7 @@ older standalone :class:`Simulator` of the same process cannot run any more (it 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,9 +198,14 @@ class Simulator:
         return PreparedInputs(self, inputs, neuron, arrays, scalars, files)
 
     def run_chunk(self, inputs: ChunkInputs | PreparedInputs, params: dict[str, np.ndarray],
-                  neuron: NeuronParams | None = None) -> ChunkOutputs:
+                  neuron: NeuronParams | None = None, *, on_start: Callable[[], None] | None = None) -> ChunkOutputs:
         """Run one chunk from a clean state with these inputs (or :meth:`prepare_inputs`' result) and parameters;
-        return outputs and new params."""
+        return outputs and new params. ``on_start()`` is called when the simulation starts (a standalone binary:
+        just before it starts), once the run's Python work before it is done; not at all if the run fails before.
+
+        On C++ standalone the returned parameters are the binary's result files mapped read-only, and given back
+        unchanged to the next run they are not written again (:mod:`decolle_brian.backends.param_files`): change
+        a copy."""
         self.backend.check_usable()
         check_params(self.spec, params)
         started = time.perf_counter()
@@ -218,13 +223,14 @@ class Simulator:
             constants=[(owner, variable, getter(neuron)) for owner, variable, getter in net.constant_bindings]
             + [(owner, variable, value) for (owner, variable), value in scalars.items()],
             files=prepared_inputs.files,
+            on_start=on_start,
         )
         prepared = time.perf_counter()
         # Brian's check of the state after a run compares it with 1e50, beyond float32 (a cast warning, nothing else)
         with np.errstate(over="ignore"):
             self.backend.run(self.network, net.namespace, self.chunk_steps, values)
         ran = time.perf_counter()
-        new_params = {key: np.array(binding.from_brian(np.asarray(getattr(binding.view_owner, binding.variable)[:])))
+        new_params = {key: binding.from_brian(self.backend.read_param(binding.view_owner, binding.variable))
                       for key, binding in net.bindings.items()}
         y = [np.asarray(mon.y[:]).T.copy() for mon in net.y_monitors]
         n_spikes = [np.asarray(mon.n_spikes[0]).copy() if net.batch_size == 1 else np.asarray(mon.n_spikes[:]).T.copy()

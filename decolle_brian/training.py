@@ -39,17 +39,25 @@ def majority_vote(y: np.ndarray) -> int:
 
 
 def sample_results(outputs, slots: Sequence[Slot], burnin: int, loss_fn: Callable, n_classes: int):
-    """Split the per-step outputs of a chunk into per-sample results."""
+    """Split the per-step outputs of a chunk into per-sample results.
+
+    A sample's loss is the mean over its steps after burn-in of the per-step loss against its one-hot target;
+    the per-step losses and winners of a layer are computed once for the whole chunk (every step against its
+    own sample's target: the loss of a step depends on that step alone), then averaged and voted per sample.
+    """
+    windows = [slice(slot.start + burnin, slot.start + slot.n_steps) for slot in slots]
+    for window in windows:
+        if window.start >= window.stop:  # majority_vote's error, before any work
+            majority_vote(np.zeros((0, n_classes)))
+    targets = np.zeros((len(outputs.y[0]) if outputs.y else 0, n_classes))
+    for slot, window in zip(slots, windows, strict=True):
+        targets[window, slot.label] = 1.0
+    step_losses = [np.ascontiguousarray(loss_fn(y, targets)) for y in outputs.y]
+    winners = [np.argmax(y, axis=1) for y in outputs.y]
     results = []
-    for slot in slots:
-        window = slice(slot.start + burnin, slot.start + slot.n_steps)
-        target = np.zeros(n_classes)
-        target[slot.label] = 1.0
-        predictions, losses = [], []
-        for y in outputs.y:
-            y_sample = y[window]
-            predictions.append(majority_vote(y_sample))
-            losses.append(float(np.mean(loss_fn(y_sample, np.broadcast_to(target, y_sample.shape)))))
+    for slot, window in zip(slots, windows, strict=True):
+        predictions = [int(np.argmax(np.bincount(won[window], minlength=n_classes))) for won in winners]
+        losses = [float(np.mean(per_step[window])) for per_step in step_losses]
         spikes = [int(round(n[slot.start:slot.start + slot.n_steps].sum())) for n in outputs.n_spikes]
         results.append(SampleResult(slot.label, predictions, losses, spikes, slot.n_steps))
     return results
@@ -111,7 +119,9 @@ def run_ahead(sim: Simulator, items: Sequence, prepare: Callable, params: dict[s
 
     ``prepare(item) -> (inputs, extra)`` makes a run's inputs (packing, dropout masks and shifts drawn from ``rng``).
     With ``overlap`` a worker thread prepares the next item while this thread runs the current one (the run waits
-    on the binary, outside the GIL), so the Python work of packing hides behind the simulation; the run stays on
+    on the binary, outside the GIL), so the Python work of packing hides behind the simulation; it starts when
+    the simulation does (``run_chunk``'s ``on_start``), so that the run's own Python work before it does not wait
+    for the worker's on the interpreter lock; the run stays on
     the caller's thread, so an interrupt (KeyboardInterrupt) still stops its binary. The results are the same to
     the bit, and so is what the caller sees of ``rng``: at each yield it is where it would be without the overlap
     (after this run's draws), and the draws made ahead are kept only if the caller drew nothing meanwhile (else
@@ -138,13 +148,19 @@ def run_ahead(sim: Simulator, items: Sequence, prepare: Callable, params: dict[s
                 raise current.error
             after_current = state()
             following = items[position + 1] if position + 1 < len(items) else None
-            ahead = pool.submit(_prepare, prepare, following) if overlap and position + 1 < len(items) else None
+            ahead = []
+
+            def start_ahead(following=following, ahead=ahead):
+                # when the simulation starts: the run's own Python work is done and does not wait for this
+                # thread's on the interpreter lock
+                ahead.append(pool.submit(_prepare, prepare, following))
+
             try:
-                outputs = sim.run_chunk(current.inputs, params, neuron)
-                prepared_ahead = ahead.result() if ahead is not None else None
+                outputs = sim.run_chunk(current.inputs, params, neuron,
+                                        on_start=start_ahead if overlap and position + 1 < len(items) else None)
+                prepared_ahead = ahead[0].result() if ahead else None
             except BaseException:
-                if ahead is not None:
-                    wait([ahead])  # its draws are done before they are undone
+                wait(ahead)  # its draws are done before they are undone
                 restore(after_current)  # as if nothing was prepared ahead
                 raise
             after_ahead = state()

@@ -15,6 +15,7 @@ from brian2 import set_device
 from brian2.devices.device import all_devices
 
 from decolle_brian.backends import cpp_standalone
+from decolle_brian.backends.param_files import KEPT_FOLDER
 from decolle_brian.backends.read_back import DEVICE_NAME
 from decolle_brian.devices import DeviceError, Simulator, build_folder_lock
 from decolle_brian.network.chunks import pack_chunk
@@ -26,12 +27,13 @@ SPEC = NetworkSpec(n_inputs=12, layers=(DenseLayerSpec(10),), n_classes=3,
 STEPS = 400  # long enough that the two processes' runs overlap
 
 
-def _run(build_dir, seed, repeats=1):
+def _run(build_dir, seed, repeats=1, chain=False):
     """Learn one chunk from seed-dependent inputs; returns the learned weights."""
-    return _learn(Simulator(SPEC, STEPS, build_dir=build_dir), seed, repeats)
+    return _learn(Simulator(SPEC, STEPS, build_dir=build_dir), seed, repeats, chain)
 
 
-def _learn(sim, seed, repeats=1):
+def _learn(sim, seed, repeats=1, chain=False):
+    """Learn one chunk ``repeats`` times, each from the same parameters or (``chain``) from the last run's."""
     rng = np.random.default_rng(seed)
     params = init_params(SPEC, np.random.default_rng(0))
     counts = rng.poisson(0.4, (STEPS, SPEC.n_inputs)).astype(float)
@@ -39,6 +41,7 @@ def _learn(sim, seed, repeats=1):
                            layer_sizes=[10])
     for _ in range(repeats):
         out = sim.run_chunk(inputs, params)
+        params = out.params if chain else params
     return out.params["layer1.W"]
 
 
@@ -180,26 +183,52 @@ def test_stale_results_folders_are_removed(tmp_path):
     assert (tmp_path / f"{cpp_standalone.RESULTS_PREFIX}{os.getpid()}").exists()
 
 
+@pytest.mark.skipif(cpp_standalone.memory_root() is None, reason="this system has no writable /dev/shm")
+def test_results_folders_in_memory_are_links_removed_with_their_folder(tmp_path):
+    """backends/cpp_standalone.py, make_results_folder: results go to a folder in /dev/shm through a link in the
+    build folder; a stale link goes with the folder it names, and so does the process's own when it ends."""
+    dead = multiprocessing.get_context("spawn").Process(target=int)
+    dead.start()
+    dead.join()
+    folders = {pid: tmp_path / f"{cpp_standalone.RESULTS_PREFIX}{pid}" for pid in (dead.pid, os.getpid())}
+    for folder in folders.values():
+        cpp_standalone.make_results_folder(folder, in_memory=True)
+        assert folder.is_symlink() and folder.resolve().parent == cpp_standalone.memory_root()
+        (folder / "x").write_bytes(b"x")
+    targets = {pid: folder.resolve() for pid, folder in folders.items()}
+    cpp_standalone.remove_stale_results(tmp_path)
+    assert not folders[dead.pid].is_symlink() and not targets[dead.pid].exists()
+    assert (folders[os.getpid()] / "x").is_file()
+    cpp_standalone.remove_results_folder(folders[os.getpid()], owner=os.getpid() + 1)  # not the owner: kept
+    assert targets[os.getpid()].is_dir()
+    cpp_standalone.remove_results_folder(folders[os.getpid()], owner=os.getpid())  # what runs at exit
+    assert not folders[os.getpid()].is_symlink() and not targets[os.getpid()].exists()
+    cpp_standalone.make_results_folder(folders[os.getpid()], in_memory=False)  # the plain folder
+    assert folders[os.getpid()].is_dir() and not folders[os.getpid()].is_symlink()
+
+
 @pytest.mark.standalone
 def test_run_argument_files_survive_lower_casing(build_dir, monkeypatch):
     """brian2cuda's binary lower-cases every NAME=VALUE value before use (to read true/false), file paths too:
     a path with an upper-case letter (the readout weights G) is not found there and the array silently keeps
     its old values. The files a run names must therefore exist under their lower-cased names."""
-    seen = []
+    seen, kept = [], []
 
     def spy(*args, run_args=(), **kwargs):
         for argument in run_args:
             name, value = argument.split("=", 1)
-            if value.startswith("static_arrays"):
+            if "/" in value:  # a file (results-<pid>/...: inputs written, or parameters kept from a run)
                 seen.append(name)
                 assert (Path(device.project_dir) / value.lower()).is_file(), argument
+                kept.append(f"/{KEPT_FOLDER}/" in value)
         return original(*args, run_args=run_args, **kwargs)
 
     device = all_devices[DEVICE_NAME]  # the device object every C++ Simulator of this process runs on
     original = device.run
     monkeypatch.setattr(device, "run", spy)
-    _run(build_dir, seed=1)
-    assert "readout_synapses1.G" in seen  # the upper-case variable went through a file
+    _run(build_dir, seed=1, repeats=2, chain=True)  # the second run names the files the first one wrote
+    assert seen.count("readout_synapses1.G") == 2  # the upper-case variable went through a file, then a kept one
+    assert any(kept)
 
 
 @pytest.mark.standalone

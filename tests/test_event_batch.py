@@ -243,9 +243,9 @@ class _Recorder:
     def __getattr__(self, name):
         return getattr(self.sim, name)
 
-    def run_chunk(self, inputs, params, neuron=None):
+    def run_chunk(self, inputs, params, neuron=None, *, on_start=None):
         self.runs.append(inputs)
-        return self.sim.run_chunk(inputs, params, neuron)
+        return self.sim.run_chunk(inputs, params, neuron, on_start=on_start)
 
 
 def loop_data(seed=3, n=2 * B + 1):

@@ -61,7 +61,9 @@ class ToySimulator:
     def prepare_inputs(self, inputs, neuron=None):
         return inputs  # nothing to convert
 
-    def run_chunk(self, inputs, params, neuron=None):
+    def run_chunk(self, inputs, params, neuron=None, *, on_start=None):
+        if on_start is not None:
+            on_start()
         self.chunks += 1
         w = params["layer1.W"].copy()
         y = np.zeros((self.chunk_steps, N_CLASSES))
@@ -208,12 +210,12 @@ def test_a_chunk_the_signal_broke_is_redone_exactly(tmp_path):
     draws (dropout masks), and the resumed run equals the uninterrupted one."""
 
     class Killed(ToySimulator):
-        def run_chunk(self, inputs, params, neuron=None):
+        def run_chunk(self, inputs, params, neuron=None, *, on_start=None):
             if self.chunks == 4:  # the second chunk of the second epoch
                 self.chunks += 1
                 os.kill(os.getpid(), signal.SIGTERM)
                 raise RuntimeError("the simulation process was terminated")
-            return super().run_chunk(inputs, params, neuron)
+            return super().run_chunk(inputs, params, neuron, on_start=on_start)
 
     reference = _run_with_store(tmp_path / "reference")
     reference.run()
@@ -237,13 +239,13 @@ def test_a_signal_during_the_test_pass_stops_and_resumes_exactly(tmp_path, simul
     resumed run tests again and equals the uninterrupted one."""
 
     class KilledInTest(ToySimulator):
-        def run_chunk(self, inputs, params, neuron=None):
+        def run_chunk(self, inputs, params, neuron=None, *, on_start=None):
             if inputs.eta.max() == 0 and not getattr(self, "killed", False):  # the first test pass
                 self.killed = True
                 os.kill(os.getpid(), signal.SIGTERM)
                 if simulator_killed:
                     raise RuntimeError("the simulation process was terminated")
-            return super().run_chunk(inputs, params, neuron)
+            return super().run_chunk(inputs, params, neuron, on_start=on_start)
 
     reference = _run_with_store(tmp_path / "reference")
     reference_evaluation = reference.run()

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from brian2 import get_device
 
-from decolle_brian.backends.cpp_standalone import clear_results
+from decolle_brian.backends.cpp_standalone import HUGE_PAGE_TUNABLE, clear_results, huge_page_tunables
+from decolle_brian.backends.param_files import KEPT_FOLDER
 from decolle_brian.backends.read_back import RUN_FILES, function_span
 from decolle_brian.devices import DeviceError, Simulator
 from decolle_brian.network.builder import Probes
@@ -31,16 +32,20 @@ def sim(tmp_path_factory):
     return Simulator(SPEC, STEPS, build_dir=tmp_path_factory.mktemp("read_back"), probes=PROBES)
 
 
-def _run(sim):
+def _run(sim, params=None):
     rng = np.random.default_rng(3)
     samples = [(rng.poisson(0.5, (STEPS // 2, SPEC.n_inputs)).astype(float), k) for k in (0, 2)]
     inputs, _ = pack_chunk(samples, STEPS, SPEC.n_classes, lr=0.05, burnin=0, learn=True, dropout=0.5,
                            layer_sizes=[10, 8], rng=np.random.default_rng(4))
-    return sim.run_chunk(inputs, init_params(SPEC, np.random.default_rng(0)))
+    return sim.run_chunk(inputs, init_params(SPEC, np.random.default_rng(0)) if params is None else params)
 
 
 def _results(sim) -> set[str]:
-    return {path.name for path in sim.backend.results_folder().iterdir()}
+    """Names of the files the last run wrote: those in the results folder, and the parameter files moved from it
+    since (backends/param_files.py)."""
+    device = get_device()
+    moved = {device.get_array_filename(var) for var in device.moved}
+    return {path.name for path in sim.backend.results_folder().iterdir() if path.is_file()} | moved
 
 
 def _arrays(outputs) -> list[np.ndarray]:
@@ -128,6 +133,64 @@ def test_every_monitor_and_parameter_is_read_back(sim):
     assert any(owner.startswith("forward1_pending") for owner, _ in pairs)
 
 
+def _kept(sim) -> list[str]:
+    folder = sim.backend.results_folder() / KEPT_FOLDER
+    return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.mark.standalone
+def test_parameters_stay_in_the_binarys_files_between_runs(sim):
+    """backends/param_files.py: a run's parameters are its result files, mapped read-only; given back unchanged to
+    the next run they are named as they are, not written again; the outputs are those of copies written anew."""
+    first = _run(sim)
+    weights = first.params["layer1.W"]
+    assert not weights.flags.writeable and isinstance(weights.base, np.memmap)
+    with pytest.raises(ValueError, match="read-only"):
+        weights[0, 0] = 1.0
+    forward = sim.net.layers[0].forward
+    binding = sim.net.bindings["layer1.W"]
+    files = []
+    kept = sim.backend.command_line({forward.w: binding.to_brian(weights)}, files)
+    assert not files and kept == [f"forward1.w={sim.backend.kept_files().file_of(binding.to_brian(weights))
+                                  .relative_to(sim.build_dir)}"]
+    # a copy (or anything computed in Python) is written as before
+    written = sim.backend.command_line({forward.w: binding.to_brian(np.array(weights))}, files)
+    assert len(files) == 1 and written[0] == f"forward1.w={files[0].relative_to(sim.build_dir)}"
+    files[0].unlink()
+    np.testing.assert_array_equal(forward.variables["w"].get_value(), binding.to_brian(weights))  # Brian's read
+    from_files = _run(sim, first.params)
+    from_copies = _run(sim, {key: np.array(value) for key, value in first.params.items()})
+    for a, b in zip(_arrays(from_files), _arrays(from_copies), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(from_files.params["layer1.W"], weights)  # it learned: another file
+
+
+@pytest.mark.standalone
+def test_kept_parameter_files_go_when_nothing_uses_them(sim):
+    outputs = _run(sim)
+    held = set(_kept(sim))
+    assert len(held) == len(outputs.params)
+    _run(sim)  # the first run's files stay while its outputs are held
+    assert held < set(_kept(sim))
+    del outputs
+    _run(sim)
+    _run(sim)
+    assert not held & set(_kept(sim)) and len(_kept(sim)) == len(sim.net.bindings)  # only the last run's
+
+
+def test_the_binary_asks_glibc_for_huge_pages_keeping_the_callers_tunables():
+    assert huge_page_tunables(None) == HUGE_PAGE_TUNABLE
+    assert huge_page_tunables("glibc.malloc.check=3") == f"glibc.malloc.check=3:{HUGE_PAGE_TUNABLE}"
+    assert huge_page_tunables("glibc.malloc.hugetlb=0:glibc.malloc.check=3") == \
+        "glibc.malloc.hugetlb=0:glibc.malloc.check=3"  # the caller's choice stands
+
+
+@pytest.mark.standalone
+def test_the_binary_runs_with_the_huge_page_tunable(sim):
+    _run(sim)
+    assert HUGE_PAGE_TUNABLE in get_device().run_environment_variables["GLIBC_TUNABLES"].split(":")
+
+
 def test_clear_results_removes_only_the_named_files(tmp_path):
     for name in ("a", "b", "c"):
         (tmp_path / name).write_bytes(b"x")
@@ -160,3 +223,4 @@ def test_a_network_without_probes_writes_a_handful_of_files(tmp_path):
     names = _results(sim)
     assert not any("_synaptic_" in name or name.endswith("_queue") for name in names), sorted(names)
     assert any(name.startswith("_dynamic_array_forward1_w_") for name in names)  # the learned weights
+

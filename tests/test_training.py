@@ -1,12 +1,16 @@
-"""Training-loop helpers that need no compiled network: random translations of samples, runs prepared ahead."""
+"""Training-loop helpers that need no compiled network: random translations of samples, runs prepared ahead,
+per-sample results of a chunk."""
 
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from decolle_brian.training import random_shift, run_ahead, same_state
+from decolle_brian.derivation import loss_function
+from decolle_brian.network.chunks import Slot
+from decolle_brian.training import majority_vote, random_shift, run_ahead, same_state, sample_results
 
 
 class FixedShift:
@@ -54,9 +58,11 @@ class CountingSim:
     def __init__(self, fail_at=None):
         self.runs, self.fail_at = [], fail_at
 
-    def run_chunk(self, inputs, params, neuron=None):
+    def run_chunk(self, inputs, params, neuron=None, *, on_start=None):
         if len(self.runs) == self.fail_at:
             raise RuntimeError("the binary stopped")
+        if on_start is not None:
+            on_start()
         self.runs.append(inputs)
         return SimpleNamespace(params={"w": params["w"] + inputs.sum()})
 
@@ -129,6 +135,32 @@ def test_run_ahead_raises_a_failed_preparation_in_its_turn_and_a_failed_run_keep
     assert rng.bit_generator.state == reference.bit_generator.state
 
 
+def test_run_ahead_prepares_the_next_item_only_once_the_simulation_started():
+    """The next item's preparation starts at the run's ``on_start`` (its Python work before the simulation is
+    done), not before it: the two would otherwise share the interpreter lock."""
+    events = []
+
+    class OrderSim(CountingSim):
+        def run_chunk(self, inputs, params, neuron=None, *, on_start=None):
+            run = len(self.runs)
+            time.sleep(0.05)  # the run's own Python work: a preparation started already would run meanwhile
+
+            def started():
+                events.append(f"run {run}: started")
+                if on_start is not None:
+                    on_start()
+
+            return super().run_chunk(inputs, params, neuron, on_start=started)
+
+    def prepare(item):
+        events.append(f"prepare {item}")
+        return np.full(3, float(item)), None
+
+    outputs = [outputs.params["w"] for *_, outputs in run_ahead(OrderSim(), [0, 1, 2], prepare, {"w": 0.0})]
+    assert outputs == [0.0, 3.0, 9.0]
+    assert events == ["prepare 0", "run 0: started", "prepare 1", "run 1: started", "prepare 2", "run 2: started"]
+
+
 @pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox, np.random.SFC64])
 def test_run_ahead_takes_every_bit_generator_and_runs_on_the_caller_s_thread(bit_generator):
     """Generators whose state holds arrays (MT19937, Philox) compare as well as PCG64's; the runs stay on the
@@ -137,9 +169,9 @@ def test_run_ahead_takes_every_bit_generator_and_runs_on_the_caller_s_thread(bit
     rng, got, threads = np.random.Generator(bit_generator(3)), [], set()
 
     class ThreadSim(CountingSim):
-        def run_chunk(self, inputs, params, neuron=None):
+        def run_chunk(self, inputs, params, neuron=None, *, on_start=None):
             threads.add(threading.current_thread())
-            return super().run_chunk(inputs, params, neuron)
+            return super().run_chunk(inputs, params, neuron, on_start=on_start)
 
     for item, inputs, extra, outputs in run_ahead(ThreadSim(), [0, 1, 2], lambda i: _draws(rng, i), {"w": 0.0},
                                                   rng=rng):
@@ -148,3 +180,25 @@ def test_run_ahead_takes_every_bit_generator_and_runs_on_the_caller_s_thread(bit
     for mine, theirs in zip(got, expected, strict=True):
         assert mine[:4] == theirs[:4] and same_state(mine[4], theirs[4])
     assert threads == {threading.current_thread()}
+
+
+@pytest.mark.parametrize("loss", ["smoothl1", "mse", "ce"])
+def test_sample_results_are_each_samples_own_votes_losses_and_spikes(loss):
+    """Computed for the whole chunk at once, they equal each sample's own (to the bit): the majority vote and the
+    mean loss against its target over its steps after burn-in, its spike count over all its steps."""
+    rng = np.random.default_rng(5)
+    n_classes, burnin = 4, 3
+    slots = [Slot(0, 10, 2), Slot(10, 7, 0), Slot(17, 12, 3)]  # then 5 steps of padding
+    outputs = SimpleNamespace(y=[rng.normal(size=(34, n_classes)) for _ in range(2)],
+                              n_spikes=[rng.integers(0, 5, 34).astype(float) for _ in range(2)])
+    loss_fn = loss_function(loss)
+    results = sample_results(outputs, slots, burnin, loss_fn, n_classes)
+    for slot, result in zip(slots, results, strict=True):
+        window = slice(slot.start + burnin, slot.start + slot.n_steps)
+        target = np.broadcast_to(np.eye(n_classes)[slot.label], (slot.n_steps - burnin, n_classes))
+        assert result.label == slot.label and result.n_steps == slot.n_steps
+        assert result.predictions == [majority_vote(y[window]) for y in outputs.y]
+        assert result.losses == [float(np.mean(loss_fn(y[window], target))) for y in outputs.y]
+        assert result.spikes == [int(n[slot.start:slot.start + slot.n_steps].sum()) for n in outputs.n_spikes]
+    with pytest.raises(ValueError, match="burn-in"):
+        sample_results(outputs, [Slot(0, 3, 1)], burnin, loss_fn, n_classes)

@@ -17,12 +17,13 @@ import fcntl
 import gc
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import brian2
+import numpy as np
 from brian2 import Network
 from brian2.devices.device import all_devices
 
@@ -94,12 +95,22 @@ class RunValues:
     files : dict
         ``{file name: bytes}``: inputs that the device's own generated code reads from the run's results folder
         (C++ standalone's input event list, :mod:`decolle_brian.backends.input_events`); empty elsewhere.
+    on_start : callable or None
+        Called once when the simulation starts, after the run's own Python work before it (standalone: files
+        written, just before the binary starts): work given to another thread then does not compete with that
+        work for Python's interpreter lock (:func:`~decolle_brian.training.run_ahead`).
     """
 
     arrays: dict = field(default_factory=dict)
     params: list = field(default_factory=list)
     constants: list = field(default_factory=list)
     files: dict = field(default_factory=dict)
+    on_start: Callable[[], None] | None = None
+
+    def started(self) -> None:
+        """Call :attr:`on_start` (backends, when the simulation starts)."""
+        if self.on_start is not None:
+            self.on_start()
 
 
 class Backend(CodeGeneration):
@@ -173,6 +184,12 @@ class Backend(CodeGeneration):
     def run(self, network: Network, namespace: dict, chunk_steps: int, values: RunValues) -> None:
         """One run of ``chunk_steps`` steps from the initial state with ``values``; results stay in Brian."""
         raise NotImplementedError
+
+    def read_param(self, owner, variable: str) -> np.ndarray:
+        """A parameter's values after a run, in Brian's layout (1-D), as an array of its own: later runs do not change
+        it. Here a copy of what Brian reads; C++ standalone keeps the binary's file instead
+        (:mod:`decolle_brian.backends.param_files`)."""
+        return np.array(getattr(owner, variable)[:])
 
     def profiling_info(self, network: Network) -> list[tuple[str, object]]:
         """``(code object, time)`` of the last run, most expensive first (needs ``profile=True``)."""

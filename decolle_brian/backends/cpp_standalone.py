@@ -23,8 +23,10 @@ connected without Brian's Python-side index caches (:meth:`CppStandaloneBackend.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from decolle_brian.backends.base import (
 from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops, gated
 from decolle_brian.backends.dense_rows import all_to_all_connect, dense_pathway, dense_sums
 from decolle_brian.backends.input_events import EventListInput
+from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.backends.read_back import DEVICE_NAME, WRITE_ALL_VARIABLE
 from decolle_brian.errors import DeviceError
@@ -51,10 +54,61 @@ from decolle_brian.network.spec import NetworkSpec
 
 #: per-process results folders inside a build folder: results-<pid>
 RESULTS_PREFIX = "results-"
+#: a tmpfs where results folders go (:func:`make_results_folder`)
+MEMORY_FOLDER = "/dev/shm"
 #: the binary's profile of a run, in its results folder
 PROFILING_FILE = "profiling_info.txt"
+#: glibc's malloc asks for transparent huge pages (:func:`huge_page_tunables`)
+HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 
 _run_counter = 0  # names the files of one run's arrays
+
+
+def memory_root() -> Path | None:
+    """Where results folders go in memory: ``/dev/shm/decolle-brian-<uid>`` when this system has a writable
+    ``/dev/shm`` (a tmpfs), else None (results folders stay in the build folder)."""
+    shm = Path(MEMORY_FOLDER)
+    if not (shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)):
+        return None
+    root = shm / f"decolle-brian-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    return root
+
+
+def make_results_folder(folder: Path, in_memory: bool) -> None:
+    """Make this process's results folder ``folder`` (``results-<pid>`` of a build folder) unless it exists.
+
+    ``in_memory``: a link to a new folder under :func:`memory_root`. The binary writes its results there and
+    Python reads them from there, through the link (Brian takes a results folder inside the project only). On
+    ext4 the binary's writing of a run's 11 MB of results (33 files, the dense 2048-500-500 event benchmark)
+    took 13.5-14.5 ms, on the tmpfs 5-6 ms (docs/batch.md). Removed when the process ends
+    (:func:`remove_results_folder`), or by the next process that finds it stale (:func:`remove_stale_results`).
+    """
+    if folder.is_dir():
+        return
+    root = memory_root() if in_memory else None
+    if root is None:
+        folder.mkdir(exist_ok=True)
+        return
+    target = Path(tempfile.mkdtemp(prefix=f"{folder.parent.name}-{folder.name}-", dir=root))
+    if folder.is_symlink():  # a link whose folder is gone (removed from memory, e.g. by a reboot)
+        folder.unlink()
+    folder.symlink_to(target, target_is_directory=True)
+    atexit.register(remove_results_folder, folder, os.getpid())
+
+
+def remove_results_folder(folder: Path, owner: int | None = None) -> None:
+    """Remove a results folder, or the link to one in memory and the folder it names (only in process ``owner``,
+    when given: a forked process does not remove its parent's)."""
+    if owner is not None and owner != os.getpid():
+        return
+    if folder.is_symlink():
+        target = Path(os.readlink(folder))
+        folder.unlink(missing_ok=True)
+        if target.parent == memory_root():  # only folders this package made
+            shutil.rmtree(target, ignore_errors=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_stale_results(build_dir: Path) -> None:
@@ -66,7 +120,7 @@ def remove_stale_results(build_dir: Path) -> None:
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_results_folder(folder)
         except PermissionError:
             pass  # alive, another user's
 
@@ -81,8 +135,12 @@ def clear_results(folder: Path, names: list[str] | None = None) -> None:
     binary did not write is read at all (:class:`~decolle_brian.backends.read_back.ReadBackDevice`).
     """
     if names is not None:
+        prefix = f"{folder}{os.sep}"  # strings, not Paths: 30-40 files every run
         for name in names:
-            (folder / name).unlink(missing_ok=True)
+            try:
+                os.unlink(prefix + name)
+            except FileNotFoundError:
+                pass
     elif folder.is_dir():
         for path in folder.iterdir():
             if path.is_file():
@@ -103,6 +161,22 @@ def forget_unknown_values(device) -> None:
         del cache[var]
 
 
+def huge_page_tunables(existing: str | None) -> str:
+    """``GLIBC_TUNABLES`` for the binary: the caller's settings, plus ``glibc.malloc.hugetlb=1`` unless they set it.
+
+    With it glibc's ``malloc`` asks for transparent huge pages (``madvise``) on the memory it maps for large
+    arrays, where the kernel gives them only on request (``/sys/kernel/mm/transparent_hugepage/enabled`` =
+    ``madvise``, as on these machines). The binary allocates its synapse and parameter arrays anew in every run
+    and touches them once per 4 KiB page otherwise: for the dense 2048-500-500 event benchmark network 6,700 ->
+    3,700-4,100 page faults and 162 -> 141-145 ms of CPU per 16-sample run (``perf stat -r 15``, docs/batch.md).
+    Only where memory is laid out; the numbers computed are the same. A glibc older than 2.35 ignores the name.
+    """
+    settings = [item for item in (existing or "").split(":") if item]
+    if not any(item.split("=", 1)[0] == HUGE_PAGE_TUNABLE.split("=", 1)[0] for item in settings):
+        settings.append(HUGE_PAGE_TUNABLE)
+    return ":".join(settings)
+
+
 def run_output(folder: Path) -> str:
     """What the binary printed in its run (``stdout.txt`` of its results folder), or ''."""
     path = folder / "stdout.txt"
@@ -117,9 +191,14 @@ class CppStandaloneBackend(Backend):
     precompiled_header = True
     #: drop the device's cache entries of unknown values before every run (:func:`forget_unknown_values`)
     prune_array_cache = True
-    #: the binary writes only the arrays read back (:mod:`decolle_brian.backends.read_back`)
+    #: the binary writes only the arrays read back (:mod:`decolle_brian.backends.read_back`); its parameter files
+    #: are kept for reading and for the next run (:mod:`decolle_brian.backends.param_files`)
     selects_results = True
+    #: results folders in memory (:func:`make_results_folder`)
+    results_in_memory = True
     _results_known = False  # whether the results folder holds only what the last run wrote
+    _kept: KeptFiles | None = None
+    _results_folder: tuple | None = None  # ((project folder, pid), results folder)
 
     @classmethod
     def check_toolchain(cls) -> None:
@@ -149,6 +228,7 @@ class CppStandaloneBackend(Backend):
         # Brian's C++ standalone device, writing only the arrays read back after a run
         set_device(DEVICE_NAME, directory=str(self.build_dir), build_on_run=False)
         prefs.devices.cpp_standalone.openmp_threads = self.threads if self.threads > 1 else 0
+        get_device().run_environment_variables["GLIBC_TUNABLES"] = huge_page_tunables(os.environ.get("GLIBC_TUNABLES"))
 
     def check_network(self, network: Network) -> None:
         """Raise :class:`DeviceError` before generating code if the device cannot take ``network``."""
@@ -183,12 +263,14 @@ class CppStandaloneBackend(Backend):
         if self.selects_results:  # set every time: Brian puts it into os.environ and never removes it
             self.device.run_environment_variables[WRITE_ALL_VARIABLE] = "1" if every else "0"
         written = None if every else self.device.files_written()
+        if self.selects_results:
+            self.kept_files().new_run()  # the last run's parameter files nothing uses any more
         # after a run of this build that wrote only the chosen arrays, only those files are there to remove
         clear_results(folder, written if self._results_known else None)
         self._results_known = written is not None
         # the inputs read by this package's own code (the input event list): in the results folder, which is
         # this process's own and cleared before every run
-        folder.mkdir(exist_ok=True)
+        make_results_folder(folder, self.results_in_memory)
         for name, data in values.files.items():
             (folder / name).write_bytes(data)
         if self.prune_array_cache:
@@ -197,6 +279,7 @@ class CppStandaloneBackend(Backend):
             arguments = self.command_line(run_args, files)
             # shared: other processes may run this binary at the same time, but none may build the folder
             with build_folder_lock(self.build_dir, exclusive=False):
+                values.started()  # the binary starts next; the Python work of this run is done
                 # results of this process only: other runs may use the same build folder at the same time
                 try:
                     self.device.run(results_directory=folder.name, run_args=arguments, with_output=False)
@@ -216,18 +299,47 @@ class CppStandaloneBackend(Backend):
 
     def results_folder(self) -> Path:
         """The folder of this process's results in the build folder (``results-<pid>``)."""
-        return Path(self.device.project_dir) / f"{RESULTS_PREFIX}{os.getpid()}"
+        key = (self.device.project_dir, os.getpid())  # asked several times a run: made once
+        if self._results_folder is None or self._results_folder[0] != key:
+            self._results_folder = key, Path(key[0]) / f"{RESULTS_PREFIX}{key[1]}"
+        return self._results_folder[1]
+
+    def kept_files(self) -> KeptFiles:
+        """This process's kept parameter files (:mod:`decolle_brian.backends.param_files`)."""
+        folder = self.results_folder() / KEPT_FOLDER
+        if self._kept is None or self._kept.folder != folder:  # a forked process keeps its own
+            self._kept = KeptFiles(folder)
+        return self._kept
+
+    def read_param(self, owner, variable: str) -> np.ndarray:
+        """The binary's result file of the parameter, kept and mapped read-only (no copy; given back to the next
+        run as it is, :mod:`decolle_brian.backends.param_files`); Brian's read where the binary writes every
+        array its own way (brian2cuda) or the value is known without a run."""
+        var = owner.variables[variable]
+        device = self.device
+        whole = getattr(var.owner, "name", None) == owner.name  # a subgroup's values are part of the file
+        if not (self.selects_results and whole) or device.array_cache.get(var) is not None:
+            return super().read_param(owner, variable)
+        path = device.result_file(var)  # DeviceError for an array the run did not write
+        values, kept = self.kept_files().keep(path, var.dtype)
+        if kept is not None:
+            device.moved[var] = kept  # Brian's reads of it (get_value) look there
+        return values
 
     def command_line(self, run_args: dict, files: list) -> list[str]:
         """``name=value`` arguments of the standalone binary; arrays go to files listed in ``files``.
 
         Brian's own ``run_args`` dictionary names each file by the MD5 hash of its content: ~10 ms per
         sample of dense input counts, more than the event-driven simulation of the sample. A run's files
-        are used once, so they are named by run instead (and removed after it).
+        are used once, so they are named by run instead (and removed after it). They go into the process's results
+        folder (in memory where it is, :func:`make_results_folder`); a parameter file an earlier run wrote is named
+        as it is (:mod:`decolle_brian.backends.param_files`).
         """
         global _run_counter
         arguments = []
-        static = Path(self.device.project_dir) / "static_arrays"
+        project = Path(self.device.project_dir)
+        folder = self.results_folder()
+        relative = folder.relative_to(project)
         for key, value in run_args.items():
             if isinstance(key, brian2.TimedArray):
                 name, dtype, shape = f"{key.name}.values", key.values.dtype, key.values.shape
@@ -240,12 +352,17 @@ class CppStandaloneBackend(Backend):
                 continue
             if shape is not None and array.size != int(np.prod(shape)):
                 raise ValueError(f"'{name}' needs {int(np.prod(shape))} values, got {array.size}")
+            kept = self.kept_files().file_of(array) if self.selects_results else None
+            if kept is not None:  # exactly what an earlier run wrote: its file, not a copy
+                arguments.append(f"{name}={kept.relative_to(project)}")
+                continue
             _run_counter += 1
             # lower case: brian2cuda's binary lower-cases every argument value (to parse true/false), paths too
-            path = static / f"decolle_{os.getpid()}_{_run_counter}_{name.lower()}.dat"
+            file_name = f"decolle_{_run_counter}_{name.lower()}.dat"
+            path = folder / file_name
             array.tofile(path)
             files.append(path)
-            arguments.append(f"{name}={Path('static_arrays') / path.name}")
+            arguments.append(f"{name}={relative / file_name}")
         return arguments
 
     def profiling_info(self, network: Network) -> list[tuple[str, object]]:

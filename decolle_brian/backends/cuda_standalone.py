@@ -24,6 +24,7 @@ class CudaStandaloneBackend(CppStandaloneBackend):
     precompiled_header = False  # nvcc builds: g++'s precompiled header does not apply
     prune_array_cache = False  # brian2cuda's device keeps Brian's cache as it is (not checked against its code)
     selects_results = False  # brian2cuda's device (not backends/read_back.py's) writes every array after a run
+    results_in_memory = False  # brian2cuda keeps its results in the build folder (in memory: not tried on a GPU)
 
     @classmethod
     def check_runnable(cls) -> None:

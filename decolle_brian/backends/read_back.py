@@ -32,8 +32,10 @@ text would depend on the shape of every block of Brian's template).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 from brian2.core.variables import ArrayVariable, Subexpression
 from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
 from brian2.devices.device import all_devices
@@ -135,6 +137,8 @@ class ReadBackDevice(CPPStandaloneDevice):
         self.read_back: set | None = None
         #: the arrays written by the last run (None: every array)
         self.written: set | None = None
+        #: result files of the last run moved elsewhere (:mod:`decolle_brian.backends.param_files`): variable -> file
+        self.moved: dict = {}
 
     def select(self, pairs) -> None:
         """Write only the arrays of ``(owner, variable name)`` ``pairs`` and those Brian reads after every run.
@@ -161,10 +165,28 @@ class ReadBackDevice(CPPStandaloneDevice):
         """Brian's ``run``, remembering which arrays it wrote (every one with ``DECOLLE_WRITE_ALL_RESULTS=1``)."""
         every = self.read_back is None or self.run_environment_variables.get(WRITE_ALL_VARIABLE) == "1"
         self.written = None if every else self.read_back
+        self.moved = {}
         super().run(directory, results_directory, with_output, run_args)
 
+    def result_file(self, var) -> Path:
+        """The file of ``var`` written by the last run (a :class:`DeviceError` naming it and the fix if none was)."""
+        self._check_written(var)
+        return Path(self.results_dir) / self.get_array_filename(var)
+
     def get_value(self, var, access_data=True):
-        """Brian's ``get_value``; a :class:`DeviceError` naming ``var`` and the fix if the last run did not write it."""
+        """Brian's ``get_value``; a :class:`DeviceError` naming ``var`` and the fix if the last run did not write it.
+
+        A result file moved elsewhere after the run (:attr:`moved`) is read where it went."""
+        moved = self.moved.get(var) if self.has_been_run else None
+        if moved is not None:
+            if not moved.is_file():
+                raise DeviceError(f"'{var.owner.name}.{var.name}' of the last run was handed out as a parameter and "
+                                  "freed since: read it from the outputs of the run (ChunkOutputs.params)")
+            return np.fromfile(moved, dtype=var.dtype)
+        self._check_written(var)
+        return super().get_value(var, access_data)
+
+    def _check_written(self, var) -> None:
         if self.has_been_run and self.written is not None and var not in self.written \
                 and self.array_cache.get(var) is None:
             raise DeviceError(
@@ -172,7 +194,6 @@ class ReadBackDevice(CPPStandaloneDevice):
                 "the arrays the package reads back (BrianNetwork.read_back). Record it with a monitor (a probe, "
                 "Simulator(probes=...)), or set Simulator.write_all_results = True and run again to write every "
                 "array (debugging, slower)")
-        return super().get_value(var, access_data)
 
     def generate_objects_source(self, writer, arange_arrays, synapses, static_array_specs, networks, timed_arrays):
         """Brian's ``objects.cpp`` and ``objects.h``, with ``_write_arrays`` choosing between every array and those

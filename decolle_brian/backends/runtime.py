@@ -33,4 +33,5 @@ class RuntimeBackend(Backend):
             getattr(owner, variable)[:] = value
         for owner, variable, value in values.constants:
             setattr(owner, variable, value)
+        values.started()
         network.run(chunk_steps * DT, namespace=namespace, profile=self.profile or None)  # None: Brian's default

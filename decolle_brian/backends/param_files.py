@@ -1,0 +1,95 @@
+"""Parameters stay in the files the C++ standalone binary wrote: read without a copy, given back without a write.
+
+Every run of a compiled network is given the parameters (weights, biases, readouts; with Adamax its state) and
+writes them back after learning; the next run is given what the last one wrote. Done the plain way, each run
+of the dense 2048-500-500 event benchmark moved its 10 MB of weights four times outside the simulation: the
+binary wrote them, Python read them (``np.fromfile``) and copied them (its own array), then wrote them into a
+new file for the next run, which the binary read: about 11 ms of the ~45 ms a 16-sample run spent outside its
+simulation (docs/batch.md).
+
+Here a parameter's result file is *kept*: moved (renamed, no copy) out of the results folder into the
+process's ``params`` folder and mapped read-only (``np.memmap`` mode ``"r"``); that mapping is the array the
+:class:`~decolle_brian.devices.Simulator` returns. When an array given to the next run is exactly a kept one
+(the same memory, the whole of it, C order, same dtype), the run's argument names the kept file instead of a
+new file written from it. The bytes are the same: a read-only mapping of a file can be changed neither by
+numpy (not writeable, and cannot be made so) nor by the binary (it writes its results into new files, the old
+names removed first, :func:`~decolle_brian.backends.cpp_standalone.clear_results`; a kept file is never
+opened for writing). Anything else (a copy, a changed array, a parameter computed in Python) is written as
+before. A kept file is removed when the last array using its memory is freed, but not before the next run: until
+then Brian's own reads of the variable find it (:attr:`~decolle_brian.backends.read_back.ReadBackDevice.moved`).
+The process's folder goes with its results folder
+(:func:`~decolle_brian.backends.cpp_standalone.remove_stale_results`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+#: the folder of the kept files inside a process's results folder
+KEPT_FOLDER = "params"
+
+
+class KeptFiles:
+    """The parameter files of one process's runs kept for reading and for the next run (module docstring).
+
+    Parameters
+    ----------
+    folder : Path
+        Where kept files go (``<results folder>/params``); made when the first file is kept.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._by_address: dict[int, tuple[int, np.dtype, Path]] = {}  # data address -> (bytes, dtype, file)
+        self._in_use: set[Path] = set()  # files whose mapping is alive
+        self._latest: set[Path] = set()  # files kept from the last run: stay until the next one starts
+        self._names = itertools.count()
+
+    def new_run(self) -> None:
+        """A run starts: the last run's files that no array uses any more are removed."""
+        for path in self._latest - self._in_use:
+            path.unlink(missing_ok=True)
+        self._latest = set()
+
+    def keep(self, path: Path, dtype) -> tuple[np.ndarray, Path | None]:
+        """Move the result file ``path`` into :attr:`folder`; its values mapped read-only (1-D) and where it went
+        (an empty file is read and left: None)."""
+        dtype = np.dtype(dtype)
+        if path.stat().st_size == 0:  # nothing to map (mmap refuses empty files)
+            values = np.fromfile(path, dtype=dtype)
+            values.flags.writeable = False
+            return values, None
+        self.folder.mkdir(exist_ok=True)
+        # lower case, as every file a run names (brian2cuda's binary lower-cases its argument values)
+        kept = self.folder / f"{next(self._names)}_{path.name.lower()}"
+        os.replace(path, kept)  # the same file under another name: the binary's next results go to new files
+        values = np.memmap(kept, dtype=dtype, mode="r")
+        address = values.ctypes.data
+        self._by_address[address] = (values.nbytes, dtype, kept)
+        self._in_use.add(kept)
+        self._latest.add(kept)
+        # views keep ``values`` alive; when it goes, nothing reads the file any more
+        weakref.finalize(values, self._forget, address, kept)
+        return values, kept
+
+    def file_of(self, array: np.ndarray) -> Path | None:
+        """The kept file holding exactly ``array``'s bytes (the whole mapping, C order, same dtype), else None."""
+        if not isinstance(array, np.ndarray) or not array.flags.c_contiguous or array.flags.writeable:
+            return None
+        found = self._by_address.get(array.ctypes.data)
+        if found is None:
+            return None
+        nbytes, dtype, kept = found
+        return kept if (array.nbytes == nbytes and array.dtype == dtype) else None
+
+    def _forget(self, address: int, kept: Path) -> None:
+        if self._by_address.get(address, (None, None, None))[2] == kept:
+            del self._by_address[address]
+        self._in_use.discard(kept)
+        if kept not in self._latest:
+            kept.unlink(missing_ok=True)
