@@ -207,6 +207,48 @@ def test_results_folders_in_memory_are_links_removed_with_their_folder(tmp_path)
     assert folders[os.getpid()].is_dir() and not folders[os.getpid()].is_symlink()
 
 
+@pytest.mark.skipif(cpp_standalone.memory_root() is None, reason="this system has no writable /dev/shm")
+def test_results_stay_in_the_build_folder_when_memory_is_not_safe_or_not_wanted(tmp_path, monkeypatch):
+    root = cpp_standalone.memory_root()
+    dead = multiprocessing.get_context("spawn").Process(target=int)
+    dead.start()
+    dead.join()
+    orphan = root / f"build-{cpp_standalone.RESULTS_PREFIX}{dead.pid}-abc123"  # its process killed: no exit handler
+    orphan.mkdir()
+    cpp_standalone.make_results_folder(tmp_path / f"{cpp_standalone.RESULTS_PREFIX}{os.getpid()}", in_memory=True)
+    assert not orphan.exists()
+    monkeypatch.setenv(cpp_standalone.MEMORY_VARIABLE, "0")
+    assert cpp_standalone.memory_root() is None
+    monkeypatch.delenv(cpp_standalone.MEMORY_VARIABLE)
+    monkeypatch.setattr(cpp_standalone, "MEMORY_MIN_FREE", 1 << 60)  # a small /dev/shm (a container's 64 MB)
+    assert cpp_standalone.memory_root() is None
+    monkeypatch.undo()
+    root.chmod(0o777)  # /dev/shm is every user's: a folder others may write is not used
+    try:
+        assert cpp_standalone.memory_root() is None
+    finally:
+        root.chmod(0o700)
+    assert cpp_standalone.memory_root() == root
+
+
+def test_kept_files_have_names_of_their_own_and_a_forked_process_removes_none(tmp_path, monkeypatch):
+    from decolle_brian.backends.param_files import KeptFiles
+
+    kept = []
+    for owner in (KeptFiles(tmp_path / "params"), KeptFiles(tmp_path / "params")):  # two networks, one folder
+        result = tmp_path / "_array_w"
+        np.arange(4.0).tofile(result)
+        values, path = owner.keep(result, np.float64)
+        kept.append((owner, values, path))
+    assert kept[0][2] != kept[1][2] and all(path.is_file() for *_, path in kept)
+    owner, values, path = kept[0]
+    owner.new_run()  # no longer the latest run's: goes when its mapping goes
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # the mapping freed in a forked process: the parent's file stays
+    del values, kept[0]
+    assert path.is_file()
+    monkeypatch.undo()
+
+
 @pytest.mark.standalone
 def test_run_argument_files_survive_lower_casing(build_dir, monkeypatch):
     """brian2cuda's binary lower-cases every NAME=VALUE value before use (to read true/false), file paths too:

@@ -6,6 +6,7 @@ arrays, far fewer than Brian's every array; every output is identical to a run t
 reading an array that was not written raises an error naming it and the fix.
 """
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from brian2 import get_device
 
 from decolle_brian.backends.cpp_standalone import HUGE_PAGE_TUNABLE, clear_results, huge_page_tunables
-from decolle_brian.backends.param_files import KEPT_FOLDER
+from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles
 from decolle_brian.backends.read_back import RUN_FILES, function_span
 from decolle_brian.devices import DeviceError, Simulator
 from decolle_brian.network.builder import Probes
@@ -186,9 +187,37 @@ def test_the_binary_asks_glibc_for_huge_pages_keeping_the_callers_tunables():
 
 
 @pytest.mark.standalone
-def test_the_binary_runs_with_the_huge_page_tunable(sim):
+def test_the_binary_runs_with_the_huge_page_tunable(sim, monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     _run(sim)
     assert HUGE_PAGE_TUNABLE in get_device().run_environment_variables["GLIBC_TUNABLES"].split(":")
+    assert "GLIBC_TUNABLES" not in os.environ  # the binary's only: not left to compilers and workers
+
+
+@pytest.mark.standalone
+def test_a_kept_file_removed_from_outside_is_written_again(sim):
+    """A kept file removed by someone else (a logout's clean-up of /dev/shm): the mapping still holds the values,
+    which are written anew; the run is the same as from copies."""
+    first = _run(sim)
+    for name in _kept(sim):
+        (sim.backend.results_folder() / KEPT_FOLDER / name).unlink()
+    binding = sim.net.bindings["layer1.W"]
+    assert sim.backend.kept_files().file_of(binding.to_brian(first.params["layer1.W"])) is None
+    again = _run(sim, first.params)
+    from_copies = _run(sim, {key: np.array(value) for key, value in first.params.items()})
+    for a, b in zip(_arrays(again), _arrays(from_copies), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.standalone
+def test_a_run_argument_file_the_binary_cannot_read_stops_it(sim, monkeypatch):
+    """Brian's binary reports a missing or short run-argument file and goes on with the variable's initial value
+    (exit 0); read_back.fatal_file_errors makes it stop, and the backend says which file."""
+    first = _run(sim)
+    missing = sim.backend.results_folder() / KEPT_FOLDER / "gone.dat"
+    monkeypatch.setattr(KeptFiles, "file_of", lambda self, array: missing)
+    with pytest.raises(DeviceError, match=r"(Could not read|Error reading) '.*gone\.dat'"):
+        _run(sim, first.params)
 
 
 def test_clear_results_removes_only_the_named_files(tmp_path):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -56,23 +57,57 @@ from decolle_brian.network.spec import NetworkSpec
 RESULTS_PREFIX = "results-"
 #: a tmpfs where results folders go (:func:`make_results_folder`)
 MEMORY_FOLDER = "/dev/shm"
+#: results folders stay in the build folder when the tmpfs has less free (bytes)
+MEMORY_MIN_FREE = 1 << 30
+#: environment variable: "0" keeps results folders in the build folder
+MEMORY_VARIABLE = "DECOLLE_RESULTS_IN_MEMORY"
 #: the binary's profile of a run, in its results folder
 PROFILING_FILE = "profiling_info.txt"
 #: glibc's malloc asks for transparent huge pages (:func:`huge_page_tunables`)
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
+TUNABLES_VARIABLE = "GLIBC_TUNABLES"
 
 _run_counter = 0  # names the files of one run's arrays
 
 
 def memory_root() -> Path | None:
-    """Where results folders go in memory: ``/dev/shm/decolle-brian-<uid>`` when this system has a writable
-    ``/dev/shm`` (a tmpfs), else None (results folders stay in the build folder)."""
+    """Where results folders go in memory: ``/dev/shm/decolle-brian-<uid>``, a folder of this user's only, when
+    this system has a writable ``/dev/shm`` (a tmpfs) with at least :data:`MEMORY_MIN_FREE` bytes free and
+    ``$DECOLLE_RESULTS_IN_MEMORY`` is not ``0``; else None (results folders stay in the build folder). Folders
+    there of processes that no longer run (killed before their exit handler) are removed."""
     shm = Path(MEMORY_FOLDER)
-    if not (shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)):
+    if os.environ.get(MEMORY_VARIABLE, "1") == "0" or not (shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)):
         return None
-    root = shm / f"decolle-brian-{os.getuid()}"
-    root.mkdir(mode=0o700, exist_ok=True)
+    try:
+        if os.statvfs(shm).f_bavail * os.statvfs(shm).f_frsize < MEMORY_MIN_FREE:
+            return None  # a small /dev/shm (containers get 64 MB): the build folder
+        root = shm / f"decolle-brian-{os.getuid()}"
+        root.mkdir(mode=0o700, exist_ok=True)
+        status = root.lstat()
+    except OSError:
+        return None
+    # /dev/shm is shared by every user: only a real folder of this user's that nobody else may write is used
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o077:
+        return None
     return root
+
+
+def _owner_pid(folder: Path) -> int | None:
+    """The process a results folder in memory belongs to (its name: ``<build>-results-<pid>-<random>``)."""
+    parts = folder.name.rsplit("-", 2)
+    if len(parts) != 3 or not parts[0].endswith(RESULTS_PREFIX.rstrip("-")) or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return True
 
 
 def make_results_folder(folder: Path, in_memory: bool) -> None:
@@ -82,11 +117,17 @@ def make_results_folder(folder: Path, in_memory: bool) -> None:
     Python reads them from there, through the link (Brian takes a results folder inside the project only). On
     ext4 the binary's writing of a run's 11 MB of results (33 files, the dense 2048-500-500 event benchmark)
     took 13.5-14.5 ms, on the tmpfs 5-6 ms (docs/batch.md). Removed when the process ends
-    (:func:`remove_results_folder`), or by the next process that finds it stale (:func:`remove_stale_results`).
+    (:func:`remove_results_folder`), or by the next process that finds it stale (:func:`remove_stale_results`,
+    :func:`memory_root`).
     """
     if folder.is_dir():
         return
     root = memory_root() if in_memory else None
+    if root is not None:
+        for other in root.iterdir():  # folders of processes killed before their exit handler ran
+            pid = _owner_pid(other)
+            if pid is not None and not _running(pid):
+                shutil.rmtree(other, ignore_errors=True)
     if root is None:
         folder.mkdir(exist_ok=True)
         return
@@ -105,7 +146,9 @@ def remove_results_folder(folder: Path, owner: int | None = None) -> None:
     if folder.is_symlink():
         target = Path(os.readlink(folder))
         folder.unlink(missing_ok=True)
-        if target.parent == memory_root():  # only folders this package made
+        # only a folder this package made for this link: in its memory root, named after the link
+        if (target.is_absolute() and ".." not in target.parts and target.parent == memory_root()
+                and target.name.startswith(f"{folder.parent.name}-{folder.name}-")):
             shutil.rmtree(target, ignore_errors=True)
     else:
         shutil.rmtree(folder, ignore_errors=True)
@@ -117,12 +160,8 @@ def remove_stale_results(build_dir: Path) -> None:
         pid = folder.name.removeprefix(RESULTS_PREFIX)
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if not _running(int(pid)):
             remove_results_folder(folder)
-        except PermissionError:
-            pass  # alive, another user's
 
 
 def clear_results(folder: Path, names: list[str] | None = None) -> None:
@@ -228,7 +267,8 @@ class CppStandaloneBackend(Backend):
         # Brian's C++ standalone device, writing only the arrays read back after a run
         set_device(DEVICE_NAME, directory=str(self.build_dir), build_on_run=False)
         prefs.devices.cpp_standalone.openmp_threads = self.threads if self.threads > 1 else 0
-        get_device().run_environment_variables["GLIBC_TUNABLES"] = huge_page_tunables(os.environ.get("GLIBC_TUNABLES"))
+        tunables = huge_page_tunables(os.environ.get(TUNABLES_VARIABLE))
+        get_device().run_environment_variables[TUNABLES_VARIABLE] = tunables
 
     def check_network(self, network: Network) -> None:
         """Raise :class:`DeviceError` before generating code if the device cannot take ``network``."""
@@ -281,12 +321,18 @@ class CppStandaloneBackend(Backend):
             with build_folder_lock(self.build_dir, exclusive=False):
                 values.started()  # the binary starts next; the Python work of this run is done
                 # results of this process only: other runs may use the same build folder at the same time
+                tunables = os.environ.get(TUNABLES_VARIABLE)
                 try:
                     self.device.run(results_directory=folder.name, run_args=arguments, with_output=False)
                 except RuntimeError as failure:
                     printed = run_output(folder)
                     raise DeviceError(f"The compiled network in {self.build_dir} stopped: "
                                       f"{f'{printed} ({failure})' if printed else failure}") from failure
+                finally:  # Brian sets the binary's environment in this process's: the tunable is the binary's only
+                    if tunables is None:
+                        os.environ.pop(TUNABLES_VARIABLE, None)
+                    else:
+                        os.environ[TUNABLES_VARIABLE] = tunables
             # a SIGINT that reached the binary (Ctrl-C sends it to the whole process group) ends its network run
             # early and the binary exits 0 with shorter monitors: a failed run, never outputs to read
             completed = getattr(self.device, "_last_run_completed_fraction", 1.0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import weakref
 from pathlib import Path
 
@@ -32,6 +33,8 @@ import numpy as np
 
 #: the folder of the kept files inside a process's results folder
 KEPT_FOLDER = "params"
+
+_names = itertools.count()  # one sequence per process: two networks of one build folder share its folder
 
 
 class KeptFiles:
@@ -48,13 +51,15 @@ class KeptFiles:
         self._by_address: dict[int, tuple[int, np.dtype, Path]] = {}  # data address -> (bytes, dtype, file)
         self._in_use: set[Path] = set()  # files whose mapping is alive
         self._latest: set[Path] = set()  # files kept from the last run: stay until the next one starts
-        self._names = itertools.count()
+        self._pid = os.getpid()  # a forked process inherits the mappings, not the files: it removes none
+        self._lock = threading.Lock()  # mappings may be freed on another thread (the loop's preparing one)
 
     def new_run(self) -> None:
         """A run starts: the last run's files that no array uses any more are removed."""
-        for path in self._latest - self._in_use:
+        with self._lock:
+            unused, self._latest = self._latest - self._in_use, set()
+        for path in unused:
             path.unlink(missing_ok=True)
-        self._latest = set()
 
     def keep(self, path: Path, dtype) -> tuple[np.ndarray, Path | None]:
         """Move the result file ``path`` into :attr:`folder`; its values mapped read-only (1-D) and where it went
@@ -66,30 +71,37 @@ class KeptFiles:
             return values, None
         self.folder.mkdir(exist_ok=True)
         # lower case, as every file a run names (brian2cuda's binary lower-cases its argument values)
-        kept = self.folder / f"{next(self._names)}_{path.name.lower()}"
+        kept = self.folder / f"{next(_names)}_{path.name.lower()}"
         os.replace(path, kept)  # the same file under another name: the binary's next results go to new files
         values = np.memmap(kept, dtype=dtype, mode="r")
         address = values.ctypes.data
-        self._by_address[address] = (values.nbytes, dtype, kept)
-        self._in_use.add(kept)
-        self._latest.add(kept)
+        with self._lock:
+            self._by_address[address] = (values.nbytes, dtype, kept)
+            self._in_use.add(kept)
+            self._latest.add(kept)
         # views keep ``values`` alive; when it goes, nothing reads the file any more
         weakref.finalize(values, self._forget, address, kept)
         return values, kept
 
     def file_of(self, array: np.ndarray) -> Path | None:
-        """The kept file holding exactly ``array``'s bytes (the whole mapping, C order, same dtype), else None."""
+        """The kept file holding exactly ``array``'s bytes (the whole mapping, C order, same dtype), else None (also
+        when the file is gone: removed from outside, the mapping still holds the values, to be written anew)."""
         if not isinstance(array, np.ndarray) or not array.flags.c_contiguous or array.flags.writeable:
             return None
-        found = self._by_address.get(array.ctypes.data)
+        with self._lock:
+            found = self._by_address.get(array.ctypes.data)
         if found is None:
             return None
         nbytes, dtype, kept = found
-        return kept if (array.nbytes == nbytes and array.dtype == dtype) else None
+        return kept if (array.nbytes == nbytes and array.dtype == dtype and kept.is_file()) else None
 
     def _forget(self, address: int, kept: Path) -> None:
-        if self._by_address.get(address, (None, None, None))[2] == kept:
-            del self._by_address[address]
-        self._in_use.discard(kept)
-        if kept not in self._latest:
+        if os.getpid() != self._pid:
+            return
+        with self._lock:
+            if self._by_address.get(address, (None, None, None))[2] == kept:
+                del self._by_address[address]
+            self._in_use.discard(kept)
+            remove = kept not in self._latest
+        if remove:
             kept.unlink(missing_ok=True)

@@ -66,6 +66,34 @@ void _write_arrays()
 }}"""
 
 
+#: statements of Brian's objects.cpp that report a file the binary could not read or write, and go on
+_FILE_ERRORS = re.compile(
+    r'std::(?:cerr|cout) (<< "(?:Error reading|Could not read|Cannot set unknown variable|Error opening static array|'
+    r'Error writing output file)[^;]*);')
+_CLOSE = re.compile(r"(\s*)(outfile_\w+)\.close\(\);")
+
+
+def fatal_file_errors(source: str) -> str:
+    """Brian's ``objects.cpp`` with every file error fatal: the message on stdout, then ``exit(1)``.
+
+    Brian's binary reports a run-argument file it cannot read (missing, or of the wrong size), an unknown variable,
+    a static array it cannot open or a results file it cannot open, and goes on: the variable keeps its initial
+    value and the run exits 0, so a missing parameter file trains from the initial weights without a word; and it
+    never checks that a results file was written whole (a full disk truncates it). Here each such report stops
+    the binary (the backend raises its message, :class:`~decolle_brian.errors.DeviceError`), and so does a results
+    file whose writing failed. ValueError if Brian's file does not have the statements this expects.
+    """
+    patched, reports = _FILE_ERRORS.subn(lambda m: f"{{ std::cout {m.group(1)}; std::exit(1); }}", source)
+    patched, closes = _CLOSE.subn(
+        lambda m: (f"{m.group(1)}{m.group(2)}.close();{m.group(1)}if ({m.group(2)}.fail()) {{ std::cout << "
+                   f"\"Error writing output file {m.group(2).removeprefix('outfile_')} (disk or memory full?)\" << "
+                   "std::endl; std::exit(1); }"), patched)
+    if reports < 4 or closes < 1:
+        raise ValueError(f"Brian's objects.cpp has {reports} file-error reports and {closes} results files closed; "
+                         "expected at least 4 and 1 (decolle_brian/backends/read_back.py, fatal_file_errors)")
+    return patched
+
+
 def function_span(source: str, name: str) -> tuple[int, int]:
     """Start and end of the one definition ``void name()`` in C++ ``source``, its body's braces matched.
 
@@ -217,6 +245,7 @@ class ReadBackDevice(CPPStandaloneDevice):
         chosen_start, chosen_end = function_span(chosen.contents.cpp_file, "_write_arrays")
         cpp = (source[:start] + _renamed(source[start:end], _EVERY) + "\n\n"
                + _renamed(chosen.contents.cpp_file[chosen_start:chosen_end], _CHOSEN) + _DISPATCH + source[end:])
+        cpp = fatal_file_errors(cpp)
         writer.write("objects.*", SimpleNamespace(cpp_file=cpp, h_file=every.contents.h_file))
 
 
