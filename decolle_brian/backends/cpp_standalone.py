@@ -79,7 +79,8 @@ def memory_root() -> Path | None:
     if os.environ.get(MEMORY_VARIABLE, "1") == "0" or not (shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)):
         return None
     try:
-        if os.statvfs(shm).f_bavail * os.statvfs(shm).f_frsize < MEMORY_MIN_FREE:
+        space = os.statvfs(shm)
+        if space.f_bavail * space.f_frsize < MEMORY_MIN_FREE:
             return None  # a small /dev/shm (containers get 64 MB): the build folder
         root = shm / f"decolle-brian-{os.getuid()}"
         root.mkdir(mode=0o700, exist_ok=True)
@@ -386,6 +387,7 @@ class CppStandaloneBackend(Backend):
         project = Path(self.device.project_dir)
         folder = self.results_folder()
         relative = folder.relative_to(project)
+        kept_files = self.kept_files() if self.selects_results else None  # once a run, not once an argument
         for key, value in run_args.items():
             if isinstance(key, brian2.TimedArray):
                 name, dtype, shape = f"{key.name}.values", key.values.dtype, key.values.shape
@@ -398,7 +400,7 @@ class CppStandaloneBackend(Backend):
                 continue
             if shape is not None and array.size != int(np.prod(shape)):
                 raise ValueError(f"'{name}' needs {int(np.prod(shape))} values, got {array.size}")
-            kept = self.kept_files().file_of(array) if self.selects_results else None
+            kept = kept_files.file_of(array) if kept_files is not None else None
             if kept is not None:  # exactly what an earlier run wrote: its file, not a copy
                 arguments.append(f"{name}={kept.relative_to(project)}")
                 continue
