@@ -61,6 +61,22 @@ PRECHECK_SHAPE = (2, 128, 128)  # stands in for the data set's input shape when 
 ONLINE_BATCH = 1
 
 
+class NewKeys(Table):
+    """A table with keys added after run folders were written: while such a key holds the value that means "as
+    before the key existed" (:attr:`unwritten`), it is not written, so a resolved configuration (and a run folder's
+    config.toml) stays as it was."""
+
+    unwritten: typing.ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_unwritten(self, handler) -> dict:
+        data = handler(self)
+        for key, value in self.unwritten.items():
+            if key in data and data[key] == value:
+                del data[key]
+        return data
+
+
 def _keyed(key: str, message: str) -> PydanticCustomError:
     """A validator's error that names its own key (reported as ``key: message``)."""
     return PydanticCustomError("keyed", "{message}", {"key": key, "message": message})
@@ -93,14 +109,19 @@ def _parameter_docs(doc: str) -> dict[str, str]:
 
 
 # ---- the tree --------------------------------------------------------------------------------------------------
-class DataTable(Table):
+class DataTable(NewKeys):
     """``[data]``: the data set and how much of it."""
+
+    unwritten = {"test_params": {}}
 
     dataset: Literal[tuple(DATASETS)] = Field("digits", description="data set")
     root: str = Field("", description="data folder ('' = searched: $DECOLLE_DATA, ../shared/data, "
                       "~/.decolle-brian/data)")
     params: dict[str, Any] = Field(default_factory=dict, description="preprocessing options of the data set "
                                    "(n_steps, crop, encoder, ...): the keyword parameters of its class")
+    test_params: dict[str, Any] = Field(default_factory=dict, description="data.params of the test split only, "
+                                        "over data.params (e.g. n_steps: test samples presented longer than "
+                                        "training samples); the input shape must stay the same")
     train_samples: int = Field(0, ge=0, description="use only this many training samples, class-balanced (0 = all)")
     test_samples: int = Field(0, ge=0, description="use only this many test samples, class-balanced (0 = all)")
     augment_shift: int = Field(0, ge=0, description="training samples translated by a random (dy, dx) in [-n, n] "
@@ -109,15 +130,19 @@ class DataTable(Table):
     @model_validator(mode="after")
     def _check_params(self) -> DataTable:
         table = params_table(self.dataset)
-        try:
-            table.model_validate(self.params)
-        except ValidationError as exc:
-            lines = error_lines(exc, table, "data.params")
-            key = re.match(r"(unknown key\(s\) \['|)([\w.\[\]]+)", lines[0]).group(2)
-            raise _keyed(key, f"{'; '.join(lines)} (data set {self.dataset!r})") from None
-        if "max_samples" in self.params and (self.train_samples or self.test_samples):
-            raise _keyed("data.params.max_samples", "data.params.max_samples and data.train_samples / test_samples "
-                         "both limit the samples: keep train_samples / test_samples")
+        for name, params in (("params", self.params), ("test_params", self.test_params)):
+            try:
+                table.model_validate(params)
+            except ValidationError as exc:
+                lines = error_lines(exc, table, f"data.{name}")
+                key = re.match(r"(unknown key\(s\) \['|)([\w.\[\]]+)", lines[0]).group(2)
+                raise _keyed(key, f"{'; '.join(lines)} (data set {self.dataset!r})") from None
+            if name == "test_params" and "split_seed" in params:  # the test half of the training set's split
+                raise _keyed("data.test_params.split_seed", "data.test_params.split_seed: the train / test split is "
+                             "drawn once for both halves; set split_seed in data.params")
+            if "max_samples" in params and (self.train_samples or self.test_samples):
+                raise _keyed(f"data.{name}.max_samples", f"data.{name}.max_samples and data.train_samples / "
+                             "test_samples both limit the samples: keep train_samples / test_samples")
         return self
 
 
@@ -126,8 +151,10 @@ _LAYER_SCHEMA = {"type": "array", "items": {"anyOf": [
     DenseLayerTable.model_json_schema(), ConvLayerTable.model_json_schema()]}}
 
 
-class NetworkTable(Table):
+class NetworkTable(NewKeys):
     """``[network]``: layers and how they run."""
+
+    unwritten = {"precision": DEFAULT_PRECISION}
 
     # checked layer by layer in network_spec, where the input shape is known; the schema says what a layer is
     layers: typing.Annotated[list[int | dict[str, Any]], WithJsonSchema(_LAYER_SCHEMA)] = Field(
@@ -140,14 +167,6 @@ class NetworkTable(Table):
                                            "in single precision, about 1e-5 relative from float64; batched "
                                            "dense networks in mode 'exact' on device cpp_standalone only; "
                                            "docs/batch.md)")
-
-    @model_serializer(mode="wrap")
-    def _omit_default_precision(self, handler) -> dict:
-        # float64 is not written: a resolved configuration (and a run folder's config.toml) stays as before the key
-        data = handler(self)
-        if data.get("precision") == DEFAULT_PRECISION:
-            del data["precision"]
-        return data
 
 
 _TAUS = {"tau_mem_ms": "alpha", "tau_syn_ms": "beta", "tau_ref_ms": "alpharp"}
@@ -180,8 +199,10 @@ class NeuronSection(NeuronTable):
         return self
 
 
-class TrainingTable(Table):
+class TrainingTable(NewKeys):
     """``[training]``: epochs, chunking, evaluation and checkpoints."""
+
+    unwritten = {"batch_size": ONLINE_BATCH}
 
     epochs: int = Field(1, ge=1, description="passes over the training set")
     batch_size: int = Field(ONLINE_BATCH, ge=1, description="samples simulated side by side, one optimiser step "
@@ -192,14 +213,6 @@ class TrainingTable(Table):
     eval_every: int = Field(1, ge=1, description="evaluate on the test split every this many epochs")
     checkpoint_every: int = Field(256, ge=1, description="write a checkpoint every this many training samples")
     progress: bool = Field(True, description="show tqdm progress bars")
-
-    @model_serializer(mode="wrap")
-    def _omit_online_batch(self, handler) -> dict:
-        # batch 1 is not written: a resolved configuration (and a run folder's config.toml) stays as before the key
-        data = handler(self)
-        if data.get("batch_size") == ONLINE_BATCH:
-            del data["batch_size"]
-        return data
 
 
 class DeviceTable(Table):
@@ -426,7 +439,7 @@ def json_schema() -> dict:
     schema["$defs"]["DataTable"]["allOf"] = [
         # an absent dataset is the default one: "properties" alone holds then, "required" says it must be there
         {"if": {"properties": {"dataset": {"const": name}}, **({} if name == default else {"required": ["dataset"]})},
-         "then": {"properties": {"params": params_table(name).model_json_schema()}}}
+         "then": {"properties": dict.fromkeys(("params", "test_params"), params_table(name).model_json_schema())}}
         for name in DATASETS]
     return schema
 

@@ -63,7 +63,7 @@ class Experiment:
         params = dict(data["params"])
         train_set = load_dataset(data["dataset"], "train", root, **params,
                                  **_limit(data["train_samples"], data["dataset"]))
-        test_set = load_dataset(data["dataset"], "test", root, **params,
+        test_set = load_dataset(data["dataset"], "test", root, **{**params, **(data.get("test_params") or {})},
                                 **_limit(data["test_samples"], data["dataset"]))
         for dataset in (train_set, test_set):
             if dataset.split in check and hasattr(dataset, "prepare"):  # event files (not encoded images)
@@ -76,9 +76,14 @@ class Experiment:
         if data["augment_shift"] and len(shape) < 2:
             raise ConfigError(f"data.augment_shift: {data['dataset']} samples have input shape {shape}, "
                               "not images; set it to 0")
-        if config["learning"]["burnin"] >= train_set.n_steps:
-            raise ConfigError(f"learning.burnin: {config['learning']['burnin']} steps leave nothing to learn from "
-                              f"samples of {train_set.n_steps} steps")
+        if tuple(test_set.input_shape) != shape or test_set.n_classes != train_set.n_classes:
+            raise ConfigError(f"data.test_params: test samples of shape {tuple(test_set.input_shape)} and "
+                              f"{test_set.n_classes} classes for a network of input {shape} and {train_set.n_classes} "
+                              "classes; keep the keys that change the input (crop, size, encoder) in data.params")
+        for dataset, what in ((train_set, "learn from"), (test_set, "vote on")):
+            if config["learning"]["burnin"] >= dataset.n_steps:
+                raise ConfigError(f"learning.burnin: {config['learning']['burnin']} steps leave nothing to {what} in "
+                                  f"{dataset.split} samples of {dataset.n_steps} steps")
         # a batch is one run: its samples side by side (training.chunk_samples is for online learning)
         per_run = config["training"]["chunk_samples"] if spec.batch_size == 1 else 1
         chunk_steps = max(per_run * train_set.n_steps, test_set.n_steps)

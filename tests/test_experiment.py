@@ -103,6 +103,27 @@ def test_augmentation_is_part_of_the_run(tiny, reference_run, tmp_path):
     assert not np.array_equal(params["layer1.W"], expected["layer1.W"])
 
 
+def test_test_samples_presented_longer(tiny, reference_run, tmp_path):
+    """data.test_params.n_steps: the test split's samples last 60 steps, the training samples 30 as before; the
+    learning is the reference run's to the bit (evaluation draws nothing from the run's generator), the test
+    metrics are those of the longer samples, and eval reads the stored configuration."""
+    config = load_config(tiny, ["data.test_params.n_steps=60"])
+    experiment = Experiment.from_config(config)
+    assert (experiment.train_set.n_steps, experiment.test_set.n_steps) == (30, 60)
+    run = train(config, tmp_path)
+    params, _ = read_checkpoint(run)
+    expected, _ = read_checkpoint(reference_run)
+    for key in expected:
+        np.testing.assert_array_equal(params[key], expected[key], err_msg=key)
+    rows, expected_rows = _metrics(run), _metrics(reference_run)
+    assert [r for r in rows if r["split"] == "train"] == [r for r in expected_rows if r["split"] == "train"]
+    tests, expected_tests = ([r for r in x if r["split"] == "test"] for x in (rows, expected_rows))
+    assert all(r["loss_L1"] != e["loss_L1"] for r, e in zip(tests, expected_tests, strict=True))
+    assert main(["eval", str(run)]) == 0
+    evaluation = json.loads((run / "eval_test.json").read_text())
+    assert evaluation["loss"] == [tests[-1]["loss_L1"]]
+
+
 def test_resume_after_stop_is_exact(tiny, reference_run, tmp_path):
     with pytest.raises(Interrupted):
         train(load_config(tiny), tmp_path, stop_after_samples=20)
@@ -170,6 +191,10 @@ def test_malformed_toml(tmp_path, capsys):
     ("network.layers=[0]", "network.layers[0].n"),
     ("learning.optimizer='rmsprop'", "learning.optimizer"),
     ("learning.surrogate='zigzag'", "Unknown surrogate"),
+    ("data.test_params.n_stepz=60", "unknown key(s) ['data.test_params.n_stepz']"),
+    ("data.test_params.split_seed=1", "data.test_params.split_seed: the train / test split is drawn once"),
+    ("data.test_params.n_steps=5", "learning.burnin: 5 steps leave nothing to vote on in test samples of 5 steps"),
+    ("data.test_params.encoder='saccade'", "data.test_params: test samples of shape (2, 14, 14)"),
 ])
 def test_bad_configuration_fails_before_compiling(tiny, tmp_path, capsys, override, message):
     started = time.time()
