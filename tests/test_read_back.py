@@ -7,13 +7,20 @@ reading an array that was not written raises an error naming it and the fix.
 """
 
 import os
+import threading
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from brian2 import get_device
 
-from decolle_brian.backends.cpp_standalone import HUGE_PAGE_TUNABLE, clear_results, huge_page_tunables
+from decolle_brian.backends.cpp_standalone import (
+    ARGUMENTS_FOLDER,
+    HUGE_PAGE_TUNABLE,
+    clear_results,
+    huge_page_tunables,
+)
 from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles
 from decolle_brian.backends.read_back import RUN_FILES, function_span
 from decolle_brian.devices import DeviceError, Simulator
@@ -177,6 +184,37 @@ def test_kept_parameter_files_go_when_nothing_uses_them(sim):
     _run(sim)
     _run(sim)
     assert not held & set(_kept(sim)) and len(_kept(sim)) == len(sim.net.bindings)  # only the last run's
+
+
+@pytest.mark.standalone
+def test_a_runs_spent_files_are_removed_while_the_next_binary_runs(sim, monkeypatch):
+    """The last run's argument files and the parameter files no array uses any more are removed by the next run, on
+    a thread of their own while its binary runs (not in the loop's thread between runs); a forked process removes
+    none of its parent's."""
+    arguments = sim.backend.results_folder() / ARGUMENTS_FOLDER
+    outputs = _run(sim)
+    spent = set(arguments.iterdir())
+    kept = {sim.backend.results_folder() / KEPT_FOLDER / name for name in _kept(sim)}
+    assert spent and kept
+    del outputs  # its parameter files are unused now, but not removed yet: by the next run
+    assert all(path.is_file() for path in kept)
+    removed = {}
+    unlink = os.unlink
+
+    def spy_unlink(path, *args, **kwargs):
+        removed[Path(path)] = threading.current_thread().name
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", spy_unlink)
+    second = _run(sim, {key: np.array(value) for key, value in init_params(SPEC, np.random.default_rng(0)).items()})
+    assert spent | kept <= set(removed) and not any(path.exists() for path in spent | kept)
+    assert {removed[path] for path in spent | kept} == {"decolle-remove"}  # started with the binary, joined after
+    now = set(arguments.iterdir())
+    assert now and not now & spent  # this run's: removed by the next one
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # a forked process: the parent's files stay
+    removed.clear()
+    _run(sim, second.params)
+    assert not now & set(removed) and all(path.is_file() for path in now)
 
 
 def test_the_binary_asks_glibc_for_huge_pages_keeping_the_callers_tunables():

@@ -46,7 +46,7 @@ from decolle_brian.backends.base import (
 from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops, gated
 from decolle_brian.backends.dense_rows import all_to_all_connect, dense_pathway, dense_sums
 from decolle_brian.backends.input_events import EventListInput
-from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles
+from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles, remove_files
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.backends.read_back import DEVICE_NAME, WRITE_ALL_VARIABLE
 from decolle_brian.errors import DeviceError
@@ -63,6 +63,8 @@ MEMORY_MIN_FREE = 1 << 30
 MEMORY_VARIABLE = "DECOLLE_RESULTS_IN_MEMORY"
 #: the binary's profile of a run, in its results folder
 PROFILING_FILE = "profiling_info.txt"
+#: the folder of a run's argument files inside the results folder
+ARGUMENTS_FOLDER = "arguments"
 #: glibc's malloc asks for transparent huge pages (:func:`huge_page_tunables`)
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 TUNABLES_VARIABLE = "GLIBC_TUNABLES"
@@ -238,6 +240,7 @@ class CppStandaloneBackend(Backend):
     results_in_memory = True
     _results_known = False  # whether the results folder holds only what the last run wrote
     _kept: KeptFiles | None = None
+    _litter: tuple[int | None, list] = (None, [])  # (pid, the last run's argument files): removed by the next run
     _results_folder: tuple | None = None  # ((project folder, pid), results folder)
 
     @classmethod
@@ -304,8 +307,12 @@ class CppStandaloneBackend(Backend):
         if self.selects_results:  # set every time: Brian puts it into os.environ and never removes it
             self.device.run_environment_variables[WRITE_ALL_VARIABLE] = "1" if every else "0"
         written = None if every else self.device.files_written()
+        # removed while the binary runs: the last run's argument files, parameter files nothing uses any more
+        owner, litter = self._litter  # a forked process removes none of its parent's
+        litter = litter if owner == os.getpid() else []
+        self._litter = os.getpid(), []
         if self.selects_results:
-            self.kept_files().new_run()  # the last run's parameter files nothing uses any more
+            litter += self.kept_files().new_run()
         # after a run of this build that wrote only the chosen arrays, only those files are there to remove
         clear_results(folder, written if self._results_known else None)
         self._results_known = written is not None
@@ -321,6 +328,7 @@ class CppStandaloneBackend(Backend):
             # shared: other processes may run this binary at the same time, but none may build the folder
             with build_folder_lock(self.build_dir, exclusive=False):
                 values.started()  # the binary starts next; the Python work of this run is done
+                remover = remove_files(litter) if litter else None
                 # results of this process only: other runs may use the same build folder at the same time
                 tunables = os.environ.get(TUNABLES_VARIABLE)
                 try:
@@ -334,15 +342,18 @@ class CppStandaloneBackend(Backend):
                         os.environ.pop(TUNABLES_VARIABLE, None)
                     else:
                         os.environ[TUNABLES_VARIABLE] = tunables
+                    if remover is not None:
+                        remover.join()
             # a SIGINT that reached the binary (Ctrl-C sends it to the whole process group) ends its network run
             # early and the binary exits 0 with shorter monitors: a failed run, never outputs to read
             completed = getattr(self.device, "_last_run_completed_fraction", 1.0)
             if completed < 1.0:
                 raise DeviceError(f"The compiled network in {self.build_dir} was stopped after {completed:.0%} of "
                                   "its run (an interrupt reached it); its outputs are incomplete: run it again")
-        finally:
-            for path in [*files, *(folder / name for name in values.files)]:  # read once, at the first step
-                path.unlink(missing_ok=True)
+        finally:  # read once, at the first step
+            self._litter[1].extend(files)  # removed by the next run (or with the folder)
+            for name in values.files:  # the next run writes them under the same names
+                (folder / name).unlink(missing_ok=True)
 
     def results_folder(self) -> Path:
         """The folder of this process's results in the build folder (``results-<pid>``)."""
@@ -378,15 +389,17 @@ class CppStandaloneBackend(Backend):
 
         Brian's own ``run_args`` dictionary names each file by the MD5 hash of its content: ~10 ms per
         sample of dense input counts, more than the event-driven simulation of the sample. A run's files
-        are used once, so they are named by run instead (and removed after it). They go into the process's results
-        folder (in memory where it is, :func:`make_results_folder`); a parameter file an earlier run wrote is named
-        as it is (:mod:`decolle_brian.backends.param_files`).
+        are used once, so they are named by run instead, and removed by the next run while its binary runs
+        (:func:`~decolle_brian.backends.param_files.remove_files`). They go into the ``arguments`` folder of the
+        process's results folder (in memory where it is, :func:`make_results_folder`); a parameter file an earlier
+        run wrote is named as it is (:mod:`decolle_brian.backends.param_files`).
         """
         global _run_counter
         arguments = []
         project = Path(self.device.project_dir)
-        folder = self.results_folder()
+        folder = self.results_folder() / ARGUMENTS_FOLDER  # apart from the results: removed by the next run
         relative = folder.relative_to(project)
+        folder.mkdir(exist_ok=True)
         kept_files = self.kept_files() if self.selects_results else None  # once a run, not once an argument
         for key, value in run_args.items():
             if isinstance(key, brian2.TimedArray):

@@ -15,8 +15,10 @@ new file written from it. The bytes are the same: a read-only mapping of a file 
 numpy (not writeable, and cannot be made so) nor by the binary (it writes its results into new files, the old
 names removed first, :func:`~decolle_brian.backends.cpp_standalone.clear_results`; a kept file is never
 opened for writing). Anything else (a copy, a changed array, a parameter computed in Python) is written as
-before. A kept file is removed when the last array using its memory is freed, but not before the next run: until
+before. A kept file is removed once the last array using its memory is freed, but not before the next run: until
 then Brian's own reads of the variable find it (:attr:`~decolle_brian.backends.read_back.ReadBackDevice.moved`).
+The files are handed to the next run (:meth:`KeptFiles.new_run`), which removes them while its binary runs:
+freeing a weight file's pages in the training loop's thread cost it about 1-2 ms per run (docs/batch.md).
 The process's folder goes with its results folder
 (:func:`~decolle_brian.backends.cpp_standalone.remove_stale_results`).
 """
@@ -51,15 +53,17 @@ class KeptFiles:
         self._by_address: dict[int, tuple[int, np.dtype, Path]] = {}  # data address -> (bytes, dtype, file)
         self._in_use: set[Path] = set()  # files whose mapping is alive
         self._latest: set[Path] = set()  # files kept from the last run: stay until the next one starts
+        self._unused: list[Path] = []  # files of earlier runs no array uses: removed by the next run
         self._pid = os.getpid()  # a forked process inherits the mappings, not the files: it removes none
         self._lock = threading.Lock()  # mappings may be freed on another thread (the loop's preparing one)
 
-    def new_run(self) -> None:
-        """A run starts: the last run's files that no array uses any more are removed."""
+    def new_run(self) -> list[Path]:
+        """A run starts: the kept files no array uses any more, for the caller to remove (while its binary runs,
+        :func:`remove_files`), the last run's among them."""
         with self._lock:
-            unused, self._latest = self._latest - self._in_use, set()
-        for path in unused:
-            path.unlink(missing_ok=True)
+            unused = [*self._unused, *(self._latest - self._in_use)]
+            self._unused, self._latest = [], set()
+        return unused
 
     def keep(self, path: Path, dtype) -> tuple[np.ndarray, Path | None]:
         """Move the result file ``path`` into :attr:`folder`; its values mapped read-only (1-D) and where it went
@@ -102,6 +106,20 @@ class KeptFiles:
             if self._by_address.get(address, (None, None, None))[2] == kept:
                 del self._by_address[address]
             self._in_use.discard(kept)
-            remove = kept not in self._latest
-        if remove:
-            kept.unlink(missing_ok=True)
+            if kept not in self._latest:
+                self._unused.append(kept)
+
+
+def remove_files(paths: list[Path]) -> threading.Thread:
+    """Remove ``paths`` on a thread of their own (started, returned to be joined): a run's binary runs meanwhile,
+    and the loop's thread waits for it outside the interpreter lock (unlink releases it too)."""
+    def remove() -> None:
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    remover = threading.Thread(target=remove, name="decolle-remove", daemon=True)
+    remover.start()
+    return remover
