@@ -195,7 +195,7 @@ class Simulator:
         neuron.validate()
         arrays, scalars, files = self._input_arrays(inputs)
         arrays.update(self.net.mode.chunk_arrays(inputs, neuron))  # e.g. mode "event": the frame schedule
-        return PreparedInputs(self, inputs, neuron, arrays, scalars, files)
+        return PreparedInputs(self, inputs, neuron, self.backend.stage(arrays), scalars, files)
 
     def run_chunk(self, inputs: ChunkInputs | PreparedInputs, params: dict[str, np.ndarray],
                   neuron: NeuronParams | None = None, *, on_start: Callable[[], None] | None = None) -> ChunkOutputs:
@@ -207,7 +207,7 @@ class Simulator:
         unchanged to the next run they are not written again (:mod:`decolle_brian.backends.param_files`): change
         a copy."""
         self.backend.check_usable()
-        check_params(self.spec, params)
+        check_params(self.spec, params, self.backend.known_finite)
         started = time.perf_counter()
         if isinstance(inputs, PreparedInputs):
             if inputs.simulator is not self or neuron not in (None, inputs.neuron):

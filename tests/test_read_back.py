@@ -18,6 +18,7 @@ from brian2 import get_device
 from decolle_brian.backends.cpp_standalone import (
     ARGUMENTS_FOLDER,
     HUGE_PAGE_TUNABLE,
+    StagedArray,
     clear_results,
     huge_page_tunables,
 )
@@ -26,7 +27,7 @@ from decolle_brian.backends.read_back import RUN_FILES, function_span
 from decolle_brian.devices import DeviceError, Simulator
 from decolle_brian.network.builder import Probes
 from decolle_brian.network.chunks import pack_chunk
-from decolle_brian.network.params import init_params
+from decolle_brian.network.params import check_params, init_params
 from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
 
 SPEC = NetworkSpec(n_inputs=12, layers=(DenseLayerSpec(10), DenseLayerSpec(8)), n_classes=3, mode="event",
@@ -215,6 +216,59 @@ def test_a_runs_spent_files_are_removed_while_the_next_binary_runs(sim, monkeypa
     removed.clear()
     _run(sim, second.params)
     assert not now & set(removed) and all(path.is_file() for path in now)
+
+
+@pytest.mark.standalone
+def test_run_arguments_are_written_ahead_and_a_second_run_writes_them_anew(sim, monkeypatch):
+    """prepare_inputs writes the run's TimedArray values into the files the binary reads (on the thread preparing
+    the next run); the run names those files; the same prepared inputs run again (their files gone with the first
+    run) are written anew; all three runs give the outputs of inputs not prepared ahead, to the bit."""
+    rng = np.random.default_rng(3)
+    samples = [(rng.poisson(0.5, (STEPS // 2, SPEC.n_inputs)).astype(float), k) for k in (0, 2)]
+    inputs, _ = pack_chunk(samples, STEPS, SPEC.n_classes, lr=0.05, burnin=0, learn=True, dropout=0.5,
+                           layer_sizes=[10, 8], rng=np.random.default_rng(4))
+    params = {key: np.array(value) for key, value in init_params(SPEC, np.random.default_rng(0)).items()}
+    prepared = sim.prepare_inputs(inputs)
+    staged = {key: value for key, value in prepared.arrays.items() if isinstance(value, StagedArray)}
+    assert staged and all(value.path.is_file() and not value.taken for value in staged.values())
+    named = []
+    command_line = type(sim.backend).command_line
+
+    def spy(backend, run_args, files):
+        arguments = command_line(backend, run_args, files)
+        named.append(arguments)
+        return arguments
+
+    monkeypatch.setattr(type(sim.backend), "command_line", spy)
+    first = sim.run_chunk(prepared, params)
+    assert all(value.taken for value in staged.values())
+    for value in staged.values():
+        assert f"{value.name}={value.path.relative_to(sim.build_dir)}" in named[0]
+    again = sim.run_chunk(prepared, params)
+    assert not any(str(value.path.relative_to(sim.build_dir)) in " ".join(named[1]) for value in staged.values())
+    direct = sim.run_chunk(inputs, params)
+    for outputs in (again, direct):
+        for a, b in zip(_arrays(first), _arrays(outputs), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_kept_parameters_are_checked_for_finite_values_when_kept(tmp_path):
+    """A kept file's values are checked for NaN and infinities on a thread of their own when it is kept; the answer is
+    given for the whole mapping only (any view of all of it), never for a part or a copy."""
+    owner = KeptFiles(tmp_path / "params")
+    for name, values in (("_array_good", np.arange(6.0)), ("_array_bad", np.array([1.0, np.nan, 2.0, np.inf]))):
+        values.tofile(tmp_path / name)
+    good, _ = owner.keep(tmp_path / "_array_good", np.float64)
+    bad, _ = owner.keep(tmp_path / "_array_bad", np.float64)
+    assert owner.known_finite(good) is True and owner.known_finite(bad) is False
+    assert owner.known_finite(good.reshape(2, 3)) is True and owner.known_finite(good.reshape(2, 3).T) is True
+    assert owner.known_finite(good[:3]) is None and owner.known_finite(good[::2]) is None
+    assert owner.known_finite(np.array(good)) is None and owner.known_finite(good.view(np.int64)) is None
+    spec = NetworkSpec(n_inputs=2, layers=(DenseLayerSpec(1),), n_classes=1, learning=LearningSpec(optimizer="sgd"))
+    params = init_params(spec, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="Parameter 'layer1.W' contains NaN or infinite values"):
+        check_params(spec, params, lambda value: False if value is params["layer1.W"] else None)
+    check_params(spec, params, owner.known_finite)  # none of them kept: looked at
 
 
 def test_the_binary_asks_glibc_for_huge_pages_keeping_the_callers_tunables():

@@ -185,6 +185,17 @@ class Backend(CodeGeneration):
         """One run of ``chunk_steps`` steps from the initial state with ``values``; results stay in Brian."""
         raise NotImplementedError
 
+    def stage(self, arrays: dict) -> dict:
+        """A run's ``{TimedArray: values}`` made ready for the device ahead of the run (on the thread that prepares
+        the next run while one runs, :func:`~decolle_brian.training.run_ahead`); as they are here. C++ standalone
+        writes them into the files the binary reads."""
+        return arrays
+
+    def known_finite(self, array: np.ndarray) -> bool | None:
+        """Whether ``array`` (a parameter given to the next run) is all finite, where the device already knows,
+        else None (:func:`~decolle_brian.network.params.check_params` looks)."""
+        return None
+
     def read_param(self, owner, variable: str) -> np.ndarray:
         """A parameter's values after a run, in Brian's layout (1-D), as an array of its own: later runs do not change
         it. Here a copy of what Brian reads; C++ standalone keeps the binary's file instead

@@ -24,11 +24,13 @@ connected without Brian's Python-side index caches (:meth:`CppStandaloneBackend.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import shutil
 import stat
 import tempfile
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import brian2
@@ -69,7 +71,18 @@ ARGUMENTS_FOLDER = "arguments"
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 TUNABLES_VARIABLE = "GLIBC_TUNABLES"
 
-_run_counter = 0  # names the files of one run's arrays
+_file_numbers = itertools.count(1)  # name the files of runs' arrays (next() is atomic: two threads write them)
+
+
+@dataclass(eq=False)
+class StagedArray:
+    """A run argument's values, already written into the file the binary reads (:meth:`CppStandaloneBackend.stage`);
+    named by the first run given it, written anew for any later one (the file goes after its run)."""
+
+    name: str  # the binary's name of the argument
+    values: np.ndarray
+    path: Path
+    taken: bool = False
 
 
 def memory_root() -> Path | None:
@@ -384,6 +397,40 @@ class CppStandaloneBackend(Backend):
             device.moved[var] = kept  # Brian's reads of it (get_value) look there
         return values
 
+    def stage(self, arrays: dict) -> dict:
+        """Write a run's TimedArray values into the files the binary reads, ahead of the run (on the thread that
+        prepares the next run while the binary runs this one): 1.0-1.3 ms per run of the event benchmark's 16
+        samples that the loop's thread no longer spends between runs (docs/batch.md)."""
+        folder = self.results_folder()
+        make_results_folder(folder, self.results_in_memory)
+        folder = folder / ARGUMENTS_FOLDER
+        folder.mkdir(exist_ok=True)
+        staged = {}
+        for key, value in arrays.items():
+            name, array = self._argument(key, value)
+            staged[key] = value if array.size == 1 else StagedArray(name, array,
+                                                                    self._write_argument(folder, name, array))
+        return staged
+
+    def _argument(self, key, value) -> tuple[str, np.ndarray]:
+        """The binary's name of a run argument and its values as the binary reads them (ValueError: wrong size)."""
+        if isinstance(key, brian2.TimedArray):
+            name, dtype, shape = f"{key.name}.values", key.values.dtype, key.values.shape
+        else:  # a variable; synapse counts are known in the binary only (checked by check_params)
+            name, dtype = f"{key.group_name}.{key.name}", key.dtype
+            shape = None if key.variable.dynamic else (key.variable.size,)
+        array = np.ascontiguousarray(value, dtype=dtype)
+        if array.size != 1 and shape is not None and array.size != int(np.prod(shape)):
+            raise ValueError(f"'{name}' needs {int(np.prod(shape))} values, got {array.size}")
+        return name, array
+
+    @staticmethod
+    def _write_argument(folder: Path, name: str, array: np.ndarray) -> Path:
+        # lower case: brian2cuda's binary lower-cases every argument value (to parse true/false), paths too
+        path = folder / f"decolle_{next(_file_numbers)}_{name.lower()}.dat"
+        array.tofile(path)
+        return path
+
     def command_line(self, run_args: dict, files: list) -> list[str]:
         """``name=value`` arguments of the standalone binary; arrays go to files listed in ``files``.
 
@@ -394,37 +441,35 @@ class CppStandaloneBackend(Backend):
         process's results folder (in memory where it is, :func:`make_results_folder`); a parameter file an earlier
         run wrote is named as it is (:mod:`decolle_brian.backends.param_files`).
         """
-        global _run_counter
         arguments = []
         project = Path(self.device.project_dir)
         folder = self.results_folder() / ARGUMENTS_FOLDER  # apart from the results: removed by the next run
-        relative = folder.relative_to(project)
         folder.mkdir(exist_ok=True)
         kept_files = self.kept_files() if self.selects_results else None  # once a run, not once an argument
         for key, value in run_args.items():
-            if isinstance(key, brian2.TimedArray):
-                name, dtype, shape = f"{key.name}.values", key.values.dtype, key.values.shape
-            else:  # a variable; synapse counts are known in the binary only (checked by check_params)
-                name, dtype = f"{key.group_name}.{key.name}", key.dtype
-                shape = None if key.variable.dynamic else (key.variable.size,)
-            array = np.ascontiguousarray(value, dtype=dtype)
+            if isinstance(value, StagedArray):
+                staged = value
+                if not staged.taken and staged.path.is_file():  # written ahead for this run
+                    staged.taken = True
+                    files.append(staged.path)
+                    arguments.append(f"{staged.name}={staged.path.relative_to(project)}")
+                    continue
+                value = staged.values
+            name, array = self._argument(key, value)
             if array.size == 1:
                 arguments.append(f"{name}={array.item()!r}")
                 continue
-            if shape is not None and array.size != int(np.prod(shape)):
-                raise ValueError(f"'{name}' needs {int(np.prod(shape))} values, got {array.size}")
             kept = kept_files.file_of(array) if kept_files is not None else None
             if kept is not None:  # exactly what an earlier run wrote: its file, not a copy
                 arguments.append(f"{name}={kept.relative_to(project)}")
                 continue
-            _run_counter += 1
-            # lower case: brian2cuda's binary lower-cases every argument value (to parse true/false), paths too
-            file_name = f"decolle_{_run_counter}_{name.lower()}.dat"
-            path = folder / file_name
-            array.tofile(path)
+            path = self._write_argument(folder, name, array)
             files.append(path)
-            arguments.append(f"{name}={relative / file_name}")
+            arguments.append(f"{name}={path.relative_to(project)}")
         return arguments
+
+    def known_finite(self, array: np.ndarray) -> bool | None:
+        return self.kept_files().known_finite(array) if self.selects_results else None
 
     def profiling_info(self, network: Network) -> list[tuple[str, object]]:
         # Brian's own reader looks in <project>/results only; each run here has its per-process folder

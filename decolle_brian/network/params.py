@@ -9,6 +9,7 @@ NumPy reference, and handed to any compiled network of the same structure.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,8 +61,11 @@ def expected_shapes(spec: NetworkSpec) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_params(spec: NetworkSpec, params: dict[str, np.ndarray]) -> None:
-    """Raise ValueError naming any missing, extra, wrongly shaped or non-finite parameter."""
+def check_params(spec: NetworkSpec, params: dict[str, np.ndarray],
+                 known_finite: Callable[[np.ndarray], bool | None] | None = None) -> None:
+    """Raise ValueError naming any missing, extra, wrongly shaped or non-finite parameter; ``known_finite(value)``
+    says whether a value is all finite where that is already known (True / False), else None (then it is looked at
+    here)."""
     shapes = expected_shapes(spec)
     missing = sorted(set(shapes) - set(params))
     extra = sorted(set(params) - set(shapes))
@@ -71,5 +75,6 @@ def check_params(spec: NetworkSpec, params: dict[str, np.ndarray]) -> None:
         value = np.asarray(params[key])
         if value.shape != shape:
             raise ValueError(f"Parameter '{key}' has shape {value.shape}, the network needs {shape}")
-        if not np.all(np.isfinite(value)):
+        finite = known_finite(value) if known_finite is not None else None
+        if not (np.all(np.isfinite(value)) if finite is None else finite):
             raise ValueError(f"Parameter '{key}' contains NaN or infinite values")
