@@ -356,7 +356,7 @@ class CppStandaloneBackend(Backend):
                     else:
                         os.environ[TUNABLES_VARIABLE] = tunables
                     if remover is not None:
-                        remover.join()
+                        remover.result()
             # a SIGINT that reached the binary (Ctrl-C sends it to the whole process group) ends its network run
             # early and the binary exits 0 with shorter monitors: a failed run, never outputs to read
             completed = getattr(self.device, "_last_run_completed_fraction", 1.0)

@@ -56,7 +56,6 @@ class KeptFiles:
         self.folder = Path(folder)
         self._by_address: dict[int, tuple[int, np.dtype, Path]] = {}  # data address -> (bytes, dtype, file)
         self._finite: dict[int, tuple[int, np.dtype, Future]] = {}  # data address -> (bytes, dtype, all finite?)
-        self._checker: tuple[int, ThreadPoolExecutor] | None = None  # (pid, its thread): made when first used
         self._in_use: set[Path] = set()  # files whose mapping is alive
         self._latest: set[Path] = set()  # files kept from the last run: stay until the next one starts
         self._unused: list[Path] = []  # files of earlier runs no array uses: removed by the next run
@@ -85,7 +84,7 @@ class KeptFiles:
         os.replace(path, kept)  # the same file under another name: the binary's next results go to new files
         values = np.memmap(kept, dtype=dtype, mode="r")
         address = values.ctypes.data
-        finite = self._checking().submit(_all_finite, values)
+        finite = file_work().submit(_all_finite, values)
         with self._lock:
             self._by_address[address] = (values.nbytes, dtype, kept)
             self._finite[address] = (values.nbytes, dtype, finite)
@@ -118,12 +117,6 @@ class KeptFiles:
             return None
         return found[2].result()
 
-    def _checking(self) -> ThreadPoolExecutor:
-        # one thread per process (a forked process has the executor object, not its thread)
-        if self._checker is None or self._checker[0] != os.getpid():
-            self._checker = os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="decolle-finite")
-        return self._checker[1]
-
     def _forget(self, address: int, kept: Path) -> None:
         if os.getpid() != self._pid:
             return
@@ -140,9 +133,24 @@ def _all_finite(values: np.ndarray) -> bool:
     return bool(np.isfinite(values).all())  # numpy leaves the interpreter lock while it reads the pages
 
 
-def remove_files(paths: list[Path]) -> threading.Thread:
-    """Remove ``paths`` on a thread of their own (started, returned to be joined): a run's binary runs meanwhile,
-    and the loop's thread waits for it outside the interpreter lock (unlink releases it too)."""
+_file_work: tuple[int, ThreadPoolExecutor] | None = None  # (pid, executor)
+_file_work_lock = threading.Lock()
+
+
+def file_work() -> ThreadPoolExecutor:
+    """This process's thread for work on kept and spent files besides the training loop's (made when first used;
+    a forked process has the executor, not its thread, and makes its own). A thread that stays: starting one for
+    each run cost the loop 1.7 ms, waiting for the interpreter lock held by the thread preparing the next run."""
+    global _file_work
+    with _file_work_lock:
+        if _file_work is None or _file_work[0] != os.getpid():
+            _file_work = os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="decolle-files")
+        return _file_work[1]
+
+
+def remove_files(paths: list[Path]) -> Future:
+    """Remove ``paths`` on :func:`file_work`'s thread (returns at once; wait for the future): a run's binary runs
+    meanwhile, and the loop's thread waits for it outside the interpreter lock (unlink releases it too)."""
     def remove() -> None:
         for path in paths:
             try:
@@ -150,6 +158,4 @@ def remove_files(paths: list[Path]) -> threading.Thread:
             except FileNotFoundError:
                 pass
 
-    remover = threading.Thread(target=remove, name="decolle-remove", daemon=True)
-    remover.start()
-    return remover
+    return file_work().submit(remove)
