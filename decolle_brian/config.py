@@ -137,13 +137,29 @@ class DataTable(NewKeys):
                 lines = error_lines(exc, table, f"data.{name}")
                 key = re.match(r"(unknown key\(s\) \['|)([\w.\[\]]+)", lines[0]).group(2)
                 raise _keyed(key, f"{'; '.join(lines)} (data set {self.dataset!r})") from None
-            if name == "test_params" and "split_seed" in params:  # the test half of the training set's split
-                raise _keyed("data.test_params.split_seed", "data.test_params.split_seed: the train / test split is "
-                             "drawn once for both halves; set split_seed in data.params")
-            if "max_samples" in params and (self.train_samples or self.test_samples):
+            limits = (self.train_samples or self.test_samples) if name == "params" else self.test_samples
+            if "max_samples" in params and limits:
                 raise _keyed(f"data.{name}.max_samples", f"data.{name}.max_samples and data.train_samples / "
                              "test_samples both limit the samples: keep train_samples / test_samples")
+        self._check_split_keys()
         return self
+
+    def _check_split_keys(self) -> None:
+        """No test sample may be a training sample: the keys that choose a split's samples (the data set's
+        ``split_keys``) are the same for both splits, or list each split's own, sharing nothing."""
+        for key, kind in DATASETS[self.dataset].split_keys.items():
+            if kind == "one" and key in self.test_params:
+                raise _keyed(f"data.test_params.{key}", f"data.test_params.{key}: the train / test split is drawn "
+                             f"once for both halves; set {key} in data.params")
+            if kind == "each" and (key in self.params or key in self.test_params):
+                if key not in self.params or key not in self.test_params:
+                    raise _keyed(f"data.params.{key}", f"data.params.{key} / data.test_params.{key}: {key} chooses "
+                                 f"the samples of both splits, so alone it makes the test split the training split; "
+                                 f"give the training {key} in data.params and the test {key} in data.test_params")
+                shared = sorted(set(self.params[key] or ()) & set(self.test_params[key] or ()))
+                if shared:
+                    raise _keyed(f"data.test_params.{key}", f"data.test_params.{key}: {shared} also in "
+                                 f"data.params.{key}: a test split must share no {key} with the training split")
 
 
 _LAYER_SCHEMA = {"type": "array", "items": {"anyOf": [

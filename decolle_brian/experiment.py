@@ -65,7 +65,12 @@ class Experiment:
                                  **_limit(data["train_samples"], data["dataset"]))
         test_set = load_dataset(data["dataset"], "test", root, **{**params, **(data.get("test_params") or {})},
                                 **_limit(data["test_samples"], data["dataset"]))
-        for dataset in (train_set, test_set):
+        if tuple(test_set.input_shape) != tuple(train_set.input_shape) or test_set.n_classes != train_set.n_classes:
+            raise ConfigError(f"data.test_params: test samples of shape {tuple(test_set.input_shape)} and "
+                              f"{test_set.n_classes} classes, training samples of {tuple(train_set.input_shape)} and "
+                              f"{train_set.n_classes}; keep the keys that change the input (crop, size, encoder) in "
+                              "data.params")
+        for dataset in (train_set, test_set):  # after the checks that need no recording read
             if dataset.split in check and hasattr(dataset, "prepare"):  # event files (not encoded images)
                 dataset.prepare(progress=config["training"]["progress"])
                 if len(dataset) == 0:
@@ -76,10 +81,6 @@ class Experiment:
         if data["augment_shift"] and len(shape) < 2:
             raise ConfigError(f"data.augment_shift: {data['dataset']} samples have input shape {shape}, "
                               "not images; set it to 0")
-        if tuple(test_set.input_shape) != shape or test_set.n_classes != train_set.n_classes:
-            raise ConfigError(f"data.test_params: test samples of shape {tuple(test_set.input_shape)} and "
-                              f"{test_set.n_classes} classes for a network of input {shape} and {train_set.n_classes} "
-                              "classes; keep the keys that change the input (crop, size, encoder) in data.params")
         for dataset, what in ((train_set, "learn from"), (test_set, "vote on")):
             if config["learning"]["burnin"] >= dataset.n_steps:
                 raise ConfigError(f"learning.burnin: {config['learning']['burnin']} steps leave nothing to {what} in "

@@ -103,6 +103,22 @@ def test_inner_positions_are_named(raw, message):
     assert _raises(raw, message).count(":") == 1  # one message: not one per member of a union
 
 
+@pytest.mark.parametrize("data, message", [
+    ({"dataset": "digits", "test_params": {"split_seed": 1}}, "data.test_params.split_seed: the train / test split"),
+    ({"dataset": "dvsgesture", "params": {"users": [1, 2]}}, "alone it makes the test split the training split"),
+    ({"dataset": "dvsgesture", "test_params": {"users": [24]}}, "alone it makes the test split the training split"),
+    ({"dataset": "dvsgesture", "params": {"users": [1, 2]}, "test_params": {"users": [2, 24]}},
+     "data.test_params.users: [2] also in data.params.users"),
+    ({"dataset": "digits", "test_samples": 10, "test_params": {"max_samples": 5}}, "data.test_params.max_samples"),
+])
+def test_no_test_sample_is_a_training_sample(data, message):
+    """data.test_params may present the test split otherwise, never choose test samples among the training ones:
+    the data set's split_keys are the same for both splits (digits' split_seed) or each split's own, disjoint
+    (DvsGesture's users; given in data.params alone they made both splits the same users)."""
+    _raises({"data": data}, message)
+    resolve({"data": {"dataset": "digits", "train_samples": 10, "test_params": {"max_samples": 5}}})  # no conflict
+
+
 def test_every_bad_key_is_reported_at_once():
     message = _raises({"learning": {"lr": -1, "lrr": 1}, "neuron": {"alpha": 2.0}})
     assert "learning.lrr" in message and "learning.lr:" in message and "neuron.alpha" in message
@@ -122,7 +138,8 @@ def test_data_params_wrong_type(dataset):
 
 def test_data_params_follow_the_signature():
     assert set(params_table("dvsgesture").model_fields) >= {"downsample", "users", "layout"}
-    resolve({"data": {"dataset": "dvsgesture", "params": {"users": [1, 2], "downsample": 2}}})
+    resolve({"data": {"dataset": "dvsgesture", "params": {"users": [1, 2], "downsample": 2},
+                      "test_params": {"users": [24]}}})
     _raises({"data": {"dataset": "dvsgesture", "params": {"users": [1, "x"]}}}, "data.params.users")
     _raises({"data": {"dataset": "nmnist", "params": {"downsample": 2}}}, "data.params.downsample")
     # a number parameter takes an integer; given values are stored as given (no defaults filled in)

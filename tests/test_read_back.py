@@ -6,6 +6,8 @@ arrays, far fewer than Brian's every array; every output is identical to a run t
 reading an array that was not written raises an error naming it and the fix.
 """
 
+import copy
+import gc
 import os
 import threading
 from dataclasses import replace
@@ -22,7 +24,7 @@ from decolle_brian.backends.cpp_standalone import (
     clear_results,
     huge_page_tunables,
 )
-from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles
+from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles, file_work
 from decolle_brian.backends.read_back import RUN_FILES, function_span
 from decolle_brian.devices import DeviceError, Simulator
 from decolle_brian.network.builder import Probes
@@ -190,15 +192,27 @@ def test_kept_parameter_files_go_when_nothing_uses_them(sim):
 @pytest.mark.standalone
 def test_a_runs_spent_files_are_removed_while_the_next_binary_runs(sim, monkeypatch):
     """The last run's argument files and the parameter files no array uses any more are removed by the next run, on
-    a thread of their own while its binary runs (not in the loop's thread between runs); a forked process removes
-    none of its parent's."""
+    the process's file thread while its binary runs (not in the loop's thread between runs); a run that fails before
+    its binary starts leaves them to the next; a forked process removes none of its parent's."""
     arguments = sim.backend.results_folder() / ARGUMENTS_FOLDER
     outputs = _run(sim)
     spent = set(arguments.iterdir())
     kept = {sim.backend.results_folder() / KEPT_FOLDER / name for name in _kept(sim)}
     assert spent and kept
+    file_work().submit(lambda: None).result()  # the finiteness checks of the kept files are done (they hold them)
     del outputs  # its parameter files are unused now, but not removed yet: by the next run
     assert all(path.is_file() for path in kept)
+    fresh = {key: np.array(value) for key, value in init_params(SPEC, np.random.default_rng(0)).items()}
+    command_line = type(sim.backend).command_line
+
+    def refuse(*args, **kwargs):
+        raise ValueError("refused before the binary starts")
+
+    monkeypatch.setattr(type(sim.backend), "command_line", refuse)
+    with pytest.raises(ValueError, match="refused"):
+        _run(sim, fresh)
+    monkeypatch.setattr(type(sim.backend), "command_line", command_line)
+    assert all(path.is_file() for path in spent | kept)  # left to the next run
     removed = {}
     unlink = os.unlink
 
@@ -207,15 +221,29 @@ def test_a_runs_spent_files_are_removed_while_the_next_binary_runs(sim, monkeypa
         return unlink(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "unlink", spy_unlink)
-    second = _run(sim, {key: np.array(value) for key, value in init_params(SPEC, np.random.default_rng(0)).items()})
+    second = _run(sim, fresh)
     assert spent | kept <= set(removed) and not any(path.exists() for path in spent | kept)
     assert {removed[path].split("_")[0] for path in spent | kept} == {"decolle-files"}  # with the binary's run
     now = set(arguments.iterdir())
     assert now and not now & spent  # this run's: removed by the next one
-    monkeypatch.setattr(os, "getpid", lambda: -1)  # a forked process: the parent's files stay
+    sim.backend._litter = (os.getpid() + 1, sim.backend._litter[1])  # as a forked process finds them: its parent's
     removed.clear()
     _run(sim, second.params)
     assert not now & set(removed) and all(path.is_file() for path in now)
+
+
+@pytest.mark.standalone
+def test_parameters_known_finite_are_what_the_run_checks(sim, monkeypatch):
+    """run_chunk's check of the parameters asks the backend which are known to be all finite (the kept files'
+    checks): one said not to be is refused, naming it, before anything runs."""
+    outputs = _run(sim)
+    weights = outputs.params["layer1.W"]
+    known = KeptFiles.known_finite
+    monkeypatch.setattr(KeptFiles, "known_finite",
+                        lambda self, array: False if array.ctypes.data == weights.ctypes.data else known(self, array))
+    with pytest.raises(ValueError, match="Parameter 'layer1.W' contains NaN or infinite values"):
+        _run(sim, outputs.params)
+    assert known(sim.backend.kept_files(), weights) is True
 
 
 @pytest.mark.standalone
@@ -250,6 +278,18 @@ def test_run_arguments_are_written_ahead_and_a_second_run_writes_them_anew(sim, 
     for outputs in (again, direct):
         for a, b in zip(_arrays(first), _arrays(outputs), strict=True):
             np.testing.assert_array_equal(a, b)
+    # a deep copy is the values alone (its run writes its own file); a forked process writes its own; a file no
+    # run took goes when its array goes
+    fresh = sim.prepare_inputs(inputs)
+    value = next(value for value in fresh.arrays.values() if isinstance(value, StagedArray))
+    assert isinstance(copy.deepcopy(value), np.ndarray) and not isinstance(copy.deepcopy(value), StagedArray)
+    monkeypatch.setattr(os, "getpid", lambda: -1)
+    assert value.take() is None and value.path.is_file()
+    monkeypatch.undo()
+    paths = [value.path for value in fresh.arrays.values() if isinstance(value, StagedArray)]
+    del fresh, value
+    gc.collect()
+    assert paths and not any(path.exists() for path in paths)
 
 
 def test_kept_parameters_are_checked_for_finite_values_when_kept(tmp_path):
@@ -264,6 +304,11 @@ def test_kept_parameters_are_checked_for_finite_values_when_kept(tmp_path):
     assert owner.known_finite(good.reshape(2, 3)) is True and owner.known_finite(good.reshape(2, 3).T) is True
     assert owner.known_finite(good[:3]) is None and owner.known_finite(good[::2]) is None
     assert owner.known_finite(np.array(good)) is None and owner.known_finite(good.view(np.int64)) is None
+    address = good.ctypes.data
+    file_work().submit(lambda: None).result()  # the checks hold the mappings until they are done
+    del good
+    gc.collect()
+    assert address not in owner._finite  # a later mapping at the same address is checked for itself
     spec = NetworkSpec(n_inputs=2, layers=(DenseLayerSpec(1),), n_classes=1, learning=LearningSpec(optimizer="sgd"))
     params = init_params(spec, np.random.default_rng(0))
     with pytest.raises(ValueError, match="Parameter 'layer1.W' contains NaN or infinite values"):

@@ -29,8 +29,8 @@ import os
 import shutil
 import stat
 import tempfile
+import weakref
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import brian2
@@ -71,18 +71,47 @@ ARGUMENTS_FOLDER = "arguments"
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 TUNABLES_VARIABLE = "GLIBC_TUNABLES"
 
+_arguments_folders: set[Path] = set()  # made by this process (a forked one's are its own: results-<pid>)
 _file_numbers = itertools.count(1)  # name the files of runs' arrays (next() is atomic: two threads write them)
 
 
-@dataclass(eq=False)
 class StagedArray:
-    """A run argument's values, already written into the file the binary reads (:meth:`CppStandaloneBackend.stage`);
-    named by the first run given it, written anew for any later one (the file goes after its run)."""
+    """A run argument's values, already written into the file the binary reads (:meth:`CppStandaloneBackend.stage`).
 
-    name: str  # the binary's name of the argument
-    values: np.ndarray
-    path: Path
-    taken: bool = False
+    The first run of this process given it names the file (:meth:`take`; the file goes after that run); any other
+    run writes the values anew: a later run of the same prepared inputs, a forked process's, a deep copy's (which
+    is the values alone). A file no run took is removed when the array is freed.
+    """
+
+    def __init__(self, name: str, values: np.ndarray, path: Path):
+        self.name = name  # the binary's name of the argument
+        self.values = values
+        self.path = path
+        self._taken = [False]  # shared with the finaliser, which must not hold the array
+        self._pid = os.getpid()
+        weakref.finalize(self, _remove_untaken, path, self._taken, self._pid)
+
+    @property
+    def taken(self) -> bool:
+        return self._taken[0]
+
+    def take(self) -> Path | None:
+        """The file, for the first run of the process that wrote it; None for any other (write the values anew)."""
+        if self._taken[0] or self._pid != os.getpid() or not self.path.is_file():
+            return None
+        self._taken[0] = True
+        return self.path
+
+    def __deepcopy__(self, memo) -> np.ndarray:
+        return np.array(self.values)  # a copy's run writes its own file
+
+
+def _remove_untaken(path: Path, taken: list, pid: int) -> None:
+    if not taken[0] and os.getpid() == pid:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def memory_root() -> Path | None:
@@ -322,21 +351,22 @@ class CppStandaloneBackend(Backend):
         written = None if every else self.device.files_written()
         # removed while the binary runs: the last run's argument files, parameter files nothing uses any more
         owner, litter = self._litter  # a forked process removes none of its parent's
-        litter = litter if owner == os.getpid() else []
+        litter = list(litter) if owner == os.getpid() else []
         self._litter = os.getpid(), []
-        if self.selects_results:
-            litter += self.kept_files().new_run()
-        # after a run of this build that wrote only the chosen arrays, only those files are there to remove
-        clear_results(folder, written if self._results_known else None)
-        self._results_known = written is not None
-        # the inputs read by this package's own code (the input event list): in the results folder, which is
-        # this process's own and cleared before every run
-        make_results_folder(folder, self.results_in_memory)
-        for name, data in values.files.items():
-            (folder / name).write_bytes(data)
-        if self.prune_array_cache:
-            forget_unknown_values(self.device)
+        remover = None
         try:
+            if self.selects_results:
+                litter += self.kept_files().new_run()
+            # after a run of this build that wrote only the chosen arrays, only those files are there to remove
+            clear_results(folder, written if self._results_known else None)
+            self._results_known = written is not None
+            # the inputs read by this package's own code (the input event list): in the results folder, which is
+            # this process's own and cleared before every run
+            make_results_folder(folder, self.results_in_memory)
+            for name, data in values.files.items():
+                (folder / name).write_bytes(data)
+            if self.prune_array_cache:
+                forget_unknown_values(self.device)
             arguments = self.command_line(run_args, files)
             # shared: other processes may run this binary at the same time, but none may build the folder
             with build_folder_lock(self.build_dir, exclusive=False):
@@ -364,7 +394,8 @@ class CppStandaloneBackend(Backend):
                 raise DeviceError(f"The compiled network in {self.build_dir} was stopped after {completed:.0%} of "
                                   "its run (an interrupt reached it); its outputs are incomplete: run it again")
         finally:  # read once, at the first step
-            self._litter[1].extend(files)  # removed by the next run (or with the folder)
+            # removed by the next run (or with the folder); so is what this run did not get to remove
+            self._litter[1].extend([*files, *(litter if remover is None else ())])
             for name in values.files:  # the next run writes them under the same names
                 (folder / name).unlink(missing_ok=True)
 
@@ -397,14 +428,24 @@ class CppStandaloneBackend(Backend):
             device.moved[var] = kept  # Brian's reads of it (get_value) look there
         return values
 
+    def arguments_folder(self) -> Path:
+        """The folder of the runs' argument files in the results folder (made here): apart from the results, each
+        run's removed by the next run, and the folder when the process ends (on disk too)."""
+        folder = self.results_folder() / ARGUMENTS_FOLDER
+        if folder not in _arguments_folders:
+            folder.mkdir(exist_ok=True)
+            _arguments_folders.add(folder)
+            atexit.register(remove_results_folder, folder, os.getpid())
+        return folder
+
     def stage(self, arrays: dict) -> dict:
         """Write a run's TimedArray values into the files the binary reads, ahead of the run (on the thread that
         prepares the next run while the binary runs this one): 1.0-1.3 ms per run of the event benchmark's 16
         samples that the loop's thread no longer spends between runs (docs/batch.md)."""
-        folder = self.results_folder()
-        make_results_folder(folder, self.results_in_memory)
-        folder = folder / ARGUMENTS_FOLDER
-        folder.mkdir(exist_ok=True)
+        if not self.is_latest():  # Brian's one device is another network's now: the run will say so
+            return arrays
+        make_results_folder(self.results_folder(), self.results_in_memory)
+        folder = self.arguments_folder()
         staged = {}
         for key, value in arrays.items():
             name, array = self._argument(key, value)
@@ -443,18 +484,16 @@ class CppStandaloneBackend(Backend):
         """
         arguments = []
         project = Path(self.device.project_dir)
-        folder = self.results_folder() / ARGUMENTS_FOLDER  # apart from the results: removed by the next run
-        folder.mkdir(exist_ok=True)
+        folder = self.arguments_folder()
         kept_files = self.kept_files() if self.selects_results else None  # once a run, not once an argument
         for key, value in run_args.items():
             if isinstance(value, StagedArray):
-                staged = value
-                if not staged.taken and staged.path.is_file():  # written ahead for this run
-                    staged.taken = True
-                    files.append(staged.path)
-                    arguments.append(f"{staged.name}={staged.path.relative_to(project)}")
+                path = value.take()
+                if path is not None:  # written ahead for this run
+                    files.append(path)
+                    arguments.append(f"{value.name}={path.relative_to(project)}")
                     continue
-                value = staged.values
+                value = value.values
             name, array = self._argument(key, value)
             if array.size == 1:
                 arguments.append(f"{name}={array.item()!r}")

@@ -115,7 +115,10 @@ class KeptFiles:
             found = self._finite.get(array.ctypes.data)
         if found is None or array.nbytes != found[0] or array.dtype != found[1]:
             return None
-        return found[2].result()
+        try:
+            return found[2].result()
+        except Exception:  # the check failed (not the values): looked at by the caller
+            return None
 
     def _forget(self, address: int, kept: Path) -> None:
         if os.getpid() != self._pid:
@@ -137,6 +140,14 @@ _file_work: tuple[int, ThreadPoolExecutor] | None = None  # (pid, executor)
 _file_work_lock = threading.Lock()
 
 
+def _after_fork() -> None:  # a forked process starts without the parent's thread, and with a lock of its own
+    global _file_work, _file_work_lock
+    _file_work, _file_work_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def file_work() -> ThreadPoolExecutor:
     """This process's thread for work on kept and spent files besides the training loop's (made when first used;
     a forked process has the executor, not its thread, and makes its own). A thread that stays: starting one for
@@ -155,7 +166,7 @@ def remove_files(paths: list[Path]) -> Future:
         for path in paths:
             try:
                 os.unlink(path)
-            except FileNotFoundError:
+            except OSError:  # gone already, or not ours to remove: nothing a run depends on
                 pass
 
     return file_work().submit(remove)

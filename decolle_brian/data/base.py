@@ -209,8 +209,14 @@ class EventDataset:
         Preprocessing parameters (shown by :meth:`describe`, part of cache keys).
     source : str
         Where the data came from.
+    split_keys : dict
+        The preprocessing parameters that choose which samples form a split, and how: ``"one"``, one draw makes
+        both splits (the two must have the same value); ``"each"``, each split lists its own (the two lists must
+        share nothing). Configurations are held to it (``data.test_params``), so that no test sample is a
+        training sample.
     """
 
+    split_keys: dict[str, str] = {}
     name: str = ""
     input_shape: tuple[int, ...] = ()
     n_classes: int = 0

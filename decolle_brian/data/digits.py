@@ -70,6 +70,7 @@ class Digits(StaticImageDataset):
     """
 
     name = "digits"
+    split_keys = {"split_seed": "one"}  # one stratified draw makes both splits
     n_classes = 10
     class_names = CLASS_NAMES
 

@@ -314,6 +314,7 @@ class DVSGesture(RecordingDataset):
     """
 
     name = "dvsgesture"
+    split_keys = {"users": "each"}  # recordings chosen by user number, each split its own users
     n_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
 
