@@ -93,6 +93,7 @@ class StagedArray:
 
     @property
     def taken(self) -> bool:
+        """Whether a run named the file (:meth:`take`)."""
         return self._taken[0]
 
     def take(self) -> Path | None:
