@@ -48,7 +48,7 @@ from decolle_brian.backends.base import (
 from decolle_brian.backends.conv_loops import ConvGeometry, conv_event_scatter, conv_loops, gated
 from decolle_brian.backends.dense_rows import all_to_all_connect, dense_pathway, dense_sums
 from decolle_brian.backends.input_events import EventListInput
-from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles, remove_files
+from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles, remove_files, unlink_quietly
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.backends.read_back import DEVICE_NAME, WRITE_ALL_VARIABLE
 from decolle_brian.errors import DeviceError
@@ -109,10 +109,7 @@ class StagedArray:
 
 def _remove_untaken(path: Path, taken: list, pid: int) -> None:
     if not taken[0] and os.getpid() == pid:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        unlink_quietly(path)
 
 
 def memory_root() -> Path | None:

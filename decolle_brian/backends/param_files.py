@@ -164,9 +164,14 @@ def remove_files(paths: list[Path]) -> Future:
     meanwhile, and the loop's thread waits for it outside the interpreter lock (unlink releases it too)."""
     def remove() -> None:
         for path in paths:
-            try:
-                os.unlink(path)
-            except OSError:  # gone already, or not ours to remove: nothing a run depends on
-                pass
+            unlink_quietly(path)
 
     return file_work().submit(remove)
+
+
+def unlink_quietly(path: Path) -> None:
+    """Remove a spent file; one gone already, or not ours to remove, is nothing a run depends on."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
