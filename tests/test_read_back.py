@@ -40,7 +40,13 @@ STEPS = 40
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    return Simulator(SPEC, STEPS, build_dir=tmp_path_factory.mktemp("read_back"), probes=PROBES)
+    folder = tmp_path_factory.mktemp("read_back")
+    start = Path.cwd()
+    os.chdir(folder.parent)  # given relative to the working directory, as a user's --set or DECOLLE_BUILD_DIR may
+    try:
+        return Simulator(SPEC, STEPS, build_dir=Path(folder.name), probes=PROBES)
+    finally:
+        os.chdir(start)
 
 
 def _run(sim, params=None):
@@ -290,6 +296,26 @@ def test_run_arguments_are_written_ahead_and_a_second_run_writes_them_anew(sim, 
     del fresh, value
     gc.collect()
     assert paths and not any(path.exists() for path in paths)
+
+
+def test_a_build_folder_given_relative_is_found_from_any_working_directory(sim, tmp_path, monkeypatch):
+    """Brian's run of the binary changes the working directory while the thread preparing the next run writes that
+    run's files (training.run_ahead): a build folder given relative (the fixture's) is made absolute when built, so
+    files written from another working directory land in it and the run's outputs are unchanged."""
+    assert sim.build_dir.is_absolute() and sim.backend.results_folder().is_absolute()
+    rng = np.random.default_rng(3)
+    samples = [(rng.poisson(0.5, (STEPS // 2, SPEC.n_inputs)).astype(float), k) for k in (0, 2)]
+    inputs, _ = pack_chunk(samples, STEPS, SPEC.n_classes, lr=0.05, burnin=0, learn=True, dropout=0.5,
+                           layer_sizes=[10, 8], rng=np.random.default_rng(4))
+    params = {key: np.array(value) for key, value in init_params(SPEC, np.random.default_rng(0)).items()}
+    expected = sim.run_chunk(inputs, params)
+    monkeypatch.chdir(tmp_path)
+    prepared = sim.prepare_inputs(inputs)
+    staged = [value for value in prepared.arrays.values() if isinstance(value, StagedArray)]
+    assert staged and all(value.path.is_file() and value.path.is_relative_to(sim.build_dir) for value in staged)
+    for a, b in zip(_arrays(expected), _arrays(sim.run_chunk(prepared, params)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not any(tmp_path.iterdir())
 
 
 def test_kept_parameters_are_checked_for_finite_values_when_kept(tmp_path):

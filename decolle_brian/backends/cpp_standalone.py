@@ -300,8 +300,9 @@ class CppStandaloneBackend(Backend):
     def make_current(self, spec: NetworkSpec, chunk_steps: int, tag: str, build_dir: str | Path | None) -> None:
         # profiling is compiled in: a profiled build is another binary, in another folder
         tag += "-profile" if self.profile else ""
+        # absolute: Brian's run changes the working directory while the next run's files are written ahead
         self.build_dir = (Path(build_dir) if build_dir
-                          else default_build_dir(spec, self.name, chunk_steps, tag, threads=self.threads))
+                          else default_build_dir(spec, self.name, chunk_steps, tag, threads=self.threads)).absolute()
         self.build_dir.mkdir(parents=True, exist_ok=True)
         self.set_device()
         self.device = get_device()
