@@ -93,7 +93,11 @@ def test_float32_batch_agrees_with_float32_oracle(optimizer, tmp_path_factory):
         spikes = from_units(out.probes[k]["s"], B)
         assert 0.02 * spikes.size < spikes.sum() < 0.8 * spikes.size, f"layer {k + 1}: test would be weak"
         assert not np.array_equal(spikes[:, 0], spikes[:, 1])  # the samples really differ
-        np.testing.assert_array_equal(spikes, expected["spikes"][k], err_msg=f"spikes of layer {k + 1}")
+        # U comes within 4.2e-6 of the threshold here (SGD, layer 1), below the Adamax U deviation (8e-6): a compiler
+        # rounding otherwise could flip a spike there, so a mismatch names the oracle's U where it happens
+        differ = spikes != expected["spikes"][k]
+        assert not differ.any(), (f"spikes of layer {k + 1} differ at {differ.sum()} places; the oracle's U there: "
+                                  f"{expected['u'][k][differ][:5]} (threshold 0)")
         np.testing.assert_allclose(from_units(out.probes[k]["u"], B), expected["u"][k], rtol=1e-4, atol=1e-5,
                                    err_msg=f"U of layer {k + 1}")
         np.testing.assert_allclose(from_units(out.y[k], B), expected["y"][k], rtol=1e-4, atol=1e-5,
