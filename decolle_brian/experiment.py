@@ -23,7 +23,7 @@ from decolle_brian.callbacks import CheckpointWriter, MetricsWriter, ProgressBar
 from decolle_brian.config import ConfigError, load_config, network_spec, to_toml
 from decolle_brian.data import DataError, load_dataset
 from decolle_brian.devices import Simulator, check_runnable
-from decolle_brian.errors import Interrupted
+from decolle_brian.errors import DecolleError, Interrupted
 from decolle_brian.loop import Callback, TrainingLoop, TrainingState
 from decolle_brian.network.params import expected_shapes, init_params
 from decolle_brian.recording.plan import RecordingPlan
@@ -60,11 +60,10 @@ class Experiment:
         validated now (once: the cache remembers it), so a corrupt file fails before a run folder exists."""
         data = config["data"]
         root = data_root or data["root"] or None
-        params = dict(data["params"])
-        train_set = load_dataset(data["dataset"], "train", root, **params,
-                                 **_limit(data["train_samples"], data["dataset"]))
-        test_set = load_dataset(data["dataset"], "test", root, **{**params, **(data.get("test_params") or {})},
-                                **_limit(data["test_samples"], data["dataset"]))
+        params, test_params = dict(data["params"]), data.get("test_params") or {}
+        train_set = _open(data["dataset"], "train", root, params, data["train_samples"], "data.params")
+        test_set = _open(data["dataset"], "test", root, {**params, **test_params}, data["test_samples"],
+                         "data.test_params over data.params" if test_params else "data.params")
         if tuple(test_set.input_shape) != tuple(train_set.input_shape) or test_set.n_classes != train_set.n_classes:
             raise ConfigError(f"data.test_params: test samples of shape {tuple(test_set.input_shape)} and "
                               f"{test_set.n_classes} classes, training samples of {tuple(train_set.input_shape)} and "
@@ -97,8 +96,16 @@ class Experiment:
                          runtime_target=dev["runtime_target"], probes=probes)
 
 
-def _limit(n: int, dataset: str) -> dict:
-    return {"max_samples": n} if n else {}
+def _open(dataset: str, split: str, root: str | None, params: dict, samples: int, table: str):
+    """A split of a data set; a value its class refuses (``ValueError``: n_steps < 1, an unknown encoder) is a
+    :class:`ConfigError` naming ``table``, not a crash: the types were checked with the configuration, the
+    values only the data set knows."""
+    try:
+        return load_dataset(dataset, split, root, **params, **({"max_samples": samples} if samples else {}))
+    except DecolleError:
+        raise  # missing or malformed data (DataError is a ValueError too) keeps its own class and exit code
+    except ValueError as exc:
+        raise ConfigError(f"{table} ({dataset}, {split} split): {exc}") from None
 
 
 def learning_rate(config: dict, epoch: int) -> float:

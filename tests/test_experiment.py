@@ -195,6 +195,10 @@ def test_malformed_toml(tmp_path, capsys):
     ("data.test_params.split_seed=1", "data.test_params.split_seed: the train / test split is drawn once"),
     ("data.test_params.n_steps=5", "learning.burnin: 5 steps leave nothing to vote on in test samples of 5 steps"),
     ("data.test_params.encoder='saccade'", "data.test_params: test samples of shape (2, 14, 14)"),
+    # values only the data set checks (a crash with a traceback before): named by their table
+    ("data.params.n_steps=-5", "data.params (digits, train split): n_steps must be >= 1, got -5"),
+    ("data.params.encoder='bogus'", "data.params (digits, train split): unknown encoder 'bogus'"),
+    ("data.test_params.n_steps=0", "data.test_params over data.params (digits, test split): n_steps must be >= 1"),
 ])
 def test_bad_configuration_fails_before_compiling(tiny, tmp_path, capsys, override, message):
     started = time.time()
