@@ -37,7 +37,7 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from decolle_brian.experiment import evaluate_run  # noqa: PLC0415
 
-    evaluate_run(args.run_dir, data_root=args.data, device=args.device, split=args.split)
+    evaluate_run(args.run_dir, data_root=args.data, device=args.device, split=args.split, overrides=args.set or ())
     return 0
 
 
@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="ROOT", help="data folder (overrides the run's data.root)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change a data.* or device.* key for this evaluation, e.g. data.test_params.n_steps=150 "
+                        "(result in eval_<split>_<digest>.json)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("derive", help="print the plasticity rule derived for a loss and surrogate",

@@ -12,6 +12,7 @@ position in the epoch all come from the checkpoint. Messages go to the ``decolle
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,13 +217,46 @@ def final_summary(config: dict, spec, run_dir: Path, state: TrainingState, evalu
     }
 
 
+#: the tables an evaluation may change (``eval --set``): the checkpoint fixes the network, neuron and learning
+EVAL_TABLES = ("data", "device")
+
+
+def eval_overrides(overrides: Sequence[str]) -> list[str]:
+    """``eval --set`` items as ``key=value`` (spaces around ``=`` dropped), each checked to name a key of
+    :data:`EVAL_TABLES`; a :class:`ConfigError` naming the key otherwise."""
+    items, tables = [], " and ".join(f"{table}.*" for table in EVAL_TABLES)
+    for item in overrides:
+        key, sign, text = (part.strip() for part in item.partition("="))
+        if sign and key.split(".")[0] not in EVAL_TABLES:
+            raise ConfigError(f"--set {item!r}: an evaluation changes only {tables} keys (the checkpoint fixes the "
+                              f"network, neuron and learning); train a run to change {key}")
+        items.append(f"{key}={text}" if sign else item)  # no '=': load_config names the mistake
+    return items
+
+
+def evaluation_file(split: str, overrides: Sequence[str]) -> str:
+    """``eval_<split>.json``; with overrides ``eval_<split>_<digest>.json`` (one file per set of overrides, so an
+    evaluation under other presentation settings never replaces the run's own)."""
+    if not overrides:
+        return f"eval_{split}.json"
+    digest = hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
+    return f"eval_{split}_{digest}.json"
+
+
 def evaluate_run(run_dir: str | Path, data_root: str | None = None, device: str | None = None,
-                 split: str = "test") -> dict:
-    """Evaluate the parameters of a stored run's checkpoint on a split; writes eval_<split>.json."""
+                 split: str = "test", overrides: Sequence[str] = ()) -> dict:
+    """Evaluate the parameters of a stored run's checkpoint on a split; writes ``eval_<split>.json``.
+
+    ``overrides`` (``key=value``, as ``train --set``) change ``data.*`` and ``device.*`` keys of the stored
+    configuration for this evaluation only, e.g. ``data.test_params.n_steps=150`` to present the test samples
+    longer, or ``data.test_params.seed=1`` for other Poisson draws of them; the result goes to
+    ``eval_<split>_<digest>.json`` (:func:`evaluation_file`) with the overrides in it.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise StoreError(f"{run_dir} is not a run folder (config.toml missing)")
-    config = load_config(run_dir / "config.toml")
+    overrides = eval_overrides(overrides)
+    config = load_config(run_dir / "config.toml", overrides)
     experiment = Experiment.from_config(config, data_root, check=(split,))
     params, _ = read_checkpoint(run_dir, expected_shapes(experiment.spec), experiment.spec.structure_key())
     dataset = experiment.test_set if split == "test" else experiment.train_set
@@ -231,6 +265,9 @@ def evaluate_run(run_dir: str | Path, data_root: str | None = None, device: str 
     out = {"split": split, "n_samples": len(dataset), "accuracy": result.accuracy, "loss": result.loss,
            "rate_hz": result.rate_hz, "synops_per_sample": result.synops_per_sample,
            "confusion": [m.tolist() for m in result.confusion]}
-    write_json(run_dir / f"eval_{split}.json", out)
-    logger.info("%s accuracy per layer: %s", split, accuracy_line(result.accuracy))
+    if overrides:
+        out["overrides"] = overrides
+    path = run_dir / evaluation_file(split, overrides)
+    write_json(path, out)
+    logger.info("%s accuracy per layer: %s (%s)", split, accuracy_line(result.accuracy), path.name)
     return out

@@ -122,6 +122,29 @@ def test_test_samples_presented_longer(tiny, reference_run, tmp_path):
     assert main(["eval", str(run)]) == 0
     evaluation = json.loads((run / "eval_test.json").read_text())
     assert evaluation["loss"] == [tests[-1]["loss_L1"]]
+    # the reference run evaluated with the longer test samples (eval --set): this run's test metrics, in a file of
+    # its own with the overrides; the run's own evaluation file is not written
+    copy = shutil.copytree(reference_run, tmp_path / "reference_copy")
+    assert main(["eval", str(copy), "--set", "data.test_params.n_steps = 60"]) == 0
+    (written,) = copy.glob("eval_test_*.json")
+    assert not (copy / "eval_test.json").exists()
+    evaluation = json.loads(written.read_text())
+    assert evaluation["overrides"] == ["data.test_params.n_steps=60"]
+    assert evaluation["loss"] == [tests[-1]["loss_L1"]] and evaluation["accuracy"] == [tests[-1]["acc_L1"]]
+
+
+@pytest.mark.parametrize(("override", "named"), [("network.layers=[4]", "network.layers"),
+                                                 ("learning.lr=1", "learning.lr"),
+                                                 ("data.test_params.n_steps=-5", "data.test_params over")])
+def test_eval_refuses_what_the_checkpoint_fixes_before_compiling(reference_run, tmp_path, capsys, override, named):
+    """eval --set: a key outside data.* and device.*, or a bad value, exits 2 naming it; nothing is written."""
+    copy = shutil.copytree(reference_run, tmp_path / "run")
+    before = sorted(path.name for path in copy.iterdir())
+    started = time.time()
+    assert main(["eval", str(copy), "--set", override]) == 2
+    assert named in capsys.readouterr().err
+    assert time.time() - started < 10  # refused before any build
+    assert sorted(path.name for path in copy.iterdir()) == before
 
 
 def test_resume_after_stop_is_exact(tiny, reference_run, tmp_path):
