@@ -62,6 +62,14 @@ class DataError(DecolleError, ValueError):
     label = "data error"
 
 
+class ParamError(ValueError):
+    """A data set's or encoder's parameter value outside what it accepts (``n_steps < 1``, an unknown encoder).
+
+    A plain ``ValueError`` for direct callers of :mod:`decolle_brian.data`; a run's configuration names the table it
+    came from (``data.params``) and turns it into a :class:`ConfigError`.
+    """
+
+
 class DeviceError(DecolleError, RuntimeError):
     """A device that cannot be used here; the message says why and what to do."""
 
@@ -88,4 +96,4 @@ class Interrupted(DecolleError, RuntimeError):
 
 
 __all__ = ["ConfigError", "DataError", "DecolleError", "DerivationError", "DeviceError", "ExpressionError",
-           "Interrupted", "SpecError", "StoreError", "SweepError"]
+           "Interrupted", "ParamError", "SpecError", "StoreError", "SweepError"]

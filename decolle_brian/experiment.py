@@ -22,9 +22,9 @@ import numpy as np
 
 from decolle_brian.callbacks import CheckpointWriter, MetricsWriter, ProgressBar, accuracy_line
 from decolle_brian.config import ConfigError, load_config, network_spec, to_toml
-from decolle_brian.data import DataError, load_dataset
+from decolle_brian.data import DATASETS, DataError, dataset_params, load_dataset
 from decolle_brian.devices import Simulator, check_runnable
-from decolle_brian.errors import DecolleError, Interrupted
+from decolle_brian.errors import Interrupted, ParamError
 from decolle_brian.loop import Callback, TrainingLoop, TrainingState
 from decolle_brian.network.params import expected_shapes, init_params
 from decolle_brian.recording.plan import RecordingPlan
@@ -98,15 +98,13 @@ class Experiment:
 
 
 def _open(dataset: str, split: str, root: str | None, params: dict, samples: int, table: str):
-    """A split of a data set; a value its class refuses (``ValueError``: n_steps < 1, an unknown encoder) is a
-    :class:`ConfigError` naming ``table``, not a crash: the types were checked with the configuration, the
-    values only the data set knows."""
+    """A split of a data set; a value its class refuses (:class:`ParamError`: n_steps < 1, an unknown encoder) is
+    a :class:`ConfigError` naming ``table``, not a crash: the types were checked with the configuration, the values
+    only the data set knows."""
     try:
         return load_dataset(dataset, split, root, **params, **({"max_samples": samples} if samples else {}))
-    except DecolleError:
-        raise  # missing or malformed data (DataError is a ValueError too) keeps its own class and exit code
-    except ValueError as exc:
-        raise ConfigError(f"{table} ({dataset}, {split} split): {exc}") from None
+    except ParamError as exc:
+        raise ConfigError(f"{table} ({dataset}, {split} split): {exc}") from exc
 
 
 def learning_rate(config: dict, epoch: int) -> float:
@@ -234,6 +232,19 @@ def eval_overrides(overrides: Sequence[str]) -> list[str]:
     return items
 
 
+def split_choice(config: dict) -> dict:
+    """What chooses which samples are training and which test samples: the data set, and each of its
+    ``split_keys`` as each split sees it (``data.test_params`` over ``data.params`` over the class default)."""
+    data = config["data"]
+    dataset, test_params = data["dataset"], data.get("test_params") or {}
+    defaults = dataset_params(dataset)
+    choice = {"data.dataset": dataset}
+    for key in DATASETS[dataset].split_keys:
+        choice[f"data.params.{key}"] = data["params"].get(key, defaults.get(key))
+        choice[f"data.test_params.{key}"] = test_params.get(key, choice[f"data.params.{key}"])
+    return choice
+
+
 def evaluation_file(split: str, overrides: Sequence[str]) -> str:
     """``eval_<split>.json``; with overrides ``eval_<split>_<digest>.json`` (one file per set of overrides, so an
     evaluation under other presentation settings never replaces the run's own)."""
@@ -256,15 +267,26 @@ def evaluate_run(run_dir: str | Path, data_root: str | None = None, device: str 
     if not (run_dir / "config.toml").is_file():
         raise StoreError(f"{run_dir} is not a run folder (config.toml missing)")
     overrides = eval_overrides(overrides)
-    config = load_config(run_dir / "config.toml", overrides)
+    keys = {item.partition("=")[0] for item in overrides}
+    for flag, given, key in (("--device", device, "device.name"), ("--data", data_root, "data.root")):
+        if given and key in keys:
+            raise ConfigError(f"{flag} and --set {key} both given: give one")
+    # --device checked as a key too (a float32 network refuses the runtime device before anything is built)
+    config = load_config(run_dir / "config.toml", [*overrides, *([f'device.name="{device}"'] if device else [])])
+    stored = split_choice(load_config(run_dir / "config.toml"))
+    changed = [f"{key} {stored[key]!r} -> {value!r}" for key, value in split_choice(config).items()
+               if stored.get(key) != value]
+    if changed:
+        raise ConfigError(f"--set changes which samples are test samples ({', '.join(changed)}): an evaluation keeps "
+                          "the run's split, or its test samples could be samples it trained on")
     experiment = Experiment.from_config(config, data_root, check=(split,))
     params, _ = read_checkpoint(run_dir, expected_shapes(experiment.spec), experiment.spec.structure_key())
     dataset = experiment.test_set if split == "test" else experiment.train_set
     result = evaluate_dataset(experiment.simulator(device), dataset, params, progress=config["training"]["progress"],
                               desc=split)
-    out = {"split": split, "n_samples": len(dataset), "accuracy": result.accuracy, "loss": result.loss,
-           "rate_hz": result.rate_hz, "synops_per_sample": result.synops_per_sample,
-           "confusion": [m.tolist() for m in result.confusion]}
+    out = {"split": split, "device": config["device"]["name"], "n_samples": len(dataset),
+           "accuracy": result.accuracy, "loss": result.loss, "rate_hz": result.rate_hz,
+           "synops_per_sample": result.synops_per_sample, "confusion": [m.tolist() for m in result.confusion]}
     if overrides:
         out["overrides"] = overrides
     path = run_dir / evaluation_file(split, overrides)

@@ -51,6 +51,10 @@ def test_idx_gz_and_raw(tiny_mnist, tmp_path):
     short.write_bytes(idx_bytes(np.zeros((3, 4, 4)))[:-5])
     with pytest.raises(DataError, match=r"short-idx: .*truncated"):
         read_idx(short)
+    header = tmp_path / "header-idx"  # cut inside the header: its dimensions (numpy's ValueError before)
+    header.write_bytes(idx_bytes(np.zeros((3, 4, 4)))[:9])
+    with pytest.raises(DataError, match=r"header-idx: truncated IDX header \(9 bytes for 3 dimensions\)"):
+        read_idx(header)
 
 
 def test_mnist_dataset_from_idx(tiny_mnist):

@@ -129,15 +129,21 @@ def test_test_samples_presented_longer(tiny, reference_run, tmp_path):
     (written,) = copy.glob("eval_test_*.json")
     assert not (copy / "eval_test.json").exists()
     evaluation = json.loads(written.read_text())
-    assert evaluation["overrides"] == ["data.test_params.n_steps=60"]
+    assert evaluation["overrides"] == ["data.test_params.n_steps=60"] and evaluation["device"] == "cpp_standalone"
     assert evaluation["loss"] == [tests[-1]["loss_L1"]] and evaluation["accuracy"] == [tests[-1]["acc_L1"]]
 
 
 @pytest.mark.parametrize(("override", "named"), [("network.layers=[4]", "network.layers"),
                                                  ("learning.lr=1", "learning.lr"),
-                                                 ("data.test_params.n_steps=-5", "data.test_params over")])
+                                                 ("data.test_params.n_steps=-5", "data.test_params over"),
+                                                 # the split: test samples that could be training samples
+                                                 ("data.params.split_seed=7", "data.params.split_seed 0 -> 7"),
+                                                 ('data={dataset="digits", params={split_seed=7}}',
+                                                  "an evaluation keeps the run's split"),
+                                                 ("data.test_params.seed", "expected key=value")])
 def test_eval_refuses_what_the_checkpoint_fixes_before_compiling(reference_run, tmp_path, capsys, override, named):
-    """eval --set: a key outside data.* and device.*, or a bad value, exits 2 naming it; nothing is written."""
+    """eval --set: a key outside data.* and device.*, a bad value, or a change of which samples are test samples
+    exits 2 naming it; nothing is written."""
     copy = shutil.copytree(reference_run, tmp_path / "run")
     before = sorted(path.name for path in copy.iterdir())
     started = time.time()
@@ -145,6 +151,14 @@ def test_eval_refuses_what_the_checkpoint_fixes_before_compiling(reference_run, 
     assert named in capsys.readouterr().err
     assert time.time() - started < 10  # refused before any build
     assert sorted(path.name for path in copy.iterdir()) == before
+
+
+@pytest.mark.parametrize(("flag", "override"), [(["--device", "runtime"], 'device.name="cpp_standalone"'),
+                                                (["--data", "/nowhere"], 'data.root="/elsewhere"')])
+def test_eval_flag_and_the_same_key_set_are_refused(reference_run, capsys, flag, override):
+    """--device with --set device.name (or --data with --set data.root): one of the two would be ignored."""
+    assert main(["eval", str(reference_run), *flag, "--set", override]) == 2
+    assert "both given: give one" in capsys.readouterr().err
 
 
 def test_resume_after_stop_is_exact(tiny, reference_run, tmp_path):

@@ -95,6 +95,7 @@ def test_float32_batch_agrees_with_float32_oracle(optimizer, tmp_path_factory):
         assert not np.array_equal(spikes[:, 0], spikes[:, 1])  # the samples really differ
         # U comes within 4.2e-6 of the threshold here (SGD, layer 1), below the Adamax U deviation (8e-6): a compiler
         # rounding otherwise could flip a spike there, so a mismatch names the oracle's U where it happens
+        assert spikes.shape == expected["spikes"][k].shape, f"layer {k + 1}"
         differ = spikes != expected["spikes"][k]
         assert not differ.any(), (f"spikes of layer {k + 1} differ at {differ.sum()} places; the oracle's U there: "
                                   f"{expected['u'][k][differ][:5]} (threshold 0)")

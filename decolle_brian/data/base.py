@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from decolle_brian.errors import DataError
+from decolle_brian.errors import DataError, ParamError
 
 from .cache import BinCache
 from .encoders import encode_image, encoder_output_shape, resolve_encoder
@@ -175,7 +175,7 @@ def balanced_subset(labels: np.ndarray, max_samples: int | None) -> np.ndarray:
     if max_samples is None or max_samples >= n:
         return np.arange(n)
     if max_samples < 1:
-        raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+        raise ParamError(f"max_samples must be >= 1, got {max_samples}")
     order = np.argsort(labels, kind="stable")
     rank = np.empty(n, dtype=np.int64)
     for c in np.unique(labels):  # rank of each sample within its class
@@ -187,7 +187,7 @@ def balanced_subset(labels: np.ndarray, max_samples: int | None) -> np.ndarray:
 
 def _check_choice(name: str, value: Any, valid: Sequence[Any]) -> None:
     if value not in valid:
-        raise ValueError(f"invalid {name} {value!r}; valid values: {', '.join(map(repr, valid))}")
+        raise ParamError(f"invalid {name} {value!r}; valid values: {', '.join(map(repr, valid))}")
 
 
 class EventDataset:

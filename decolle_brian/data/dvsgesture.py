@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Binned, DataError, RecordingDataset, bin_events, network_timeout, search_paths
+from .base import Binned, DataError, ParamError, RecordingDataset, bin_events, network_timeout, search_paths
 
 SENSOR = (128, 128)
 CLASS_NAMES = [
@@ -338,12 +338,12 @@ class DVSGesture(RecordingDataset):
     ):
         super().__init__(split, seed, cache, cache_dir, on_error)
         if layout not in LAYOUTS:
-            raise ValueError(f"invalid layout {layout!r}; valid values: {LAYOUTS}")
+            raise ParamError(f"invalid layout {layout!r}; valid values: {LAYOUTS}")
         if downsample < 1 or SENSOR[0] % downsample:
-            raise ValueError(f"downsample must divide 128, got {downsample}")
+            raise ParamError(f"downsample must divide 128, got {downsample}")
         self.n_steps = int(n_steps) if n_steps is not None else (500 if split == "train" else 1800)
         if self.n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+            raise ParamError(f"n_steps must be >= 1, got {n_steps}")
         self.random_start = (split == "train") if random_start is None else bool(random_start)
         self.downsample = int(downsample)
         self.drop_invalid = bool(drop_invalid)

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from decolle_brian.errors import ParamError
+
 ENCODERS = ("poisson", "latency", "saccade")
 
 #: Default parameters of each encoder (also the valid keyword arguments).
@@ -76,7 +78,7 @@ def poisson_encode(image: np.ndarray, n_steps: int, rng: np.random.Generator, ma
     """
     img = _check_image(image)
     if not 0 <= max_rate_hz <= 1000:
-        raise ValueError(f"max_rate_hz must be in [0, 1000] (at most one spike per 1 ms step), got {max_rate_hz}")
+        raise ParamError(f"max_rate_hz must be in [0, 1000] (at most one spike per 1 ms step), got {max_rate_hz}")
     p = img * (max_rate_hz * 1e-3)
     spikes = rng.random((n_steps, 1, *img.shape)) < p
     return spikes.astype(np.float32)
@@ -113,10 +115,10 @@ def latency_encode(
     """
     img = _check_image(image)
     if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        raise ParamError(f"threshold must be in [0, 1), got {threshold}")
     t_max = n_steps - 1 if t_max is None else int(t_max)
     if not 0 <= t_max < n_steps:
-        raise ValueError(f"t_max must be in [0, n_steps - 1] = [0, {n_steps - 1}], got {t_max}")
+        raise ParamError(f"t_max must be in [0, n_steps - 1] = [0, {n_steps - 1}], got {t_max}")
     out = np.zeros((n_steps, 1, *img.shape), dtype=np.float32)
     ys, xs = np.nonzero(img > threshold)
     steps = np.rint((1.0 - img[ys, xs]) / (1.0 - threshold) * t_max).astype(np.int64)
@@ -204,7 +206,7 @@ def saccade_encode(
     """
     img = _check_image(image)
     if contrast_threshold <= 0:
-        raise ValueError(f"contrast_threshold must be > 0, got {contrast_threshold}")
+        raise ParamError(f"contrast_threshold must be > 0, got {contrast_threshold}")
     h, w = img.shape
     hs, ws = h + 2 * margin, w + 2 * margin
     path = saccade_path(n_steps + 1, saccade_ms, amplitude)
@@ -249,18 +251,18 @@ def resolve_encoder(encoder: str, n_steps: int | None, params: dict[str, Any]) -
         ``(encoder, n_steps, params)`` with every parameter of the encoder filled in.
     """
     if encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r}; valid encoders: {', '.join(ENCODERS)}")
+        raise ParamError(f"unknown encoder {encoder!r}; valid encoders: {', '.join(ENCODERS)}")
     defaults = ENCODER_DEFAULTS[encoder]
     given = {k: v for k, v in params.items() if v is not None}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(
+        raise ParamError(
             f"parameter(s) {', '.join(unknown)} do not apply to encoder {encoder!r}; "
             f"its parameters: {', '.join(defaults)}"
         )
     n_steps = DEFAULT_STEPS[encoder] if n_steps is None else int(n_steps)
     if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        raise ParamError(f"n_steps must be >= 1, got {n_steps}")
     return encoder, n_steps, {**defaults, **given}
 
 
@@ -303,7 +305,7 @@ def encoder_output_shape(
     if encoder != "saccade":
         return (1, h, w)
     if crop not in CROPS:
-        raise ValueError(f"invalid crop {crop!r}; valid values: {CROPS}")
+        raise ParamError(f"invalid crop {crop!r}; valid values: {CROPS}")
     m = int(params["margin"])
     cut = 0 if crop is None else 2
     return (2, h + 2 * m - cut, w + 2 * m - cut)
@@ -343,4 +345,4 @@ def encode_image(
         return latency_encode(image, n_steps, rng, **params)
     if encoder == "saccade":
         return np.ascontiguousarray(_crop(saccade_encode(image, n_steps, rng, **params), crop))
-    raise ValueError(f"unknown encoder {encoder!r}; valid encoders: {', '.join(ENCODERS)}")
+    raise ParamError(f"unknown encoder {encoder!r}; valid encoders: {', '.join(ENCODERS)}")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tonic.io
 
-from .base import Binned, DataError, RecordingDataset, bin_events, network_timeout, search_paths
+from .base import Binned, DataError, ParamError, RecordingDataset, bin_events, network_timeout, search_paths
 
 SENSOR = (34, 34)
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -166,9 +166,9 @@ class NMNIST(RecordingDataset):
     ):
         super().__init__(split, seed, cache, cache_dir, on_error)
         if crop not in CROPS:
-            raise ValueError(f"invalid crop {crop!r}; valid values: {CROPS}")
+            raise ParamError(f"invalid crop {crop!r}; valid values: {CROPS}")
         if int(n_steps) < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+            raise ParamError(f"n_steps must be >= 1, got {n_steps}")
         self.crop = crop
         self.n_steps = int(n_steps)
         self.input_shape = (2, 32, 32) if crop else (2, *SENSOR)
