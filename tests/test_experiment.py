@@ -236,6 +236,8 @@ def test_malformed_toml(tmp_path, capsys):
     ("data.params.n_steps=-5", "data.params (digits, train split): n_steps must be >= 1, got -5"),
     ("data.params.encoder='bogus'", "data.params (digits, train split): unknown encoder 'bogus'"),
     ("data.test_params.n_steps=0", "data.test_params over data.params (digits, test split): n_steps must be >= 1"),
+    # an encoder's value: checked when the data set opens, not at the first sample (after the run folder)
+    ("data.params.max_rate_hz=5000", "data.params (digits, train split): max_rate_hz must be in [0, 1000]"),
 ])
 def test_bad_configuration_fails_before_compiling(tiny, tmp_path, capsys, override, message):
     started = time.time()

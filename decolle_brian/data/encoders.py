@@ -57,6 +57,28 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return img
 
 
+def _check_poisson(n_steps: int, max_rate_hz: float = 200.0) -> None:
+    if not 0 <= max_rate_hz <= 1000:
+        raise ParamError(f"max_rate_hz must be in [0, 1000] (at most one spike per 1 ms step), got {max_rate_hz}")
+
+
+def _check_latency(n_steps: int, threshold: float = 0.2, t_max: int | None = None) -> None:
+    if not 0 <= threshold < 1:
+        raise ParamError(f"threshold must be in [0, 1), got {threshold}")
+    if t_max is not None and not 0 <= int(t_max) < n_steps:
+        raise ParamError(f"t_max must be in [0, n_steps - 1] = [0, {n_steps - 1}], got {t_max}")
+
+
+def _check_saccade(n_steps: int, contrast_threshold: float = 0.5, **_) -> None:
+    if contrast_threshold <= 0:
+        raise ParamError(f"contrast_threshold must be > 0, got {contrast_threshold}")
+
+
+#: each encoder's value checks: run by the encoder and, before any sample is encoded, by :func:`resolve_encoder`
+#: (so a data set with a bad value fails when it is opened, not at its first sample)
+VALUE_CHECKS = {"poisson": _check_poisson, "latency": _check_latency, "saccade": _check_saccade}
+
+
 def poisson_encode(image: np.ndarray, n_steps: int, rng: np.random.Generator, max_rate_hz: float = 200.0) -> np.ndarray:
     """Rate code: Bernoulli spikes per 1 ms step with probability ``intensity * max_rate_hz / 1000``.
 
@@ -77,8 +99,7 @@ def poisson_encode(image: np.ndarray, n_steps: int, rng: np.random.Generator, ma
         ``float32`` counts (0 or 1), shape ``(n_steps, 1, H, W)``.
     """
     img = _check_image(image)
-    if not 0 <= max_rate_hz <= 1000:
-        raise ParamError(f"max_rate_hz must be in [0, 1000] (at most one spike per 1 ms step), got {max_rate_hz}")
+    _check_poisson(n_steps, max_rate_hz)
     p = img * (max_rate_hz * 1e-3)
     spikes = rng.random((n_steps, 1, *img.shape)) < p
     return spikes.astype(np.float32)
@@ -114,11 +135,8 @@ def latency_encode(
         ``float32`` counts, shape ``(n_steps, 1, H, W)``.
     """
     img = _check_image(image)
-    if not 0 <= threshold < 1:
-        raise ParamError(f"threshold must be in [0, 1), got {threshold}")
+    _check_latency(n_steps, threshold, t_max)
     t_max = n_steps - 1 if t_max is None else int(t_max)
-    if not 0 <= t_max < n_steps:
-        raise ParamError(f"t_max must be in [0, n_steps - 1] = [0, {n_steps - 1}], got {t_max}")
     out = np.zeros((n_steps, 1, *img.shape), dtype=np.float32)
     ys, xs = np.nonzero(img > threshold)
     steps = np.rint((1.0 - img[ys, xs]) / (1.0 - threshold) * t_max).astype(np.int64)
@@ -205,8 +223,7 @@ def saccade_encode(
         ``float32`` counts, shape ``(n_steps, 2, H + 2 margin, W + 2 margin)``; channel 0 OFF, 1 ON.
     """
     img = _check_image(image)
-    if contrast_threshold <= 0:
-        raise ParamError(f"contrast_threshold must be > 0, got {contrast_threshold}")
+    _check_saccade(n_steps, contrast_threshold=contrast_threshold)
     h, w = img.shape
     hs, ws = h + 2 * margin, w + 2 * margin
     path = saccade_path(n_steps + 1, saccade_ms, amplitude)
@@ -263,7 +280,9 @@ def resolve_encoder(encoder: str, n_steps: int | None, params: dict[str, Any]) -
     n_steps = DEFAULT_STEPS[encoder] if n_steps is None else int(n_steps)
     if n_steps < 1:
         raise ParamError(f"n_steps must be >= 1, got {n_steps}")
-    return encoder, n_steps, {**defaults, **given}
+    params = {**defaults, **given}
+    VALUE_CHECKS[encoder](n_steps, **params)
+    return encoder, n_steps, params
 
 
 def crop_center(counts: np.ndarray, size: Sequence[int]) -> np.ndarray:
