@@ -51,6 +51,14 @@ from decolle_brian.backends.input_events import EventListInput
 from decolle_brian.backends.param_files import KEPT_FOLDER, KeptFiles, remove_files, unlink_quietly
 from decolle_brian.backends.precompiled_header import precompiled_objects_header
 from decolle_brian.backends.read_back import DEVICE_NAME, WRITE_ALL_VARIABLE
+from decolle_brian.backends.served import (
+    BINARY_COMMAND,
+    SERVED_VARIABLE,
+    ServedBinary,
+    build_identity,
+    close_servers,
+    launching,
+)
 from decolle_brian.errors import DeviceError
 from decolle_brian.network.schedule import DT
 from decolle_brian.network.spec import NetworkSpec
@@ -67,6 +75,9 @@ MEMORY_VARIABLE = "DECOLLE_RESULTS_IN_MEMORY"
 PROFILING_FILE = "profiling_info.txt"
 #: the folder of a run's argument files inside the results folder
 ARGUMENTS_FOLDER = "arguments"
+#: the folder, inside the results folder, of what a served binary's child prints until its command names the run's
+#: output file (:mod:`decolle_brian.backends.served`)
+SERVED_FOLDER = "served"
 #: glibc's malloc asks for transparent huge pages (:func:`huge_page_tunables`)
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 TUNABLES_VARIABLE = "GLIBC_TUNABLES"
@@ -278,10 +289,13 @@ class CppStandaloneBackend(Backend):
     selects_results = True
     #: results folders in memory (:func:`make_results_folder`)
     results_in_memory = True
+    #: run the binary as a fork server (:mod:`decolle_brian.backends.served`) where its build allows it
+    served = True
     _results_known = False  # whether the results folder holds only what the last run wrote
     _kept: KeptFiles | None = None
     _litter: tuple[int | None, list] = (None, [])  # (pid, the last run's argument files): removed by the next run
     _results_folder: tuple | None = None  # ((project folder, pid), results folder)
+    _server: ServedBinary | None = None
 
     @classmethod
     def check_toolchain(cls) -> None:
@@ -320,6 +334,7 @@ class CppStandaloneBackend(Backend):
 
     def prepare(self, network: Network, namespace: dict, chunk_steps: int) -> None:
         self.check_network(network)
+        close_servers()  # Brian has one device per process: no earlier build runs again
         # records the run into the project; values come through run_args on every device.run
         network.run(chunk_steps * DT, namespace=namespace, profile=self.profile or None)  # None: Brian's default
         if self.selects_results and self.read_back is not None:
@@ -374,7 +389,8 @@ class CppStandaloneBackend(Backend):
                 # results of this process only: other runs may use the same build folder at the same time
                 tunables = os.environ.get(TUNABLES_VARIABLE)
                 try:
-                    self.device.run(results_directory=folder.name, run_args=arguments, with_output=False)
+                    with launching(self._launch) if self.serving() else nullcontext():
+                        self.device.run(results_directory=folder.name, run_args=arguments, with_output=False)
                 except RuntimeError as failure:
                     printed = run_output(folder)
                     raise DeviceError(f"The compiled network in {self.build_dir} stopped: "
@@ -397,6 +413,25 @@ class CppStandaloneBackend(Backend):
             self._litter[1].extend([*files, *(litter if remover is None else ())])
             for name in values.files:  # the next run writes them under the same names
                 (folder / name).unlink(missing_ok=True)
+
+    def serving(self) -> bool:
+        """Whether runs go to a served binary (:mod:`decolle_brian.backends.served`): this backend's :attr:`served`,
+        a build whose ``main`` allows it, Brian's own command to run it, and ``$DECOLLE_SERVED_BINARY`` not "0"."""
+        command = prefs.devices.cpp_standalone.run_cmd_unix
+        return (self.served and getattr(self.device, "servable", False) and os.name == "posix"
+                and command in (BINARY_COMMAND, [BINARY_COMMAND]) and os.environ.get(SERVED_VARIABLE, "1") != "0")
+
+    def _launch(self, command: list[str], stdout=None) -> int:
+        """Brian's launch of the binary (``subprocess.call``), by this process's server of the build: started anew
+        when there is none, it ended, or the build or the environment changed since it started."""
+        server = self._server
+        if server is None or not server.alive or server.identity != build_identity(self.device.project_dir):
+            if server is not None:
+                server.close()
+            pending = self.results_folder() / SERVED_FOLDER
+            pending.mkdir(exist_ok=True)
+            server = self._server = ServedBinary(Path(self.device.project_dir), pending / "output.txt")
+        return server.call(command, stdout=stdout)
 
     def results_folder(self) -> Path:
         """The folder of this process's results in the build folder (``results-<pid>``)."""

@@ -25,6 +25,7 @@ class CudaStandaloneBackend(CppStandaloneBackend):
     prune_array_cache = False  # brian2cuda's device keeps Brian's cache as it is (not checked against its code)
     selects_results = False  # brian2cuda's device (not backends/read_back.py's) writes every array after a run
     results_in_memory = False  # brian2cuda keeps its results in the build folder (in memory: not tried on a GPU)
+    served = False  # brian2cuda generates its own main (and a forked child would need its own CUDA context)
 
     @classmethod
     def check_runnable(cls) -> None:

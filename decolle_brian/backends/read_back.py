@@ -42,6 +42,7 @@ from brian2.devices.device import all_devices
 from brian2.equations.equations import Equations
 from brian2.groups.group import Group
 
+from decolle_brian.backends.served import served_main
 from decolle_brian.errors import DeviceError
 
 #: the name of :class:`ReadBackDevice` in Brian's device registry (``set_device(DEVICE_NAME)``)
@@ -167,6 +168,8 @@ class ReadBackDevice(CPPStandaloneDevice):
         self.written: set | None = None
         #: result files of the last run moved elsewhere (:mod:`decolle_brian.backends.param_files`): variable -> file
         self.moved: dict = {}
+        #: whether the last build's binary can be served (:func:`~decolle_brian.backends.served.served_main`)
+        self.servable = False
 
     def select(self, pairs) -> None:
         """Write only the arrays of ``(owner, variable name)`` ``pairs`` and those Brian reads after every run.
@@ -222,6 +225,15 @@ class ReadBackDevice(CPPStandaloneDevice):
                 "the arrays the package reads back (BrianNetwork.read_back). Record it with a monitor (a probe, "
                 "Simulator(probes=...)), or set Simulator.write_all_results = True and run again to write every "
                 "array (debugging, slower)")
+
+    def generate_main_source(self, writer):
+        """Brian's ``main.cpp``, servable as a fork server (:mod:`decolle_brian.backends.served`) where it has the
+        lines that needs; unchanged otherwise (:attr:`servable` says which)."""
+        main = _Capture()
+        super().generate_main_source(main)
+        served = served_main(main.contents)
+        self.servable = served is not None
+        writer.write("main.cpp", main.contents if served is None else served)
 
     def generate_objects_source(self, writer, arange_arrays, synapses, static_array_specs, networks, timed_arrays):
         """Brian's ``objects.cpp`` and ``objects.h``, with ``_write_arrays`` choosing between every array and those

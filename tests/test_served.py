@@ -1,0 +1,192 @@
+"""The C++ standalone binary as a fork server (decolle_brian/backends/served.py).
+
+Every run of a served binary is a child forked from one server, which computes what a fresh process computes:
+outputs identical to the bit to runs of a new process each (``$DECOLLE_SERVED_BINARY=0``) over runs that change
+inputs, parameters and constants; the runs start no process; a failed run says why (in its run or in the set-up
+before it) and the next run has a new server; so does a changed build or environment, a killed server and Ctrl-C
+between runs, which neither the server nor its waiting child heed.
+"""
+
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from decolle_brian.backends.served import SERVED_VARIABLE, served_main
+from decolle_brian.devices import DeviceError, Simulator
+from decolle_brian.network.chunks import pack_chunk
+from decolle_brian.network.params import init_params
+from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
+
+SPEC = NetworkSpec(n_inputs=12, layers=(DenseLayerSpec(10), DenseLayerSpec(8)), n_classes=3, mode="event",
+                   learning=LearningSpec(optimizer="sgd", lr=0.05, dropout=0.5))
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return Simulator(SPEC, STEPS)
+
+
+def _inputs(seed: int):
+    rng = np.random.default_rng(seed)
+    samples = [(rng.poisson(0.5, (STEPS // 2, SPEC.n_inputs)).astype(float), k) for k in (0, 2)]
+    inputs, _ = pack_chunk(samples, STEPS, SPEC.n_classes, lr=0.05, burnin=0, learn=True, dropout=0.5,
+                           layer_sizes=[10, 8], rng=rng)
+    return inputs
+
+
+def _runs(sim, count: int = 3) -> list[list[np.ndarray]]:
+    """``count`` runs, each from the last one's parameters, with new inputs and other neuron constants."""
+    params = init_params(SPEC, np.random.default_rng(0))
+    arrays = []
+    for run in range(count):
+        neuron = replace(SPEC.neuron, alpha=0.97 - 0.01 * run)
+        outputs = sim.run_chunk(_inputs(run), params, neuron)
+        params = {key: np.array(value) for key, value in outputs.params.items()}
+        arrays.append([params[key] for key in sorted(params)] + outputs.y + outputs.n_spikes)
+    return arrays
+
+
+def _same(runs, others) -> bool:
+    """Whether two lists of runs' arrays are equal to the bit, dtypes included."""
+    if len(runs) != len(others) or any(len(run) != len(other) for run, other in zip(runs, others, strict=True)):
+        return False
+    pairs = [pair for run, other in zip(runs, others, strict=True) for pair in zip(run, other, strict=True)]
+    return all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in pairs)
+
+
+def _ended(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" in status.read_text()
+    except FileNotFoundError:
+        return True
+
+
+def _server(sim):
+    server = sim.backend._server
+    assert server is not None and server.alive
+    return server
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def _waiting_child(server) -> int:
+    """The child forked for the next run (it waits for its command)."""
+    for _ in range(200):
+        children = _children(server._process.pid)
+        if children:
+            return children[0]
+        time.sleep(0.01)
+    raise AssertionError("the server forked no child for the next run")
+
+
+@pytest.mark.standalone
+def test_served_runs_equal_fresh_processes_to_the_bit(sim, monkeypatch):
+    served = _runs(sim)
+    server = _server(sim)
+    assert _same(_runs(sim), served)
+    assert _server(sim) is server  # the same server for every run: no process started
+    monkeypatch.setenv(SERVED_VARIABLE, "0")
+    assert not sim.backend.serving()
+    fresh = _runs(sim)
+    assert _same(served, fresh)
+    # the runs differ from one another: the comparison is not of constants
+    assert not _same(fresh[:1], fresh[1:2]) and not _same(fresh[1:2], fresh[2:])
+
+
+@pytest.mark.standalone
+def test_a_failed_run_says_why_and_the_next_run_has_a_new_server(sim, monkeypatch):
+    _runs(sim, 1)
+    server = _server(sim)
+    command_line = type(sim.backend).command_line
+
+    def missing_file(self, run_args, files):
+        arguments = command_line(self, run_args, files)
+        return [f"{argument.split('=')[0]}=results-none/missing.dat" if argument.startswith("forward1.w=")
+                else argument for argument in arguments]
+
+    monkeypatch.setattr(type(sim.backend), "command_line", missing_file)
+    with pytest.raises(DeviceError, match="missing.dat"):
+        _runs(sim, 1)
+    assert not server.alive  # a failed run ends its server
+    monkeypatch.undo()
+    _runs(sim, 1)
+    assert _server(sim) is not server
+
+
+@pytest.mark.standalone
+def test_a_failure_before_the_command_is_reported_with_its_message(sim):
+    _runs(sim, 1)
+    static = Path(sim.backend.build_dir) / "static_arrays"
+    name = sorted(path for path in static.iterdir() if path.is_file())[0]
+    saved = name.read_bytes()
+    name.unlink()  # the folder changed: a new server, whose first child stops loading the static arrays
+    try:
+        with pytest.raises(DeviceError, match="static array"):
+            _runs(sim, 1)
+    finally:
+        name.write_bytes(saved)
+    _runs(sim, 1)
+
+
+@pytest.mark.standalone
+def test_a_changed_binary_or_environment_gets_a_new_server(sim, monkeypatch):
+    _runs(sim, 1)
+    first = _server(sim)
+    main = Path(sim.backend.build_dir) / "main"
+    status = main.stat()
+    os.utime(main, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000))
+    _runs(sim, 1)
+    second = _server(sim)
+    assert second is not first and not first.alive
+    monkeypatch.setenv("DECOLLE_SERVED_TEST", "1")  # the binary may read any variable: it gets the new ones
+    _runs(sim, 1)
+    assert _server(sim) is not second
+
+
+@pytest.mark.standalone
+def test_ctrl_c_between_runs_and_a_killed_server(sim):
+    expected = _runs(sim, 2)
+    server = _server(sim)
+    os.kill(server._process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group: both ignore it
+    os.kill(_waiting_child(server), signal.SIGINT)
+    time.sleep(0.1)
+    assert _same(_runs(sim, 2), expected)
+    assert _server(sim) is server
+    os.kill(server._process.pid, signal.SIGKILL)
+    server._process.wait()
+    assert _same(_runs(sim, 2), expected)
+    assert _server(sim) is not server
+
+
+@pytest.mark.standalone
+def test_closing_a_server_ends_it_and_its_waiting_child(sim):
+    _runs(sim, 1)
+    server = _server(sim)
+    child = _waiting_child(server)
+    server.close()
+    assert server._process.returncode == 0 and not server.alive
+    for _ in range(200):
+        if _ended(child):
+            break
+        time.sleep(0.01)
+    assert _ended(child)
+
+
+def test_a_main_without_the_expected_lines_is_not_served():
+    main = ("int main(int argc, char **argv)\n{\n\tstd::signal(SIGINT, _int_handler);\n"
+            "        set_from_command_line(args);\n}\n")
+    served = served_main(main)
+    assert served is not None and "static int _decolle_main(int argc, char **argv)" in served
+    assert served.count("int main(int argc, char** argv)") == 1  # the server's own main
+    assert served_main(main.replace("        set_from_command_line(args);\n", "")) is None
+    assert served_main(main + main) is None
