@@ -2,9 +2,11 @@
 
 Every run of a served binary is a child forked from one server, which computes what a fresh process computes:
 outputs identical to the bit to runs of a new process each (``$DECOLLE_SERVED_BINARY=0``) over runs that change
-inputs, parameters and constants; the runs start no process; a failed run says why (in its run or in the set-up
-before it) and the next run has a new server; so does a changed build or environment, a killed server and Ctrl-C
-between runs, which neither the server nor its waiting child heed.
+inputs, parameters and constants; the runs start no process. A failed run says why and the next run is served by
+the same server; a failure before the command (the set-up) says why too and ends the server. A changed build or
+environment or a killed server gets a new server; a killed waiting child is replaced; Ctrl-C between runs is
+heeded by neither the server nor its waiting child; a child reads the static arrays only while no build writes
+them; a forked Python process keeps no server of its parent's from ending.
 """
 
 import os
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 
 from decolle_brian.backends.served import SERVED_VARIABLE, served_main
-from decolle_brian.devices import DeviceError, Simulator
+from decolle_brian.devices import DeviceError, Simulator, build_folder_lock
 from decolle_brian.network.chunks import pack_chunk
 from decolle_brian.network.params import init_params
 from decolle_brian.network.spec import DenseLayerSpec, LearningSpec, NetworkSpec
@@ -74,6 +76,10 @@ def _server(sim):
     return server
 
 
+def _server_of(sim):
+    return sim.backend._server
+
+
 def _children(pid: int) -> list[int]:
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     return [int(child) for child in text.split()]
@@ -104,8 +110,8 @@ def test_served_runs_equal_fresh_processes_to_the_bit(sim, monkeypatch):
 
 
 @pytest.mark.standalone
-def test_a_failed_run_says_why_and_the_next_run_has_a_new_server(sim, monkeypatch):
-    _runs(sim, 1)
+def test_a_failed_run_says_why_and_the_server_goes_on(sim, monkeypatch):
+    expected = _runs(sim, 1)
     server = _server(sim)
     command_line = type(sim.backend).command_line
 
@@ -117,10 +123,9 @@ def test_a_failed_run_says_why_and_the_next_run_has_a_new_server(sim, monkeypatc
     monkeypatch.setattr(type(sim.backend), "command_line", missing_file)
     with pytest.raises(DeviceError, match="missing.dat"):
         _runs(sim, 1)
-    assert not server.alive  # a failed run ends its server
     monkeypatch.undo()
-    _runs(sim, 1)
-    assert _server(sim) is not server
+    assert _same(_runs(sim, 1), expected)
+    assert _server(sim) is server  # the failed run's child is gone; the server forked the next
 
 
 @pytest.mark.standalone
@@ -129,13 +134,16 @@ def test_a_failure_before_the_command_is_reported_with_its_message(sim):
     static = Path(sim.backend.build_dir) / "static_arrays"
     name = sorted(path for path in static.iterdir() if path.is_file())[0]
     saved = name.read_bytes()
+    server = _server(sim)
     name.unlink()  # the folder changed: a new server, whose first child stops loading the static arrays
     try:
         with pytest.raises(DeviceError, match="static array"):
             _runs(sim, 1)
+        assert not _server_of(sim).alive  # every child would fail alike: the server ended
     finally:
         name.write_bytes(saved)
     _runs(sim, 1)
+    assert _server(sim) is not server
 
 
 @pytest.mark.standalone
@@ -190,3 +198,49 @@ def test_a_main_without_the_expected_lines_is_not_served():
     assert served.count("int main(int argc, char** argv)") == 1  # the server's own main
     assert served_main(main.replace("        set_from_command_line(args);\n", "")) is None
     assert served_main(main + main) is None
+
+
+@pytest.mark.standalone
+def test_a_killed_waiting_child_is_replaced(sim):
+    expected = _runs(sim, 2)
+    server = _server(sim)
+    os.kill(_waiting_child(server), signal.SIGKILL)  # e.g. the kernel's out-of-memory killer
+    assert _same(_runs(sim, 2), expected)
+    assert _server(sim) is server
+
+
+@pytest.mark.standalone
+def test_a_child_reads_the_static_arrays_only_while_no_build_writes_them(sim):
+    """A build rewriting a static array in place, leaving its inode, size and time as they were (a copy that keeps
+    file times): the server cannot see it, so a child must not read the file half written."""
+    expected = _runs(sim, 2)
+    server = _server(sim)
+    static = Path(sim.backend.build_dir) / "static_arrays"
+    path = static / "_static_array__array_readout_synapses1_sources"  # read by the set-up (a run argument's is not)
+    content, status = path.read_bytes(), path.stat()
+    assert len(content) > 0
+    with build_folder_lock(sim.backend.build_dir, exclusive=True):
+        path.write_bytes(b"\0" * len(content))  # half way through the build's writes
+        os.kill(_waiting_child(server), signal.SIGKILL)  # its successor starts while the build holds the folder
+        time.sleep(0.3)
+        path.write_bytes(content)
+        os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert _same(_runs(sim, 2), expected)
+    assert _server(sim) is server
+
+
+@pytest.mark.standalone
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_process_keeps_no_server_from_ending(sim):
+    _runs(sim, 1)
+    server = _server(sim)
+    pid = os.fork()
+    if pid == 0:  # holds the parent's pipe ends unless the fork hook closed them
+        time.sleep(3)
+        os._exit(0)
+    try:
+        started = time.perf_counter()
+        server.close()
+        assert time.perf_counter() - started < 2 and server._process.returncode == 0
+    finally:
+        os.waitpid(pid, 0)

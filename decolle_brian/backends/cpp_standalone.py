@@ -39,6 +39,7 @@ from brian2 import Network, get_device, prefs, second, set_device
 
 from decolle_brian.backends.atomic_arrays import atomic_static_arrays
 from decolle_brian.backends.base import (
+    BUILD_LOCK,
     Backend,
     RunValues,
     build_folder_lock,
@@ -423,14 +424,16 @@ class CppStandaloneBackend(Backend):
 
     def _launch(self, command: list[str], stdout=None) -> int:
         """Brian's launch of the binary (``subprocess.call``), by this process's server of the build: started anew
-        when there is none, it ended, or the build or the environment changed since it started."""
+        when there is none, it ended, or the build or the environment changed since it started (the run holds the
+        build folder's lock shared: no build is half done)."""
         server = self._server
         if server is None or not server.alive or server.identity != build_identity(self.device.project_dir):
             if server is not None:
                 server.close()
             pending = self.results_folder() / SERVED_FOLDER
             pending.mkdir(exist_ok=True)
-            server = self._server = ServedBinary(Path(self.device.project_dir), pending / "output.txt")
+            server = self._server = ServedBinary(Path(self.device.project_dir), pending / "output.txt",
+                                                 self.build_dir / BUILD_LOCK)
         return server.call(command, stdout=stdout)
 
     def results_folder(self) -> Path:

@@ -19,16 +19,19 @@ runs as before.
 Brian's ``device.run`` keeps its whole bookkeeping (run arguments, caches, environment, ``last_run_info.txt``, the
 check for invalid states): only its one process launch, ``subprocess.call``, goes to the server
 (:func:`launching`). A server belongs to one process and one build: it is started again when the binary, its
-static arrays or the environment changed since it started (:func:`build_identity`; a waiting child may have
-loaded them while another process built the folder), after a failed run (which ends it) and in a forked process.
+static arrays or the environment changed since it started (:func:`build_identity`; a child reads the static
+arrays holding the build folder's lock shared, as a run does, but a build may replace them before its run), when
+it was killed or ended after a child failed before its command (a failed run's child is just gone: the next run has
+a fresh one), and in a forked process.
 ``$DECOLLE_SERVED_BINARY=0`` runs a new process every run, as Brian does.
 """
 
 from __future__ import annotations
 
-import atexit
+import logging
 import os
 import subprocess
+import sys
 import threading
 import weakref
 from contextlib import contextmanager
@@ -53,7 +56,8 @@ static bool _decolle_served = false;
 static void _decolle_await_command(std::vector<std::string>& args);
 """
 _launch_lock = threading.Lock()
-_servers: weakref.WeakSet = weakref.WeakSet()  # this process's (a forked one closes none of its parent's)
+_servers: weakref.WeakSet = weakref.WeakSet()  # this process's (a forked one forgets its parent's: _after_fork)
+logger = logging.getLogger(__name__)
 
 
 def served_main(source: str) -> str | None:
@@ -95,11 +99,14 @@ class ServedBinary:
     project_dir : Path
         The build folder (the binary's working directory, as Brian runs it).
     pending_output : Path
-        Where a child's printing goes until its command names the run's own output file (read back into the run's
+        Where a child's printing goes until its command names the run's output file (read back into the run's
         output when the run fails before that).
+    lock_file : Path
+        The build folder's lock (:func:`~decolle_brian.backends.base.build_folder_lock`): a child holds it shared
+        while it reads the static arrays, before its command.
     """
 
-    def __init__(self, project_dir: Path, pending_output: Path):
+    def __init__(self, project_dir: Path, pending_output: Path, lock_file: Path):
         self.project_dir = Path(project_dir)
         self.pending_output = Path(pending_output)
         self.identity = build_identity(project_dir)
@@ -109,8 +116,8 @@ class ServedBinary:
         self._reply_pipe, replies_write = os.pipe()
         try:
             self._process = subprocess.Popen(
-                [BINARY_COMMAND, SERVE_FLAG, str(commands_read), str(replies_write), str(self.pending_output)],
-                cwd=self.project_dir, pass_fds=(commands_read, replies_write))
+                [BINARY_COMMAND, SERVE_FLAG, str(commands_read), str(replies_write), str(self.pending_output),
+                 str(lock_file)], cwd=self.project_dir, pass_fds=(commands_read, replies_write))
         except BaseException:
             for fd in (self._commands, self._reply_pipe):
                 os.close(fd)
@@ -118,13 +125,13 @@ class ServedBinary:
         finally:
             os.close(commands_read)
             os.close(replies_write)
-        self._finalizer = weakref.finalize(self, _stop, self._process, self._commands, self._reply_pipe, os.getpid())
-        atexit.register(self._finalizer)
+        # at exit too (weakref.finalize's default); a forked process drops its copy instead (_after_fork)
+        self._finalizer = weakref.finalize(self, _stop, self._process, self._commands, self._reply_pipe)
         _servers.add(self)
 
     @property
     def alive(self) -> bool:
-        """Whether the server still runs (a failed run or a closed server ends it)."""
+        """Whether the server still runs (closed, killed, or ended after a failure before any command: not)."""
         return self._finalizer.alive and self._process.poll() is None
 
     def call(self, command: list[str], stdout=None) -> int:
@@ -135,47 +142,82 @@ class ServedBinary:
             raise ValueError(f"A served binary runs '{BINARY_COMMAND} --results_dir FOLDER ...', not {command[:3]}")
         self._run += 1
         output = "" if stdout is None else os.path.abspath(stdout.name)
-        fields = [command[2], output, *command[3:]]
-        body = b"".join(field.encode() + b"\0" for field in fields)
+        fields = [str(self._run), command[2], output, *command[3:]]
+        body = b"".join(os.fsencode(field) + b"\0" for field in fields)
         try:
-            _write_all(self._commands, b"%d\n" % len(body) + body)
-            status = self._reply()
-        except BrokenPipeError:
-            status = self._reply()  # it ended: its last words say why
-        except BaseException:  # e.g. KeyboardInterrupt: the run is abandoned, and its process with the server
-            self.close()
+            try:
+                _write_all(self._commands, b"%d\n" % len(body) + body)
+            except BrokenPipeError:
+                pass  # it ended: its last words say why
+            status = self._status()
+        except BaseException:  # e.g. KeyboardInterrupt: the run is abandoned at once, as subprocess.call kills
+            self.close(kill=True)
             raise
         if status != 0:
             self._add_pending_output(stdout)
-            self.close()
         return status
 
-    def _reply(self) -> int:
-        """The status of this run: the child's "<run> 0" or the server's "<run> end <status>"; earlier runs' lines
-        (the end of a child that replied) are passed over."""
+    def _status(self) -> int:
+        """This run's exit status, from the replies (templates/served_main.cpp): its child's "ok", the server's
+        "end" of its child; a child lost before taking the command leaves it to the next, unless the server ended
+        (then that child's status, or -1 when the server was killed)."""
+        lost = None
         while True:
-            while b"\n" not in self._replies:
-                data = os.read(self._reply_pipe, 4096)
-                if not data:
-                    return -1  # the server ended without a word (killed)
-                self._replies += data
-            line, self._replies = self._replies.split(b"\n", 1)
-            run, *status = line.decode().split()
-            if int(run) == self._run:
-                return int(status[-1])
+            line = self._line()
+            if line is None:
+                return -1 if lost is None else lost
+            run, kind, *status = line.split()
+            run = int(run)
+            if run == self._run and kind == "ok":
+                return 0
+            if run == self._run and kind == "end":
+                return int(status[0])
+            if kind == "lost":
+                lost = int(status[0])
+            elif kind == "end" and int(status[0]) != 0:  # an earlier run's child, after its results were written
+                logger.warning(f"The served binary's child of an earlier run ended with status {status[0]} after "
+                               f"writing its results ({self.project_dir})")
+
+    def _line(self) -> str | None:
+        """The next reply line, None when the server and its children closed the pipe."""
+        while b"\n" not in self._replies:
+            data = os.read(self._reply_pipe, 4096)
+            if not data:
+                return None
+            self._replies += data
+        line, self._replies = self._replies.split(b"\n", 1)
+        return line.decode()
 
     def _add_pending_output(self, stdout) -> None:
         """A run that failed before its command: what it printed is in the pending file, not in the run's output."""
-        if stdout is None or not self.pending_output.is_file():
+        if not self.pending_output.is_file():
             return
         printed = self.pending_output.read_text(errors="replace")
-        if printed:
-            stdout.write(printed)
-            stdout.flush()
+        if not printed:
+            return
+        if stdout is None:
+            sys.stdout.write(printed)
+            sys.stdout.flush()
+            return
+        with open(stdout.name, "a") as output:  # after what the child wrote, if it got that far
+            output.write(printed)
 
-    def close(self) -> None:
-        """End the server (its waiting child reads the end of its commands and ends, and so does the server)."""
+    def close(self, kill: bool = False) -> None:
+        """End the server: its waiting child reads the end of its commands and ends, and so does the server;
+        ``kill``: at once, a run in progress with it."""
+        if kill and self._finalizer.alive:
+            self._process.kill()
         self._finalizer()
+
+    def _forget(self) -> None:
+        """In a forked process: close this copy's pipe ends (the server's end of input must not wait for this
+        process) and never use or stop the parent's server."""
+        if self._finalizer.detach() is not None:
+            for fd in (self._commands, self._reply_pipe):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 def close_servers() -> None:
@@ -184,15 +226,24 @@ def close_servers() -> None:
         server.close()
 
 
+def _after_fork() -> None:
+    global _launch_lock
+    _launch_lock = threading.Lock()  # a fork while a run was in progress: the child's copy is not held by anyone
+    for server in list(_servers):
+        server._forget()
+    _servers.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 
 
-def _stop(process: subprocess.Popen, commands: int, replies: int, owner: int) -> None:
-    if os.getpid() != owner:  # a forked process's copy: the server is its parent's
-        return
+def _stop(process: subprocess.Popen, commands: int, replies: int) -> None:
     for fd in (commands, replies):
         try:
             os.close(fd)

@@ -182,10 +182,19 @@ def _claim_slot(workers: Path) -> tuple[FileLock, Path]:
 
 
 def _copy_project(source: Path, target: Path) -> None:
-    """Copy a standalone project keeping file times (so make finds it up to date); not its results."""
-    shutil.copytree(source, target, dirs_exist_ok=True, copy_function=shutil.copy2,
+    """Copy a standalone project keeping file times (so make finds it up to date); not its results. Each file
+    replaces the old one by a rename: a binary that runs (a served one, backends/served.py) cannot be written in
+    place, and a new inode tells its server that the build changed."""
+    shutil.copytree(source, target, dirs_exist_ok=True, copy_function=_copy_by_rename,
                     ignore=shutil.ignore_patterns("results", "results-*", "*.lock", "init_*.dat", "decolle_*.dat",
                                                  ".static_arrays.staging"))
+
+
+def _copy_by_rename(source: str, target: str) -> str:
+    staging = f"{target}.copy-{os.getpid()}"
+    shutil.copy2(source, staging)
+    os.replace(staging, target)
+    return target
 
 
 def _read_json(path: Path):
