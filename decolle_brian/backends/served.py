@@ -164,7 +164,11 @@ class ServedBinary:
         lost = None
         while True:
             line = self._line()
-            if line is None:
+            if line is None:  # the server ended
+                try:
+                    self._process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
                 return -1 if lost is None else lost
             run, kind, *status = line.split()
             run = int(run)

@@ -4,49 +4,66 @@
 // process runs it: Brian's main above, from its first line, in a copy of a process that has run nothing. Holding
 // the build folder's LOCK shared (as a run does: no build rewrites the static arrays meanwhile), it does everything
 // that needs no argument (brian_start, synapse creation, the main lines before the run's values are set) while the
-// previous run's outputs are read in Python; then it waits for its command: the run's number, its results folder,
-// the file its printing goes to ("" = the server's standard output) and its name=value arguments, as "<bytes>\n"
-// and then <bytes> of NUL-ended fields on COMMANDS. Replies on REPLIES: "<run> ok" from the child when its results
-// are written; "<run> end <exit status>" from the server when a child that took the command <run> has ended (a
-// signal: minus its number); "0 lost <exit status>" when a child ended before taking a command: the next child
-// takes that command, except after an exit status (every child would fail alike) or three signals in a row, which
-// end the server. The server ends when COMMANDS does.
+// previous run's outputs are read in Python; then it waits for its command on a pipe of its own.
+// The server alone reads COMMANDS: "<bytes>\n" and then <bytes> of NUL-ended fields (the run's number, its results
+// folder, the file its printing goes to, "" = the server's standard output, and its name=value arguments), and
+// hands each whole to its waiting child. A waiting child that dies (killed from outside) is replaced at once, and a
+// command meant for it goes to the new one: no command is ever half read by a child that then runs it. Replies on
+// REPLIES: "<run> ok" from the child when its results are written; "<run> end <exit status>" from the server when
+// the child given <run> has ended (a signal: minus its number); "0 lost <exit status>" for a child that ended
+// before it was given a command; after an exit status there (every child would fail alike) or three signals in a
+// row the server ends. The server ends when COMMANDS does, and its waiting child with it.
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const int _DECOLLE_NO_COMMAND = 111;  // the child's exit status when COMMANDS ended before its command
-static int _decolle_commands = -1;
+static const int _DECOLLE_NO_COMMAND = 111;  // the child's exit status when its server ended before its command
 static int _decolle_replies = -1;
 static int _decolle_stdout = -1;  // the server's standard output
+static int _decolle_given = -1;  // a child's own pipe, on which its server gives it its command
 static int _decolle_pending = -1;  // what the child printed before its command
 static int _decolle_lock = -1;  // the build folder's lock, held shared until the command
-static long* _decolle_taken = nullptr;  // shared with the server: the run whose command the child took (0: none)
 static std::string _decolle_run = "0";
+static int _decolle_ended[2] = {-1, -1};  // the server's own pipe: a byte for every SIGCHLD
 
-static void _decolle_reply(const std::string& text)
+static void _decolle_on_child_end(int)
 {
-    const std::string line = _decolle_run + " " + text + "\n";
-    const char* data = line.data();
-    size_t left = line.size();
+    const int saved = errno;
+    if (write(_decolle_ended[1], "c", 1) < 0)
+    {
+        // full: poll sees it readable anyway
+    }
+    errno = saved;
+}
+
+static bool _decolle_write_all(int fd, const std::string& text)
+{
+    const char* data = text.data();
+    size_t left = text.size();
     while (left > 0)
     {
-        const ssize_t written = write(_decolle_replies, data, left);
+        const ssize_t written = write(fd, data, left);
         if (written < 0 && errno == EINTR)
             continue;
         if (written <= 0)
-            return;  // nobody reads any more (Python ended): nothing to tell
+            return false;
         data += written;
         left -= (size_t)written;
     }
+    return true;
+}
+
+static void _decolle_reply(const std::string& text)
+{
+    _decolle_write_all(_decolle_replies, _decolle_run + " " + text + "\n");  // false: nobody reads any more
 }
 
 static bool _decolle_read_exactly(int fd, char* data, size_t size)
@@ -64,25 +81,32 @@ static bool _decolle_read_exactly(int fd, char* data, size_t size)
     return true;
 }
 
-static bool _decolle_read_command(std::vector<std::string>& fields)
+// one command, "<bytes>\n" and its <bytes>, from fd: the message whole (header included), or false at its end
+static bool _decolle_read_message(int fd, std::string& message)
 {
-    std::string header;  // byte by byte up to its newline: nothing of a later command is read
+    message.clear();
     char c = 0;
-    while (header.size() < 24 && _decolle_read_exactly(_decolle_commands, &c, 1) && c != '\n')
-        header.push_back(c);
+    while (message.size() < 24 && _decolle_read_exactly(fd, &c, 1) && c != '\n')
+        message.push_back(c);
     if (c != '\n')
         return false;
-    const size_t size = std::strtoul(header.c_str(), nullptr, 10);
-    std::string body(size, '\0');
-    if (size > 0 && !_decolle_read_exactly(_decolle_commands, &body[0], size))
-        return false;
-    size_t start = 0;
-    for (size_t end = body.find('\0'); end != std::string::npos; end = body.find('\0', start))
+    const size_t size = std::strtoul(message.c_str(), nullptr, 10);
+    message.push_back('\n');
+    const size_t start = message.size();
+    message.resize(start + size);
+    return size == 0 || _decolle_read_exactly(fd, &message[start], size);
+}
+
+static std::vector<std::string> _decolle_fields(const std::string& message)
+{
+    std::vector<std::string> fields;
+    size_t start = message.find('\n') + 1;
+    for (size_t end = message.find('\0', start); end != std::string::npos; end = message.find('\0', start))
     {
-        fields.push_back(body.substr(start, end - start));
+        fields.push_back(message.substr(start, end - start));
         start = end + 1;
     }
-    return fields.size() >= 3;
+    return fields;
 }
 
 // called by Brian's main just before it sets the run's values from its arguments
@@ -95,12 +119,14 @@ static void _decolle_await_command(std::vector<std::string>& args)
         flock(_decolle_lock, LOCK_UN);
         close(_decolle_lock);
     }
-    std::vector<std::string> fields;
-    if (!_decolle_read_command(fields))
+    std::string message;
+    if (!_decolle_read_message(_decolle_given, message))
         std::_Exit(_DECOLLE_NO_COMMAND);
-    close(_decolle_commands);
+    close(_decolle_given);
+    const std::vector<std::string> fields = _decolle_fields(message);
+    if (fields.size() < 3)
+        std::_Exit(_DECOLLE_NO_COMMAND);
     _decolle_run = fields[0];
-    *_decolle_taken = std::atol(fields[0].c_str());
     brian::results_dir = fields[1];
     args.assign(fields.begin() + 3, fields.end());
     // what it printed so far, then the rest, goes where a fresh binary's output goes
@@ -125,73 +151,136 @@ static void _decolle_await_command(std::vector<std::string>& args)
     std::signal(SIGINT, _int_handler);
 }
 
+// a child waiting for its command on its own pipe (the server writes to *to_child); -1 if fork failed
+static pid_t _decolle_fork_child(char** argv, int* to_child)
+{
+    int given[2];
+    if (pipe(given) < 0)
+        return -1;
+    const pid_t server = getpid();
+    std::cout.flush();
+    std::fflush(stdout);
+    const pid_t child = fork();
+    if (child != 0)
+    {
+        close(given[0]);
+        *to_child = given[1];
+        if (child < 0)
+            close(given[1]);
+        return child;
+    }
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the server
+    if (getppid() != server)
+        std::_Exit(_DECOLLE_NO_COMMAND);
+    close(given[1]);
+    close(_decolle_ended[0]);
+    close(_decolle_ended[1]);
+    _decolle_given = given[0];
+    std::signal(SIGCHLD, SIG_DFL);  // as a fresh process has them (SIGINT: once its command came)
+    std::signal(SIGPIPE, SIG_DFL);
+    _decolle_lock = open(argv[5], O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (_decolle_lock >= 0)
+        while (flock(_decolle_lock, LOCK_SH) < 0 && errno == EINTR)
+        {
+        }
+    _decolle_pending = open(argv[4], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (_decolle_pending < 0 || dup2(_decolle_pending, 1) < 0)
+        std::_Exit(1);
+    _decolle_served = true;
+    char* child_argv[] = {argv[0], nullptr};
+    const int status = _decolle_main(1, child_argv);
+    std::cout.flush();
+    std::fflush(stdout);
+    if (status == 0)
+        _decolle_reply("ok");  // its results are written: Python reads them while this process ends
+    close(_decolle_replies);
+    std::exit(status);
+}
+
+static int _decolle_status(int status)
+{
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+// a waiting child that ended: "0 lost <status>", and a new one; false when the server should end instead
+static bool _decolle_replace(char** argv, pid_t& child, int& to_child, int status, int& signalled)
+{
+    if (to_child >= 0)
+        close(to_child);
+    to_child = -1;
+    const int code = child > 0 ? _decolle_status(status) : 1;
+    _decolle_run = "0";
+    _decolle_reply("lost " + std::to_string(code));
+    if (code >= 0 || ++signalled >= 3)
+        return false;
+    child = _decolle_fork_child(argv, &to_child);
+    return true;
+}
+
 static int _decolle_serve(char** argv)
 {
-    _decolle_commands = std::atoi(argv[2]);
+    const int commands = std::atoi(argv[2]);
     _decolle_replies = std::atoi(argv[3]);
     _decolle_stdout = dup(1);
-    void* shared = mmap(nullptr, sizeof(long), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (_decolle_stdout < 0 || shared == MAP_FAILED)
+    if (_decolle_stdout < 0 || pipe2(_decolle_ended, O_NONBLOCK | O_CLOEXEC) < 0)
         return 1;
-    _decolle_taken = static_cast<long*>(shared);
+    struct sigaction on_end = {};
+    on_end.sa_handler = _decolle_on_child_end;
+    on_end.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &on_end, nullptr);
     std::signal(SIGINT, SIG_IGN);  // Ctrl-C is for the run in progress; the server ends when COMMANDS does
-    std::signal(SIGPIPE, SIG_IGN);  // a reply nobody reads fails instead of killing
-    const pid_t server = getpid();
-    int signalled = 0;  // children ended by a signal before taking a command, in a row
+    std::signal(SIGPIPE, SIG_IGN);  // writing to a child that died, or a reply nobody reads, fails instead
+    int to_child = -1;
+    pid_t child = _decolle_fork_child(argv, &to_child);
+    int signalled = 0;  // children that ended before their command by a signal, in a row
+    int status = 0;
+    std::string message;
     for (;;)
     {
-        *_decolle_taken = 0;
-        std::cout.flush();
-        std::fflush(stdout);
-        const pid_t child = fork();
-        if (child < 0)
+        struct pollfd ready[2] = {{commands, POLLIN, 0}, {_decolle_ended[0], POLLIN, 0}};
+        if (poll(ready, 2, -1) < 0)
         {
-            _decolle_reply("lost 1");
+            if (errno == EINTR)
+                continue;
             return 1;
         }
-        if (child == 0)
+        if (ready[1].revents)
         {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the server
-            if (getppid() != server)
-                std::_Exit(_DECOLLE_NO_COMMAND);
-            std::signal(SIGPIPE, SIG_DFL);  // as a fresh process has it (SIGINT: once its command came)
-            _decolle_lock = open(argv[5], O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-            if (_decolle_lock >= 0)
-                while (flock(_decolle_lock, LOCK_SH) < 0 && errno == EINTR)
+            char drained[64];
+            while (read(_decolle_ended[0], drained, sizeof drained) > 0)
+            {
+            }
+            if (child > 0 && waitpid(child, &status, WNOHANG) == child
+                && !_decolle_replace(argv, child, to_child, status, signalled))
+                return 0;
+        }
+        if (!ready[0].revents)
+            continue;
+        if (!_decolle_read_message(commands, message))
+            return 0;  // the waiting child ends with the server (its parent-death signal)
+        const std::vector<std::string> fields = _decolle_fields(message);
+        for (;;)  // give it whole to a live child
+        {
+            if (child > 0 && waitpid(child, &status, WNOHANG) == 0)
+            {
+                if (_decolle_write_all(to_child, message))
+                    break;
+                while (waitpid(child, &status, 0) < 0 && errno == EINTR)  // it ended before it had the command
                 {
                 }
-            _decolle_pending = open(argv[4], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-            if (_decolle_pending < 0 || dup2(_decolle_pending, 1) < 0)
-                std::_Exit(1);
-            _decolle_served = true;
-            char* child_argv[] = {argv[0], nullptr};
-            const int status = _decolle_main(1, child_argv);
-            std::cout.flush();
-            std::fflush(stdout);
-            if (status == 0)
-                _decolle_reply("ok");  // its results are written: Python reads them while this process ends
-            close(_decolle_replies);
-            std::exit(status);
+            }
+            if (!_decolle_replace(argv, child, to_child, status, signalled))
+                return 0;
         }
-        int status = 0;
+        close(to_child);
+        to_child = -1;
         while (waitpid(child, &status, 0) < 0 && errno == EINTR)
         {
         }
-        const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-        const long taken = *_decolle_taken;
-        if (taken > 0)
-        {
-            _decolle_run = std::to_string(taken);
-            _decolle_reply("end " + std::to_string(code));
-            signalled = 0;
-            continue;
-        }
-        if (code == _DECOLLE_NO_COMMAND)
-            return 0;
-        _decolle_run = "0";
-        _decolle_reply("lost " + std::to_string(code));
-        if (code > 0 || ++signalled >= 3)
-            return 0;
+        _decolle_run = fields.empty() ? "0" : fields[0];
+        _decolle_reply("end " + std::to_string(_decolle_status(status)));
+        signalled = 0;
+        child = _decolle_fork_child(argv, &to_child);
     }
 }
 
