@@ -90,13 +90,23 @@ def _children(pid: int) -> list[int]:
 
 
 def _waiting_child(server) -> int:
-    """The child forked for the next run (it waits for its command)."""
-    for _ in range(200):
-        children = _children(server._process.pid)
-        if children:
-            return children[0]
-        time.sleep(0.01)
-    raise AssertionError("the server forked no child for the next run")
+    """The child forked for the next run, waiting for its command: the one whose output is the pending file (the
+    last run's child, ending, writes to that run's output)."""
+    pending = os.path.realpath(server.pending_output)
+    found = []
+
+    def waiting() -> bool:
+        for child in _children(server._process.pid):
+            try:
+                if os.path.realpath(f"/proc/{child}/fd/1") == pending:
+                    found.append(child)
+                    return True
+            except OSError:
+                continue
+        return False
+
+    _wait_until(waiting)
+    return found[0]
 
 
 @pytest.mark.standalone
@@ -211,6 +221,36 @@ def test_a_killed_waiting_child_is_replaced(sim):
 
 
 @pytest.mark.standalone
+def test_three_waiting_children_killed_in_a_row_end_the_server(sim):
+    expected = _runs(sim, 1)
+    server = _server(sim)
+    for _ in range(3):
+        victim = _waiting_child(server) if server.alive else None
+        if victim is not None:
+            os.kill(victim, signal.SIGKILL)
+            _wait_until(lambda victim=victim: _ended(victim))
+    _wait_until(lambda: server._process.poll() is not None)  # something kills its runs: it stops forking
+    assert _same(_runs(sim, 1), expected)
+    assert _server(sim) is not server
+
+
+@pytest.mark.standalone
+def test_an_interrupt_while_a_run_waits_kills_the_server(sim, monkeypatch):
+    expected = _runs(sim, 1)
+    server = _server(sim)
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(server), "_status", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _runs(sim, 1)
+    monkeypatch.undo()
+    assert not server.alive and server._process.returncode == -signal.SIGKILL
+    assert _same(_runs(sim, 1), expected)
+
+
+@pytest.mark.standalone
 def test_a_child_reads_the_static_arrays_only_while_no_build_writes_them(sim):
     """A build rewriting a static array in place, leaving its inode, size and time as they were (a copy that keeps
     file times): the server cannot see it, so a child must not read the file half written."""
@@ -220,12 +260,15 @@ def test_a_child_reads_the_static_arrays_only_while_no_build_writes_them(sim):
     path = static / "_static_array__array_readout_synapses1_sources"  # read by the set-up (a run argument's is not)
     content, status = path.read_bytes(), path.stat()
     assert len(content) > 0
+    waiting = _waiting_child(server)
     with build_folder_lock(sim.backend.build_dir, exclusive=True):
-        path.write_bytes(b"\0" * len(content))  # half way through the build's writes
-        os.kill(_waiting_child(server), signal.SIGKILL)  # its successor, forked at once, starts during the build
-        time.sleep(0.3)
-        path.write_bytes(content)
-        os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+        try:
+            path.write_bytes(b"\0" * len(content))  # half way through the build's writes
+            os.kill(waiting, signal.SIGKILL)  # its successor, forked at once, starts during the build
+            time.sleep(0.3)
+        finally:
+            path.write_bytes(content)
+            os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
     assert _same(_runs(sim, 2), expected)
     assert _server(sim) is server
 

@@ -57,6 +57,7 @@ static void _decolle_await_command(std::vector<std::string>& args);
 """
 _launch_lock = threading.Lock()
 _servers: weakref.WeakSet = weakref.WeakSet()  # this process's (a forked one forgets its parent's: _after_fork)
+_starting: set[int] = set()  # the pipe ends of a server being started
 logger = logging.getLogger(__name__)
 
 
@@ -114,6 +115,8 @@ class ServedBinary:
         self._replies = b""
         commands_read, self._commands = os.pipe()
         self._reply_pipe, replies_write = os.pipe()
+        starting = {commands_read, self._commands, self._reply_pipe, replies_write}
+        _starting.update(starting)  # a fork meanwhile closes them (_after_fork)
         try:
             self._process = subprocess.Popen(
                 [BINARY_COMMAND, SERVE_FLAG, str(commands_read), str(replies_write), str(self.pending_output),
@@ -123,6 +126,7 @@ class ServedBinary:
                 os.close(fd)
             raise
         finally:
+            _starting.difference_update(starting)
             os.close(commands_read)
             os.close(replies_write)
         # at exit too (weakref.finalize's default); a forked process drops its copy instead (_after_fork)
@@ -140,27 +144,29 @@ class ServedBinary:
         does; ``stdout`` an open file (its ``name`` is written to) or None (the server's own output)."""
         if command[:2] != [BINARY_COMMAND, "--results_dir"] or len(command) < 3:
             raise ValueError(f"A served binary runs '{BINARY_COMMAND} --results_dir FOLDER ...', not {command[:3]}")
-        self._run += 1
         output = "" if stdout is None else os.path.abspath(stdout.name)
-        fields = [str(self._run), command[2], output, *command[3:]]
+        fields = [str(self._run + 1), command[2], output, *command[3:]]
+        if any("\0" in field for field in fields):
+            raise ValueError("A served binary's arguments cannot hold a NUL character")
+        self._run += 1
         body = b"".join(os.fsencode(field) + b"\0" for field in fields)
         try:
             try:
                 _write_all(self._commands, b"%d\n" % len(body) + body)
             except BrokenPipeError:
                 pass  # it ended: its last words say why
-            status = self._status()
+            status, given = self._status()
         except BaseException:  # e.g. KeyboardInterrupt: the run is abandoned at once, as subprocess.call kills
             self.close(kill=True)
             raise
-        if status != 0:
+        if status != 0 and not given:  # a child given the command printed into the run's output itself
             self._add_pending_output(stdout)
         return status
 
-    def _status(self) -> int:
+    def _status(self) -> tuple[int, bool]:
         """This run's exit status, from the replies (templates/served_main.cpp): its child's "ok", the server's
-        "end" of its child; a child lost before taking the command leaves it to the next, unless the server ended
-        (then that child's status, or -1 when the server was killed)."""
+        "end" of its child; a child lost before it was given the command leaves it to the next, unless the server
+        ended (then that child's status, or -1 when the server was killed); and whether a child was given it."""
         lost = None
         while True:
             line = self._line()
@@ -169,13 +175,13 @@ class ServedBinary:
                     self._process.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
-                return -1 if lost is None else lost
+                return (-1 if lost is None else lost), False
             run, kind, *status = line.split()
             run = int(run)
             if run == self._run and kind == "ok":
-                return 0
+                return 0, True
             if run == self._run and kind == "end":
-                return int(status[0])
+                return int(status[0]), True
             if kind == "lost":
                 lost = int(status[0])
             elif kind == "end" and int(status[0]) != 0:  # an earlier run's child, after its results were written
@@ -236,6 +242,12 @@ def _after_fork() -> None:
     for server in list(_servers):
         server._forget()
     _servers.clear()
+    for fd in list(_starting):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _starting.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +34,9 @@ static int _decolle_pending = -1;  // what the child printed before its command
 static int _decolle_lock = -1;  // the build folder's lock, held shared until the command
 static std::string _decolle_run = "0";
 static int _decolle_ended[2] = {-1, -1};  // the server's own pipe: a byte for every SIGCHLD
+static int _decolle_commands = -1;  // the server's: closed in a child
+static sigset_t _decolle_mask;  // the signal mask the server was started with: a child's, as a fresh process's
+static const size_t _DECOLLE_MAX_COMMAND = 1 << 26;
 
 static void _decolle_on_child_end(int)
 {
@@ -91,6 +95,8 @@ static bool _decolle_read_message(int fd, std::string& message)
     if (c != '\n')
         return false;
     const size_t size = std::strtoul(message.c_str(), nullptr, 10);
+    if (size > _DECOLLE_MAX_COMMAND)
+        return false;
     message.push_back('\n');
     const size_t start = message.size();
     message.resize(start + size);
@@ -142,11 +148,13 @@ static void _decolle_await_command(std::vector<std::string>& args)
     }
     if (output != _decolle_stdout)
         close(output);
+    close(_decolle_stdout);
     char buffer[4096];
     lseek(_decolle_pending, 0, SEEK_SET);
     for (ssize_t got; (got = read(_decolle_pending, buffer, sizeof buffer)) > 0;)
         if (write(1, buffer, (size_t)got) != got)
             break;
+    close(_decolle_pending);
     // from here on a SIGINT stops the run, as it stops a fresh binary's
     std::signal(SIGINT, _int_handler);
 }
@@ -166,7 +174,11 @@ static pid_t _decolle_fork_child(char** argv, int* to_child)
         close(given[0]);
         *to_child = given[1];
         if (child < 0)
+        {
+            std::cerr << "The served binary cannot fork a run: " << std::strerror(errno) << std::endl;
             close(given[1]);
+            *to_child = -1;
+        }
         return child;
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the server
@@ -175,17 +187,24 @@ static pid_t _decolle_fork_child(char** argv, int* to_child)
     close(given[1]);
     close(_decolle_ended[0]);
     close(_decolle_ended[1]);
+    close(_decolle_commands);
     _decolle_given = given[0];
     std::signal(SIGCHLD, SIG_DFL);  // as a fresh process has them (SIGINT: once its command came)
     std::signal(SIGPIPE, SIG_DFL);
-    _decolle_lock = open(argv[5], O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (_decolle_lock >= 0)
-        while (flock(_decolle_lock, LOCK_SH) < 0 && errno == EINTR)
-        {
-        }
+    sigprocmask(SIG_SETMASK, &_decolle_mask, nullptr);
     _decolle_pending = open(argv[4], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (_decolle_pending < 0 || dup2(_decolle_pending, 1) < 0)
         std::_Exit(1);
+    _decolle_lock = open(argv[5], O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (_decolle_lock < 0)
+    {
+        std::cerr << "The served binary cannot open the build folder's lock " << argv[5] << ": "
+                  << std::strerror(errno) << std::endl;
+        std::_Exit(1);
+    }
+    while (flock(_decolle_lock, LOCK_SH) < 0 && errno == EINTR)
+    {
+    }
     _decolle_served = true;
     char* child_argv[] = {argv[0], nullptr};
     const int status = _decolle_main(1, child_argv);
@@ -195,6 +214,22 @@ static pid_t _decolle_fork_child(char** argv, int* to_child)
         _decolle_reply("ok");  // its results are written: Python reads them while this process ends
     close(_decolle_replies);
     std::exit(status);
+}
+
+// what a child printed before its command, into the run's output (""= the server's standard output)
+static void _decolle_pass_on_pending(const char* pending, const std::string& output)
+{
+    const int from = open(pending, O_RDONLY | O_CLOEXEC);
+    const int to = output.empty() ? dup(_decolle_stdout)
+                                  : open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    char buffer[4096];
+    for (ssize_t got; from >= 0 && to >= 0 && (got = read(from, buffer, sizeof buffer)) > 0;)
+        if (!_decolle_write_all(to, std::string(buffer, (size_t)got)))
+            break;
+    if (from >= 0)
+        close(from);
+    if (to >= 0)
+        close(to);
 }
 
 static int _decolle_status(int status)
@@ -219,7 +254,7 @@ static bool _decolle_replace(char** argv, pid_t& child, int& to_child, int statu
 
 static int _decolle_serve(char** argv)
 {
-    const int commands = std::atoi(argv[2]);
+    const int commands = _decolle_commands = std::atoi(argv[2]);
     _decolle_replies = std::atoi(argv[3]);
     _decolle_stdout = dup(1);
     if (_decolle_stdout < 0 || pipe2(_decolle_ended, O_NONBLOCK | O_CLOEXEC) < 0)
@@ -228,6 +263,10 @@ static int _decolle_serve(char** argv)
     on_end.sa_handler = _decolle_on_child_end;
     on_end.sa_flags = SA_RESTART | SA_NOCLDSTOP;
     sigaction(SIGCHLD, &on_end, nullptr);
+    sigset_t child_ends;
+    sigemptyset(&child_ends);
+    sigaddset(&child_ends, SIGCHLD);
+    sigprocmask(SIG_UNBLOCK, &child_ends, &_decolle_mask);  // the starting thread's mask may block it
     std::signal(SIGINT, SIG_IGN);  // Ctrl-C is for the run in progress; the server ends when COMMANDS does
     std::signal(SIGPIPE, SIG_IGN);  // writing to a child that died, or a reply nobody reads, fails instead
     int to_child = -1;
@@ -259,24 +298,38 @@ static int _decolle_serve(char** argv)
         if (!_decolle_read_message(commands, message))
             return 0;  // the waiting child ends with the server (its parent-death signal)
         const std::vector<std::string> fields = _decolle_fields(message);
-        for (;;)  // give it whole to a live child
+        int unread = 0;
+        for (;;)  // give it whole to a live child, until one has read it
         {
             if (child > 0 && waitpid(child, &status, WNOHANG) == 0)
             {
                 if (_decolle_write_all(to_child, message))
-                    break;
-                while (waitpid(child, &status, 0) < 0 && errno == EINTR)  // it ended before it had the command
                 {
+                    while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+                    {
+                    }
+                    // the command still in its pipe: the child ended in its set-up, before the run
+                    if (ioctl(to_child, FIONREAD, &unread) != 0)
+                        unread = 0;
+                    if (unread == 0 || !WIFSIGNALED(status))
+                        break;  // its run ended (or its set-up failed: the run's failure, every child's alike)
+                }
+                else
+                {
+                    kill(child, SIGKILL);  // it ended, or is ending, before it had the command whole
+                    while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+                    {
+                    }
                 }
             }
+            // killed before it read its command (from outside): the next child gets it
             if (!_decolle_replace(argv, child, to_child, status, signalled))
                 return 0;
         }
+        if (unread > 0 && fields.size() >= 3)  // its printing was not passed on to the run's output
+            _decolle_pass_on_pending(argv[4], fields[2]);
         close(to_child);
         to_child = -1;
-        while (waitpid(child, &status, 0) < 0 && errno == EINTR)
-        {
-        }
         _decolle_run = fields.empty() ? "0" : fields[0];
         _decolle_reply("end " + std::to_string(_decolle_status(status)));
         signalled = 0;
