@@ -6,12 +6,14 @@ for the 1.25 M synapses of the dense 2048-500-500 benchmark network), and only t
 the network run; after writing its results the process frees everything and ends, and only then does Python go on.
 None of this depends on the run's values, and all of it was on the training loop's critical path.
 
-Served (:class:`ServedBinary`), the same binary starts once, as ``main --decolle-serve COMMANDS REPLIES PENDING``,
-and forks one child per run. A child is the binary exactly as a fresh process runs it (Brian's ``main`` from its
-first line, in a copy of a process that has run nothing), so every run computes what a fresh process computes:
+Served (:class:`ServedBinary`), the same binary starts once, as ``main --decolle-serve COMMANDS REPLIES PENDING
+LOCK``, and forks one child per run. A child is the binary exactly as a fresh process runs it (Brian's ``main`` from
+its first line, in a copy of a process that has run nothing), so every run computes what a fresh process computes:
 the equivalence tests run through it. The child does everything before the run's values while Python still reads
-the previous run's outputs, then waits for its command (results folder, output file, ``name=value`` arguments);
-it replies as soon as its results are written, so freeing its memory and ending overlap Python's work too. The
+the previous run's outputs (reading the static arrays with the build folder's LOCK held shared), then waits until
+the server, the only reader of COMMANDS, gives it its command whole (results folder, output file, ``name=value``
+arguments) on a pipe of its own; it replies as soon as its results are written, so freeing its memory and ending
+overlap Python's work too. The
 C++ side is ``templates/served_main.cpp``, spliced into Brian's generated ``main.cpp`` by :func:`served_main`
 (Brian's ``main`` renamed, one call before ``set_from_command_line``); without ``--decolle-serve`` the binary
 runs as before.
