@@ -225,11 +225,7 @@ class ServedBinary:
         """In a forked process: close this copy's pipe ends (the server's end of input must not wait for this
         process) and never use or stop the parent's server."""
         if self._finalizer.detach() is not None:
-            for fd in (self._commands, self._reply_pipe):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            _close_quietly((self._commands, self._reply_pipe))
 
 
 def close_servers() -> None:
@@ -244,11 +240,7 @@ def _after_fork() -> None:
     for server in list(_servers):
         server._forget()
     _servers.clear()
-    for fd in list(_starting):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    _close_quietly(list(_starting))
     _starting.clear()
 
 
@@ -261,12 +253,16 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _stop(process: subprocess.Popen, commands: int, replies: int) -> None:
-    for fd in (commands, replies):
+def _close_quietly(fds) -> None:
+    for fd in fds:
         try:
             os.close(fd)
         except OSError:
-            pass
+            pass  # closed already
+
+
+def _stop(process: subprocess.Popen, commands: int, replies: int) -> None:
+    _close_quietly((commands, replies))
     try:
         process.wait(timeout=5)
     except subprocess.TimeoutExpired:
